@@ -1,0 +1,111 @@
+"""Core data types and shape conventions.
+
+Shapes: N transitions, `obs_dim` observation size, `act_dim` action size.
+Host-side datasets are NumPy; device-side batches are JAX pytrees.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, NamedTuple
+
+import jax.numpy as jnp
+import numpy as np
+
+
+class DataError(ValueError):
+    """Bad or unreadable input data. The CLI turns it into a one-line error and exit code 2."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Dataset:
+    """An offline dataset of transitions, in D4RL's "q-learning" view.
+
+    Attributes:
+      observations: (N, obs_dim) float32.
+      actions: (N, act_dim) float32.
+      rewards: (N,) float32.
+      next_observations: (N, obs_dim) float32.
+      terminals: (N,) float32, 1.0 where the episode ended in a true terminal state
+        (the bootstrap is cut).
+      timeouts: (N,) bool, True where the episode was truncated after this transition
+        (the bootstrap is *not* cut; these are kept only when a real next observation exists).
+      episode_ends: (N,) bool, True on the last transition of each episode (terminal,
+        timeout, or a break in the data). Episode i spans (prev end, this end].
+      metadata: free-form facts about the data: `env_id`, `name`, `source`,
+        `ref_min_score`, `ref_max_score`, ...
+    """
+
+    observations: np.ndarray
+    actions: np.ndarray
+    rewards: np.ndarray
+    next_observations: np.ndarray
+    terminals: np.ndarray
+    timeouts: np.ndarray
+    episode_ends: np.ndarray
+    metadata: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    def __post_init__(self):
+        n = len(self.observations)
+        for name in ("actions", "rewards", "next_observations", "terminals", "timeouts",
+                     "episode_ends"):
+            if len(getattr(self, name)) != n:
+                raise DataError(
+                    f"field '{name}' has {len(getattr(self, name))} rows, observations have {n}")
+        if self.observations.ndim != 2 or self.actions.ndim != 2:
+            raise DataError(
+                "observations and actions must be 2-D (N, dim), got "
+                f"{self.observations.shape} and {self.actions.shape}")
+        if self.next_observations.shape != self.observations.shape:
+            raise DataError(
+                f"next_observations shape {self.next_observations.shape} != observations "
+                f"shape {self.observations.shape}")
+        if n == 0:
+            raise DataError("dataset has no transitions")
+
+    def __len__(self) -> int:
+        return len(self.observations)
+
+    @property
+    def obs_dim(self) -> int:
+        return self.observations.shape[1]
+
+    @property
+    def act_dim(self) -> int:
+        return self.actions.shape[1]
+
+    def take(self, index: np.ndarray, **metadata: Any) -> Dataset:
+        """Rows `index` (sorted indices keep episode order), with extra metadata merged in."""
+        return Dataset(
+            observations=self.observations[index],
+            actions=self.actions[index],
+            rewards=self.rewards[index],
+            next_observations=self.next_observations[index],
+            terminals=self.terminals[index],
+            timeouts=self.timeouts[index],
+            episode_ends=self.episode_ends[index],
+            metadata={**self.metadata, **metadata},
+        )
+
+    def episode_returns(self) -> np.ndarray:
+        """Undiscounted return of each (possibly partial) episode, in order."""
+        ends = np.flatnonzero(self.episode_ends)
+        if len(ends) == 0 or ends[-1] != len(self) - 1:
+            ends = np.append(ends, len(self) - 1)
+        csum = np.concatenate([[0.0], np.cumsum(self.rewards, dtype=np.float64)])
+        starts = np.concatenate([[0], ends[:-1] + 1])
+        return csum[ends + 1] - csum[starts]
+
+
+class Batch(NamedTuple):
+    """A device-side batch of transitions (TD naming: t-1 is the current step).
+
+    obs_tm1: (B, obs_dim); a_tm1: (B, act_dim); r_t: (B,); obs_t: (B, obs_dim);
+    discount_t: (B,) is 1 - terminal (γ is applied by the algorithm).
+    """
+
+    obs_tm1: jnp.ndarray
+    a_tm1: jnp.ndarray
+    r_t: jnp.ndarray
+    obs_t: jnp.ndarray
+    discount_t: jnp.ndarray
