@@ -1,0 +1,201 @@
+"""Empirical neural tangent kernel (NTK) of a critic: per-sample gradients and Gram blocks.
+
+Notation (SPEC §2): φ(x) = ∇_θ Q_θ(x) ∈ R^P, Φ(X) ∈ R^{N×P}, G(U, V) = Φ(U) Φ(V)ᵀ.
+
+Two paths:
+
+* Generic, for any pure `q(params, obs, act) -> (N,)`: `per_sample_grads` (vmap of grad,
+  no Python loop over samples) and `gram`, which never holds more than `chunk_size` rows of
+  Φ: it linearises q once on V and pushes each chunk of U's gradients through that JVP, so
+  G(U, V)[i, :] = J_V φ(u_i). Memory O(chunk_size·P + N·activations), flops ≈ N_U·N_V·P.
+* Fast exact path for seemrl MLP critics (`QNetwork(config)` parameters): a Dense layer with
+  input h and backprop signal δ = ∂Q/∂z has ∂Q/∂W = h δᵀ and ∂Q/∂b = δ, so its Gram
+  contribution is (H_U H_Vᵀ + 1) ⊙ (Δ_U Δ_Vᵀ); a LayerNorm n = x̂·s + β with g = ∂Q/∂n adds
+  (X̂_U⊙G_U)(X̂_V⊙G_V)ᵀ + G_U G_Vᵀ. Only activations of width ~256 are kept, never Φ, so it
+  costs ≈ N_U·N_V·Σwidths flops instead of N_U·N_V·P (tens of times less for 256-256).
+
+`scale=True` divides every per-sample gradient by √P (the authors' convention), i.e. G by P.
+SEEM normalised by ‖A‖_F is invariant to it; the raw eigenvalue is not.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from seemrl.networks import ACTIVATIONS, MLPConfig
+
+QFn = Callable[[Any, jnp.ndarray, jnp.ndarray], jnp.ndarray]
+
+
+def num_params(params) -> int:
+    """P, the number of scalar parameters in a pytree."""
+    return int(sum(x.size for x in jax.tree.leaves(params)))
+
+
+def _single_grad(q: QFn) -> Callable:
+    """φ(x) for one sample: grad of q on a batch of one (q only has to accept batches)."""
+
+    def q_one(params, o, a):
+        return q(params, o[None], a[None])[0]
+
+    return jax.grad(q_one)
+
+
+def _flatten_rows(tree) -> jnp.ndarray:
+    """A pytree whose leaves have a leading N axis -> (N, P), leaves in tree order."""
+    leaves = jax.tree.leaves(tree)
+    return jnp.concatenate([x.reshape(x.shape[0], -1) for x in leaves], axis=1)
+
+
+def per_sample_grads(q: QFn, params, obs: jnp.ndarray, act: jnp.ndarray, *,
+                     scale: bool = False, chunk_size: int | None = None) -> jnp.ndarray:
+    """Φ(X): per-sample gradients of Q, vectorised with vmap(grad).
+
+    Args:
+      q: pure q(params, obs (N, obs_dim), act (N, act_dim)) -> (N,).
+      params: parameter pytree of q.
+      obs: (N, obs_dim). act: (N, act_dim).
+      scale: divide each row by √P.
+      chunk_size: compute rows in vmapped chunks of this size (bounds intermediate memory);
+        None = all at once.
+
+    Returns:
+      (N, P) float array, columns in `jax.tree.leaves(params)` order.
+    """
+    g = _single_grad(q)
+
+    def row(oa):
+        return jnp.concatenate([x.ravel() for x in jax.tree.leaves(g(params, oa[0], oa[1]))])
+
+    if chunk_size is None:
+        phi = _flatten_rows(jax.vmap(g, in_axes=(None, 0, 0))(params, obs, act))
+    else:
+        phi = jax.lax.map(row, (obs, act), batch_size=min(chunk_size, obs.shape[0]))
+    return phi / jnp.sqrt(num_params(params)) if scale else phi
+
+
+def gram(q: QFn, params, obs_u: jnp.ndarray, act_u: jnp.ndarray,
+         obs_v: jnp.ndarray | None = None, act_v: jnp.ndarray | None = None, *,
+         scale: bool = False, chunk_size: int = 256) -> jnp.ndarray:
+    """G(U, V) = Φ(U) Φ(V)ᵀ without materialising Φ.
+
+    Each chunk of `chunk_size` rows of Φ(U) is pushed through the JVP of q linearised on V,
+    so peak memory is O(chunk_size·P) plus V's activations.
+
+    Args:
+      q: pure q(params, obs, act) -> (N,).
+      obs_u: (N_U, obs_dim). act_u: (N_U, act_dim).
+      obs_v, act_v: (N_V, ·); default U.
+      scale: divide per-sample gradients by √P (G by P).
+      chunk_size: rows of Φ(U) held at once.
+
+    Returns:
+      (N_U, N_V).
+    """
+    if obs_v is None:
+        obs_v, act_v = obs_u, act_u
+    _, jvp_v = jax.linearize(lambda p: q(p, obs_v, act_v), params)
+    g = _single_grad(q)
+
+    def row(oa):
+        return jvp_v(g(params, oa[0], oa[1]))
+
+    G = jax.lax.map(row, (obs_u, act_u), batch_size=min(chunk_size, obs_u.shape[0]))
+    return G / num_params(params) if scale else G
+
+
+# ---------------------------------------------------------------- fast path for MLP critics
+
+
+def _mlp_tree(params) -> dict:
+    """Accept {"params": {"mlp": ...}}, {"mlp": ...} (QNetwork) or the MLP dict itself."""
+    if "params" in params:
+        params = params["params"]
+    return params["mlp"] if "mlp" in params else params
+
+
+def _standardize(x: jnp.ndarray, eps: float = 1e-6) -> jnp.ndarray:
+    """x̂ exactly as flax.linen.LayerNorm computes it (fast variance, clamped at 0)."""
+    mean = jnp.mean(x, axis=-1, keepdims=True)
+    var = jnp.maximum(jnp.mean(jnp.square(x), axis=-1, keepdims=True) - jnp.square(mean), 0.0)
+    return (x - mean) * jax.lax.rsqrt(var + eps)
+
+
+def mlp_features(config: MLPConfig, params, obs: jnp.ndarray, act: jnp.ndarray) -> dict:
+    """Activations and backprop signals of a `QNetwork(config)`, all the fast Gram needs.
+
+    Re-runs the network's forward pass with zero perturbations added after every Dense and
+    LayerNorm; the gradient of ΣQ with respect to them is each sample's δ (samples do not
+    interact, so one backward pass gives all N signals).
+
+    Args:
+      config: the critic's MLPConfig.
+      params: parameters of one QNetwork head (see `_mlp_tree` for accepted nesting).
+      obs: (N, obs_dim). act: (N, act_dim).
+
+    Returns:
+      dict with "q" (N,), "inputs" [(N, fan_in_i)] for every Dense incl. "out",
+      "deltas" [(N, width_i)] for hidden Dense layers, and for each normed layer i
+      "xhat"[i], "g"[i]: (N, width_i).
+    """
+    p = _mlp_tree(params)
+    act_fn = ACTIVATIONS[config.activation]
+    x = jnp.concatenate([obs, act], axis=-1)
+    n = x.shape[0]
+    normed = [i for i in range(len(config.hidden)) if config.normed(i)]
+    zeros = {"dense": [jnp.zeros((n, w), x.dtype) for w in config.hidden],
+             "norm": {i: jnp.zeros((n, config.hidden[i]), x.dtype) for i in normed}}
+
+    def forward(perts):
+        inputs, xhats, h = [], {}, x
+        for i, _ in enumerate(config.hidden):
+            inputs.append(h)
+            dense = p[f"dense_{i}"]
+            z = h @ dense["kernel"] + (dense["bias"] if config.use_bias else 0.0)
+            z = z + perts["dense"][i]
+            if i in perts["norm"]:
+                pre = z if config.placement == "before" else act_fn(z)
+                xhat = _standardize(pre)
+                ln = p[f"norm_{i}"]
+                out = xhat * ln["scale"] + ln["bias"] + perts["norm"][i]
+                xhats[i] = xhat
+                h = act_fn(out) if config.placement == "before" else out
+            else:
+                h = act_fn(z)
+        inputs.append(h)
+        q = (h @ p["out"]["kernel"])[:, 0] + (p["out"]["bias"][0] if config.use_bias else 0.0)
+        return q.sum(), (q, inputs, xhats)
+
+    signals, (q, inputs, xhats) = jax.grad(forward, has_aux=True)(zeros)
+    return {"q": q, "inputs": inputs, "deltas": signals["dense"], "xhat": xhats,
+            "g": signals["norm"]}
+
+
+def mlp_gram_from_features(config: MLPConfig, fu: dict, fv: dict) -> jnp.ndarray:
+    """G(U, V) from two `mlp_features` results (unscaled): (N_U, N_V)."""
+    b = 1.0 if config.use_bias else 0.0
+    # Output layer: its backprop signal is 1 for every sample.
+    G = fu["inputs"][-1] @ fv["inputs"][-1].T + b
+    for i in range(len(config.hidden)):
+        G = G + (fu["inputs"][i] @ fv["inputs"][i].T + b) * (fu["deltas"][i] @ fv["deltas"][i].T)
+    for i in fu["g"]:
+        sg_u, sg_v = fu["xhat"][i] * fu["g"][i], fv["xhat"][i] * fv["g"][i]
+        G = G + sg_u @ sg_v.T + fu["g"][i] @ fv["g"][i].T
+    return G
+
+
+def mlp_gram(config: MLPConfig, params, obs_u: jnp.ndarray, act_u: jnp.ndarray,
+             obs_v: jnp.ndarray | None = None, act_v: jnp.ndarray | None = None, *,
+             scale: bool = False) -> jnp.ndarray:
+    """Fast exact G(U, V) for one `QNetwork(config)` head: (N_U, N_V).
+
+    Equals `gram(q, params, ...)` for q = QNetwork(config).apply to float32 precision.
+    """
+    fu = mlp_features(config, params, obs_u, act_u)
+    fv = fu if obs_v is None else mlp_features(config, params, obs_v, act_v)
+    G = mlp_gram_from_features(config, fu, fv)
+    return G / num_params(_mlp_tree(params)) if scale else G

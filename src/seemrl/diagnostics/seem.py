@@ -1,0 +1,278 @@
+"""SEEM, the Self-Excite Eigenvalue Measure (SPEC §2).
+
+    A = γ · diag(c) · G(X*, X) − G(X, X),   SEEM_raw = max Re λ(A),   SEEM = SEEM_raw / ‖A‖_F
+
+with X = [(s_i, a_i)], X* = [(s'_i, π(s'_i))] and c = 1 − d (terminal mask) or c = 1.
+
+Terminal mask default: masked **iff `done` is given**. Why: the linearised TD dynamics that
+SEEM is derived from, e' = (I + η/N · A_d) e, have the target r + γ(1−d)Q(X*), so A_d (masked)
+is the operator that actually multiplies the residual. The authors did not mask; pass
+`done=None` to reproduce their numbers (on locomotion data < 1 % of transitions are terminal,
+so the two rarely differ).
+
+Computation: A = B Φ(X)ᵀ with rows b_i = ∇_θ[γ c_i Q(x*_i) − Q(x_i)] — one per-sample gradient
+per row and one JVP of Q linearised on X, i.e. half the work of forming both Gram blocks.
+
+* method="dense": A formed (chunked, never Φ), eigen-decomposed on the host in float64
+  (numpy's non-symmetric LAPACK geev); O(N²P + N³).
+* method="matrix_free": A·v = γ c ⊙ Φ*(Φᵀv) − Φ(Φᵀv) by one VJP and two JVPs; the rightmost
+  eigenvalue by implicitly restarted Arnoldi (ARPACK, scipy `eigs(which="LR")`); ‖A‖_F² =
+  tr(AᵀA) by a Hutch++-style randomised estimator (exact on a sketched top subspace plus
+  Hutchinson on the rest), which is near exact because NTK Grams have fast-decaying spectra.
+  O(N·P) memory; use it when N² floats or N³ flops are too much.
+* method="auto": dense for N ≤ 4096, else matrix-free.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from seemrl.diagnostics import ntk
+from seemrl.networks import MLPConfig, head_params
+
+AUTO_DENSE_MAX_N = 4096
+
+
+@dataclasses.dataclass(frozen=True)
+class SeemResult:
+    """One SEEM measurement.
+
+    Attributes:
+      normalized: max Re λ(A) / ‖A‖_F (the authors' plotted SEEM; scale-invariant).
+      raw: max Re λ(A).
+      frobenius: ‖A‖_F (estimated for method="matrix_free").
+      eigenvalue: the eigenvalue with the largest real part (complex).
+      eigenvector: (N,) unit eigenvector of that eigenvalue (complex if λ is not real).
+      method: "dense" or "matrix_free".
+    """
+
+    normalized: float
+    raw: float
+    frobenius: float
+    eigenvalue: complex
+    eigenvector: np.ndarray
+    method: str
+
+
+def _mask(gamma: float, done, n: int) -> jnp.ndarray:
+    """(N,) γ·(1 − d), or γ everywhere when done is None (the authors' unmasked A)."""
+    if done is None:
+        return jnp.full((n,), gamma, jnp.float32)
+    return gamma * (1.0 - jnp.asarray(done, jnp.float32))
+
+
+def seem_matrix(q: ntk.QFn, params, obs, act, next_obs, next_act, gamma: float = 0.99,
+                done=None, *, scale: bool = False, chunk_size: int = 256) -> jnp.ndarray:
+    """A = γ diag(1−d) G(X*, X) − G(X, X) for any pure q, chunked: (N, N).
+
+    Args:
+      q: pure q(params, obs (N, ·), act (N, ·)) -> (N,).
+      obs, act: X, (N, obs_dim), (N, act_dim). next_obs, next_act: X*, same shapes.
+      gamma: discount. done: (N,) terminal flags or None (no mask).
+      scale: divide per-sample gradients by √P. chunk_size: rows of B held at once.
+    """
+    c = _mask(gamma, done, obs.shape[0])
+    _, jvp_x = jax.linearize(lambda p: q(p, obs, act), params)
+
+    def td_q(p, o, a, os, as_, ci):
+        return ci * q(p, os[None], as_[None])[0] - q(p, o[None], a[None])[0]
+
+    grad_b = jax.grad(td_q)
+
+    def row(xs):
+        return jvp_x(grad_b(params, *xs))
+
+    A = jax.lax.map(row, (obs, act, next_obs, next_act, c),
+                    batch_size=min(chunk_size, obs.shape[0]))
+    return A / ntk.num_params(params) if scale else A
+
+
+def seem_from_matrix(A) -> SeemResult:
+    """Dense SEEM of a given A (N, N), eigen-decomposed on the host in float64."""
+    A = np.asarray(A, np.float64)
+    w, v = np.linalg.eig(A)
+    k = int(np.argmax(w.real))
+    vec = v[:, k] / np.linalg.norm(v[:, k])
+    if np.all(vec.imag == 0):
+        vec = vec.real
+    fro = float(np.linalg.norm(A))
+    raw = float(w[k].real)
+    return SeemResult(normalized=raw / fro if fro > 0 else 0.0, raw=raw, frobenius=fro,
+                      eigenvalue=complex(w[k]), eigenvector=vec, method="dense")
+
+
+def _host_max_real_eig(A: np.ndarray) -> np.ndarray:
+    w = np.linalg.eigvals(np.asarray(A, np.float64))
+    return np.max(w.real, axis=-1).astype(np.float32)
+
+
+def max_real_eig(A: jnp.ndarray) -> jnp.ndarray:
+    """max Re λ(A) inside jit / vmap: (..., N, N) -> (...).
+
+    A host callback to numpy (float64 LAPACK geev), so it works on every backend;
+    under vmap the host receives the whole stack at once.
+    """
+    out = jax.ShapeDtypeStruct(A.shape[:-2], jnp.float32)
+    return jax.pure_callback(_host_max_real_eig, out, A, vmap_method="broadcast_all")
+
+
+# ----------------------------------------------------------------------------- matrix-free
+
+
+def _linear_ops(q, params, obs, act, next_obs, next_act, c, scale):
+    """matvec v -> A v and rmatvec u -> Aᵀ u through JVP/VJP (never forming Φ or A)."""
+    s = 1.0 / ntk.num_params(params) if scale else 1.0
+
+    def phi_x(p):
+        return q(p, obs, act)
+
+    def phi_s(p):
+        return q(p, next_obs, next_act)
+
+    def matvec(v):
+        w = jax.vjp(phi_x, params)[1](v)[0]                     # Φᵀ v
+        return s * (c * jax.jvp(phi_s, (params,), (w,))[1] - jax.jvp(phi_x, (params,), (w,))[1])
+
+    def rmatvec(u):
+        # Aᵀ u = Φ (Φ*ᵀ (c u) − Φᵀ u)
+        w_s = jax.vjp(phi_s, params)[1](c * u)[0]
+        w_x = jax.vjp(phi_x, params)[1](u)[0]
+        w = jax.tree.map(jnp.subtract, w_s, w_x)
+        return s * jax.jvp(phi_x, (params,), (w,))[1]
+
+    return matvec, rmatvec
+
+
+def frobenius_estimate(matmat: Callable, rmatmat: Callable, n: int, *, rank: int = 64,
+                       probes: int = 32, seed: int = 0) -> float:
+    """‖A‖_F from products only (Hutch++-style estimator of tr(AᵀA)).
+
+    With Q an orthonormal basis of AᵀA Ω (Ω: n×rank Rademacher), tr(AᵀA) = ‖AQ‖_F² +
+    ‖A(I − QQᵀ)‖_F²; the first term is exact, the second is Hutchinson's E‖A(I−QQᵀ)z‖².
+    Exact when rank ≥ n.
+
+    Args:
+      matmat: (n, k) -> A @ X. rmatmat: (n, k) -> Aᵀ @ X. n: size of A.
+      rank: sketch size. probes: Hutchinson vectors for the residual. seed: RNG seed.
+    """
+    rng = np.random.default_rng(seed)
+    if rank >= n:
+        return float(np.linalg.norm(matmat(np.eye(n))))
+    omega = rng.choice([-1.0, 1.0], size=(n, rank))
+    basis, _ = np.linalg.qr(rmatmat(matmat(omega)))
+    exact = np.sum(matmat(basis) ** 2)
+    z = rng.choice([-1.0, 1.0], size=(n, probes))
+    z = z - basis @ (basis.T @ z)
+    resid = np.sum(matmat(z) ** 2) / probes
+    return float(np.sqrt(exact + resid))
+
+
+def seem_matrix_free(q: ntk.QFn, params, obs, act, next_obs, next_act, gamma: float = 0.99,
+                     done=None, *, scale: bool = False, tol: float = 1e-6, ncv: int = 40,
+                     rank: int = 64, probes: int = 32, seed: int = 0) -> SeemResult:
+    """SEEM without forming A: ARPACK Arnoldi for the rightmost eigenvalue, sketched ‖A‖_F.
+
+    Args: as `seem`, plus `tol` (ARPACK relative tolerance), `ncv` (Krylov basis size),
+    `rank`/`probes` (Frobenius estimator, see `frobenius_estimate`), `seed`.
+    """
+    from scipy.sparse.linalg import LinearOperator, eigs
+
+    n = obs.shape[0]
+    c = _mask(gamma, done, n)
+    matvec, rmatvec = _linear_ops(q, params, obs, act, next_obs, next_act, c, scale)
+    mv = jax.jit(matvec)
+    mm = jax.jit(jax.vmap(matvec, in_axes=1, out_axes=1))
+    rmm = jax.jit(jax.vmap(rmatvec, in_axes=1, out_axes=1))
+
+    def host(f):
+        return lambda x: np.asarray(f(jnp.asarray(x, jnp.float32)), np.float64)
+
+    op = LinearOperator((n, n), matvec=host(mv), dtype=np.float64)
+    v0 = np.random.default_rng(seed).standard_normal(n)
+    w, v = eigs(op, k=1, which="LR", tol=tol, ncv=min(ncv, n), v0=v0, maxiter=50 * n)
+    vec = v[:, 0] / np.linalg.norm(v[:, 0])
+    if np.all(np.abs(vec.imag) < 1e-12):
+        vec = vec.real
+    fro = frobenius_estimate(host(mm), host(rmm), n, rank=rank, probes=probes, seed=seed)
+    raw = float(w[0].real)
+    return SeemResult(normalized=raw / fro if fro > 0 else 0.0, raw=raw, frobenius=fro,
+                      eigenvalue=complex(w[0]), eigenvector=vec, method="matrix_free")
+
+
+# ------------------------------------------------------------------------------ public API
+
+
+def seem(q: ntk.QFn, params, obs, act, next_obs, next_act, gamma: float = 0.99, done=None,
+         method: str = "auto", *, scale: bool = False, chunk_size: int = 256,
+         **matrix_free_kwargs) -> SeemResult:
+    """SEEM of any pure JAX critic on a probe batch.
+
+    Args:
+      q: pure q(params, obs (N, obs_dim), act (N, act_dim)) -> (N,).
+      params: q's parameters.
+      obs, act: the probe's (s_i, a_i). next_obs, next_act: (s'_i, π(s'_i)).
+      gamma: discount γ.
+      done: (N,) terminal flags: when given, the γ term is masked by (1 − d) (see module doc);
+        None reproduces the authors' unmasked A.
+      method: "dense" | "matrix_free" | "auto" (dense for N ≤ 4096).
+      scale: divide per-sample gradients by √P (authors' convention; changes only `raw`).
+      chunk_size: rows processed at once by the dense path (bounds memory at ~chunk·P).
+      **matrix_free_kwargs: tol, ncv, rank, probes, seed for `seem_matrix_free`.
+
+    Returns:
+      SeemResult with .normalized, .raw, .frobenius, .eigenvalue, .eigenvector.
+    """
+    if method == "auto":
+        method = "dense" if obs.shape[0] <= AUTO_DENSE_MAX_N else "matrix_free"
+    if method == "dense":
+        A = seem_matrix(q, params, obs, act, next_obs, next_act, gamma, done, scale=scale,
+                        chunk_size=chunk_size)
+        return seem_from_matrix(A)
+    if method == "matrix_free":
+        return seem_matrix_free(q, params, obs, act, next_obs, next_act, gamma, done,
+                                scale=scale, **matrix_free_kwargs)
+    raise ValueError(f"unknown method '{method}' (dense | matrix_free | auto)")
+
+
+def mlp_seem_matrix(config: MLPConfig, params, obs, act, next_obs, next_act,
+                    gamma: float = 0.99, done=None, *, scale: bool = False) -> jnp.ndarray:
+    """A for one `QNetwork(config)` head by the fast exact NTK path (jittable): (N, N)."""
+    fx = ntk.mlp_features(config, params, obs, act)
+    fs = ntk.mlp_features(config, params, next_obs, next_act)
+    c = _mask(gamma, done, obs.shape[0])
+    A = c[:, None] * ntk.mlp_gram_from_features(config, fs, fx)
+    A = A - ntk.mlp_gram_from_features(config, fx, fx)
+    return A / ntk.num_params(ntk._mlp_tree(params)) if scale else A
+
+
+def seem_mlp(config: MLPConfig, params, obs, act, next_obs, next_act, gamma: float = 0.99,
+             done=None, *, scale: bool = False) -> SeemResult:
+    """Dense SEEM of one seemrl MLP critic head via the fast NTK path.
+
+    Args:
+      config: the critic's MLPConfig.
+      params: one head's parameters (`networks.head_params(critic_params, h)` or
+        `QNetwork(config).init(...)`).
+      Others: as `seem`.
+    """
+    A = jax.jit(mlp_seem_matrix, static_argnums=0, static_argnames="scale")(
+        config, params, obs, act, next_obs, next_act, gamma, done, scale=scale)
+    return seem_from_matrix(A)
+
+
+def seem_heads(config: MLPConfig, critic_params, obs, act, next_obs, next_act,
+               gamma: float = 0.99, done=None, *, heads: Sequence[int] | None = None,
+               scale: bool = False) -> list[SeemResult]:
+    """SEEM of each selected head of a `Critic` ensemble (heads=None: all of them).
+
+    The authors measured head 0 only; TD3's target is min over heads, so look at all.
+    """
+    if heads is None:
+        heads = range(jax.tree.leaves(critic_params)[0].shape[0])
+    return [seem_mlp(config, head_params(critic_params, h), obs, act, next_obs, next_act,
+                     gamma, done, scale=scale) for h in heads]
