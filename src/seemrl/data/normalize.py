@@ -41,6 +41,10 @@ class Normalizer:
         # Frozen: store the float32 copies without going through __setattr__.
         object.__setattr__(self, "mean", mean)
         object.__setattr__(self, "std", std)
+        # Multiplying by a host-computed reciprocal, not dividing: XLA's float32 division may
+        # differ from NumPy's in the last bit, while subtract and multiply are exact IEEE ops
+        # in both, so NumPy, JAX and jitted JAX give bit-identical normalised states.
+        object.__setattr__(self, "_inv_std", (np.float32(1.0) / std).astype(np.float32))
 
     @classmethod
     def fit(cls, obs: np.ndarray, eps: float = EPS) -> Normalizer:
@@ -60,12 +64,15 @@ class Normalizer:
         return self.mean.shape[0]
 
     def normalize(self, obs: Any) -> Any:
-        """(..., obs_dim) -> (..., obs_dim). NumPy in, NumPy out; JAX in (also traced under
-        jit), JAX out; the same float32 arithmetic either way."""
-        return (obs - self.mean) / self.std
+        """(..., obs_dim) -> (..., obs_dim): (obs - mean) * (1 / std).
+
+        NumPy in, NumPy out; JAX in (also traced under jit), JAX out; bit-identical results
+        for float32 input either way."""
+        return (obs - self.mean) * self._inv_std
 
     def denormalize(self, obs: Any) -> Any:
-        """Inverse of `normalize`: obs * std + mean."""
+        """Inverse of `normalize` up to float rounding: obs * std + mean (under jit XLA may
+        fuse this into one FMA, so it is not bit-identical across backends)."""
         return obs * self.std + self.mean
 
     def to_dict(self) -> dict[str, list[float]]:
