@@ -233,3 +233,24 @@ def test_describe_and_print_info(tmp_path, raw):
     print_info(ds, console=Console(file=buf, width=150))
     text = buf.getvalue()
     assert f"{sum(lengths)}" in text and "episode return" in text and "(3,)" in text
+
+
+def test_load_dataset_tries_builtin_names_then_minari_ids(tmp_path, raw, monkeypatch):
+    import seemrl.data
+
+    made = write_h5(tmp_path / "made.hdf5", raw)
+    calls = []
+
+    def resolve_builtin(name):
+        calls.append(name)
+        return made if name == "toy-builtin" else None
+
+    monkeypatch.setattr(seemrl.data, "_builtin_resolver", lambda: resolve_builtin)
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / "minari"))
+    np.testing.assert_array_equal(load_dataset("toy-builtin").rewards, raw["rewards"])
+    with pytest.raises(DataError, match=r"'other' not found; tried .*built-in.*Minari id"):
+        load_dataset("other")
+    # Names with a path separator are never built-in names (Minari ids may have them).
+    with pytest.raises(DataError, match="'ns/other-v0' not found"):
+        load_dataset("ns/other-v0")
+    assert calls == ["toy-builtin", "other"]

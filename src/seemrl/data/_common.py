@@ -174,7 +174,7 @@ def to_python(value: Any) -> Any:
     return value
 
 
-def normalise_metadata(meta: dict[str, Any]) -> dict[str, Any]:
+def normalise_metadata(meta: dict[str, Any], source: str) -> dict[str, Any]:
     """Types the well-known keys: reference scores as float, env id as str."""
     for alias in ("env_name", "env"):
         if "env_id" not in meta and isinstance(meta.get(alias), str):
@@ -185,7 +185,7 @@ def normalise_metadata(meta: dict[str, Any]) -> dict[str, Any]:
                 meta[key] = float(meta[key])
             except (TypeError, ValueError):
                 raise DataError(
-                    f"metadata '{key}' must be a number, got {meta[key]!r}") from None
+                    f"{source}: metadata '{key}' must be a number, got {meta[key]!r}") from None
     return meta
 
 

@@ -90,7 +90,7 @@ def load_d4rl(path: str | os.PathLike[str]) -> Dataset:
             meta = _read_metadata(f)
     except OSError as e:
         raise DataError(f"{source}: not a readable HDF5 file ({e})") from None
-    meta = normalise_metadata(meta)
+    meta = normalise_metadata(meta, source)
     meta.setdefault("name", path.stem)
     meta["source"] = str(path.resolve())
     meta["format"] = "d4rl"

@@ -208,7 +208,7 @@ def load_minari(
         "minari_version") if raw.get(k) is not None}
     meta["env_id"] = _env_id(raw.get("env_spec")) or meta.get("env_id")
     meta["eval_env_id"] = _env_id(raw.get("eval_env_spec")) or meta["env_id"]
-    meta = {k: v for k, v in normalise_metadata(meta).items() if v is not None}
+    meta = {k: v for k, v in normalise_metadata(meta, source).items() if v is not None}
     meta["name"] = raw.get("dataset_id") or str(id_or_path)
     meta["source"] = str(data_dir.resolve())
     meta["format"] = "minari"

@@ -56,7 +56,7 @@ def load_npz(path: str | os.PathLike[str]) -> Dataset:
         raise DataError(f"{source}: key 'metadata' is not a JSON object") from None
     if not isinstance(meta, dict):
         raise DataError(f"{source}: key 'metadata' is not a JSON object")
-    meta = normalise_metadata(meta)
+    meta = normalise_metadata(meta, source)
     meta.setdefault("name", path.stem)
     meta["source"] = str(path.resolve())
     meta["format"] = "npz"
