@@ -1,0 +1,239 @@
+"""The `seemrl` command: subcommands only. It parses, validates and calls the library.
+
+Errors in what the user gave (options, config files, data) end in one line on stderr and exit
+code 2; an interrupted run ends with 130 and a line saying how to resume it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import pathlib
+import sys
+import typing
+from typing import Any
+
+from seemrl import config as config_lib
+from seemrl.config import ConfigError
+from seemrl.types import DataError
+
+USAGE_ERRORS = (ConfigError, DataError, FileNotFoundError, NotADirectoryError, PermissionError,
+                IsADirectoryError)
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (and exit code 2), not a usage dump."""
+
+    def error(self, message: str) -> typing.NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+# -- flags from config dataclasses ------------------------------------------------------------
+def add_config_flags(parser: argparse.ArgumentParser, cls: type, title: str,
+                     skip: tuple[str, ...] = ()) -> None:
+    """One flag per field (`field_name` -> `--field-name`); help from the field docstrings.
+
+    Defaults are SUPPRESSed so that only flags the user typed override the config file.
+    """
+    group = parser.add_argument_group(title)
+    docs, types_ = config_lib.field_docs(cls), config_lib.field_types(cls)
+    for f in dataclasses.fields(cls):
+        if f.name in skip:
+            continue
+        tp, _ = config_lib._strip_optional(types_[f.name])
+        help_ = f"{docs.get(f.name, '')} (default: {_show(f.default)})".replace("%", "%%")
+        kwargs: dict[str, Any] = {"default": argparse.SUPPRESS, "help": help_,
+                                  "dest": f.name}
+        flag = "--" + f.name.replace("_", "-")
+        if tp is bool:
+            kwargs["action"] = argparse.BooleanOptionalAction
+        elif config_lib._is_tuple(tp):
+            kwargs["nargs"] = "+"
+            kwargs["metavar"] = f.name[:-1].upper() if f.name.endswith("s") else "N"
+        else:
+            kwargs["metavar"] = f.name.upper().split("_")[-1]
+        group.add_argument(flag, **kwargs)
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, tuple):
+        return " ".join(map(str, value))
+    return "none" if value is None else str(value)
+
+
+def _split_config(data: dict[str, Any], algo_cls: type) -> tuple[dict, dict]:
+    """A config file is either {"train": {...}, "algo": {...}} (as saved) or one flat mapping."""
+    from seemrl.train import TrainConfig
+
+    if "train" in data or "algo" in data and isinstance(data.get("algo"), dict):
+        extra = set(data) - {"train", "algo", "env_id", "dataset_size", "dataset_metadata"}
+        if extra:
+            raise ConfigError(f"unknown config section(s): {', '.join(sorted(extra))}")
+        return dict(data.get("train") or {}), dict(data.get("algo") or {})
+    train_names = {f.name for f in dataclasses.fields(TrainConfig)}
+    algo_names = {f.name for f in dataclasses.fields(algo_cls)}
+    unknown = sorted(set(data) - train_names - algo_names)
+    if unknown:
+        raise ConfigError(f"unknown option(s) in config file: {', '.join(unknown)}")
+    return ({k: v for k, v in data.items() if k in train_names},
+            {k: v for k, v in data.items() if k in algo_names})
+
+
+# -- seemrl train -----------------------------------------------------------------------------
+RESUME_OVERRIDABLE = ("steps", "eval_every", "eval_episodes", "checkpoint_every", "tensorboard",
+                      "wandb_project")
+
+
+def _train_parser(prog: str, algo_name: str) -> argparse.ArgumentParser:
+    from seemrl import algos
+    from seemrl.train import TrainConfig
+
+    algo = algos.get(algo_name)
+    p = _Parser(prog=prog, description="Train an offline-RL agent on several seeds at once.")
+    p.add_argument("--out", metavar="DIR", help="run folder to create (default: runs/<name>)")
+    p.add_argument("--config", metavar="FILE", help="YAML or JSON config; flags override it")
+    p.add_argument("--resume", metavar="RUN_DIR",
+                   help="continue a stopped run from its last checkpoint (only --steps and "
+                        "the logging/eval options may change)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_config_flags(p, TrainConfig, "data and run options")
+    add_config_flags(p, algo.Config, f"{algo.NAME} options (--algo picks the algorithm)")
+    return p
+
+
+def cmd_train(argv: list[str]) -> int:
+    from seemrl import algos
+    from seemrl.train import TrainConfig, train
+
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--algo")
+    pre.add_argument("--config")
+    pre.add_argument("--resume")
+    known, _ = pre.parse_known_args(argv)
+
+    file_data: dict[str, Any] = {}
+    if known.resume:
+        run = pathlib.Path(known.resume)
+        if not (run / "config.json").is_file():
+            raise ConfigError(f"--resume {run}: no config.json there (not a seemrl run folder)")
+        file_data = config_lib.read_file(run / "config.json")
+    elif known.config:
+        file_data = config_lib.read_file(known.config)
+    algo_name = known.algo or (file_data.get("train") or {}).get("algo") or (
+        file_data.get("algo") if isinstance(file_data.get("algo"), str) else None) or "td3bc"
+    algo = algos.get(algo_name)
+
+    args = vars(_train_parser("seemrl train", algo_name).parse_args(argv))
+    out, resume, no_progress = args.pop("out"), args.pop("resume"), args.pop("no_progress")
+    args.pop("config", None)
+    train_over, algo_over = _split_config(file_data, algo.Config)
+    train_names = {f.name for f in dataclasses.fields(TrainConfig)}
+    flags_train = {k: v for k, v in args.items() if k in train_names}
+    flags_algo = {k: v for k, v in args.items() if k not in train_names}
+    if resume:
+        changed = sorted(k for k, v in {**flags_train, **flags_algo}.items()
+                         if k not in RESUME_OVERRIDABLE
+                         and config_lib.coerce(TrainConfig if k in train_names else algo.Config,
+                                               k, v) != _coerced(train_over, algo_over, k, algo))
+        if changed:
+            raise ConfigError(f"--resume cannot change {', '.join(changed)} (only "
+                              f"{', '.join(RESUME_OVERRIDABLE)})")
+        out = resume
+    train_cfg = config_lib.build(TrainConfig, {**train_over, **flags_train})
+    algo_cfg = config_lib.build(algo.Config, {**algo_over, **flags_algo})
+    if out is None:
+        out = pathlib.Path("runs") / _default_run_name(train_cfg, algo_cfg)
+    status = train(train_cfg, algo_cfg, out, resume=bool(resume), progress=not no_progress)
+    _print_status(status, out)
+    return 0
+
+
+def _coerced(train_over, algo_over, key, algo):
+    from seemrl.train import TrainConfig
+
+    if key in train_over:
+        return config_lib.coerce(TrainConfig, key, train_over[key])
+    if key in algo_over:
+        return config_lib.coerce(algo.Config, key, algo_over[key])
+    cls = TrainConfig if key in {f.name for f in dataclasses.fields(TrainConfig)} else algo.Config
+    return next(f.default for f in dataclasses.fields(cls) if f.name == key)
+
+
+def _default_run_name(train_cfg, algo_cfg) -> str:
+    stem = pathlib.Path(train_cfg.dataset).stem or train_cfg.dataset
+    ln = "-ln" if getattr(algo_cfg, "layer_norm", False) else ""
+    frac = "" if train_cfg.fraction == 1.0 else f"-{train_cfg.fraction:g}"
+    return f"{stem}-{train_cfg.algo}{ln}{frac}"
+
+
+def _print_status(status: dict[str, Any], out) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"{out} — step {status['step']}/{status['steps']}")
+    for col in ("seed", "final score", "best score", "diverged at"):
+        table.add_column(col, justify="right")
+    fmt = lambda v: "—" if v is None else f"{v:.1f}"
+    for seed, s in status["seeds"].items():
+        table.add_row(seed, fmt(s["final_score"]), fmt(s["best_score"]),
+                      "—" if s["diverged_at"] is None else str(s["diverged_at"]))
+    Console().print(table)
+
+
+# -- seemrl data ------------------------------------------------------------------------------
+def cmd_data(argv: list[str]) -> int:
+    p = _Parser(prog="seemrl data", description="Inspect, make and list offline datasets.")
+    sub = p.add_subparsers(dest="action", required=True, parser_class=_Parser)
+    info = sub.add_parser("info", help="sizes, shapes and returns per episode of a dataset")
+    info.add_argument("dataset", help="a .hdf5/.npz file, a Minari id or path, or a built-in name")
+    args = p.parse_args(argv)
+    if args.action == "info":
+        from seemrl.data import load_dataset, print_info
+
+        print_info(load_dataset(args.dataset))
+    return 0
+
+
+COMMANDS = {
+    "train": (cmd_train, "train an offline-RL agent (several seeds side by side)"),
+    "data": (cmd_data, "inspect, make and list datasets"),
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    p = _Parser(prog="seemrl", description="Offline RL that stops diverging: SEEM diagnostics "
+                "and LayerNorm critics.")
+    p.add_argument("--version", action="version", version=_version())
+    p.add_argument("command", choices=sorted(COMMANDS), metavar="COMMAND",
+                   help="; ".join(f"{k}: {v[1]}" for k, v in COMMANDS.items()))
+    if not argv or argv[0] in ("-h", "--help", "--version"):
+        p.parse_args(argv or ["--help"])
+    args = p.parse_args(argv[:1])
+    handler = COMMANDS[args.command][0]
+    try:
+        return handler(argv[1:])
+    except USAGE_ERRORS as e:
+        print(f"seemrl {args.command}: error: {_one_line(e)}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"seemrl {args.command}: interrupted; the last checkpoint is kept "
+              "(continue with --resume RUN_DIR)", file=sys.stderr)
+        return 130
+
+
+def _one_line(e: BaseException) -> str:
+    text = str(e) or type(e).__name__
+    if isinstance(e, FileNotFoundError) and e.filename:
+        text = f"no such file: {e.filename}"
+    return " ".join(text.split())
+
+
+def _version() -> str:
+    from seemrl import __version__
+
+    return f"seemrl {__version__}"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,436 @@
+"""The one training driver: every algorithm, every seed, one process.
+
+Data flow: dataset → subset → reward transform → state normalisation → device arrays; then
+repeated jitted chunks, each a `lax.scan` over `log_every` updates with the seeds vmapped side
+by side, sampling minibatches from the on-device dataset inside the scan. Between chunks
+(the edges): divergence marking, logging, evaluation, SEEM, checkpoints.
+
+Run folder layout (`out`):
+  config.json        resolved config (train + algo), reusable with --config
+  normalizer.json    the state normalisation used in training and evaluation
+  metrics.jsonl      one object per seed per log point
+  status.json        per seed: diverged_at, final/best score, last step
+  checkpoint.msgpack all seeds' state at the last checkpoint (+ run metadata), atomic
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import math
+import pathlib
+import time
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from seemrl import algos, checkpoint, evaluation
+from seemrl import config as config_lib
+from seemrl import logging as log_lib
+from seemrl.config import ConfigError
+from seemrl.types import Batch, DataError, Dataset
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """What to train on and how the run is driven (the algorithm's own options are separate)."""
+
+    dataset: str = ""
+    """Dataset: a D4RL-format .hdf5 file, an .npz, a local Minari id or path, or a built-in name."""
+    env: str | None = None
+    """Gymnasium env for evaluation (default: the one the dataset names)."""
+    algo: str = "td3bc"
+    """Algorithm."""
+    seeds: tuple[int, ...] = (0,)
+    """Training seeds, trained side by side in one process."""
+    steps: int = 100_000
+    """Gradient steps per seed."""
+    batch_size: int = 256
+    """Minibatch size."""
+    fraction: float = 1.0
+    """Fraction of the dataset's transitions used, in (0, 1] (e.g. 0.01 for 1 %)."""
+    subset_mode: str = "transitions"
+    """How the fraction is drawn: random 'transitions' or whole 'trajectories'."""
+    data_seed: int = 0
+    """Seed of the random subset; shared by all training seeds so they see the same data."""
+    normalize_states: bool = True
+    """Z-normalise states with the training subset's mean and std (+1e-3), as TD3+BC does."""
+    reward_scale: float = 1.0
+    """Rewards are transformed to r·scale + bias."""
+    reward_bias: float = 0.0
+    """Rewards are transformed to r·scale + bias."""
+    log_every: int = 1000
+    """Log metrics every this many steps (also the length of one jitted chunk)."""
+    eval_every: int = 10_000
+    """Evaluate every this many steps (0: only at the end); a multiple of log_every."""
+    eval_episodes: int = 10
+    """Episodes per evaluation and seed (0 disables evaluation)."""
+    checkpoint_every: int = 50_000
+    """Checkpoint every this many steps (and always at the end); a multiple of log_every."""
+    seem_every: int = 0
+    """Measure SEEM every this many steps (0: off); a multiple of log_every."""
+    seem_probe: int = 256
+    """Transitions in the fixed SEEM probe batch (drawn once per seed)."""
+    q_bound: float = 1e8
+    """A seed whose |mean Q| exceeds this (or turns NaN/Inf) is marked diverged and stopped."""
+    tensorboard: bool = False
+    """Also write TensorBoard event files (needs seemrl[tensorboard])."""
+    wandb_project: str | None = None
+    """Also log to this W&B project (needs seemrl[wandb])."""
+
+    def __post_init__(self):
+        if not self.dataset:
+            raise ConfigError("no dataset given (--dataset FILE_OR_NAME)")
+        if not (0.0 < self.fraction <= 1.0) or math.isnan(self.fraction):
+            raise ConfigError(f"option 'fraction' must be in (0, 1], got {self.fraction}")
+        if self.subset_mode not in ("transitions", "trajectories"):
+            raise ConfigError("option 'subset_mode' must be 'transitions' or 'trajectories'")
+        if not self.seeds or len(set(self.seeds)) != len(self.seeds):
+            raise ConfigError(f"option 'seeds' needs distinct seeds, got {list(self.seeds)}")
+        for name in ("steps", "batch_size", "log_every"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"option '{name}' must be positive")
+        for name in ("eval_every", "checkpoint_every", "seem_every"):
+            value = getattr(self, name)
+            if value < 0 or value % self.log_every:
+                raise ConfigError(f"option '{name}' ({value}) must be a non-negative multiple "
+                                  f"of log_every ({self.log_every})")
+        if self.eval_episodes < 0 or self.seem_probe < 2:
+            raise ConfigError("eval_episodes must be >= 0 and seem_probe >= 2")
+        if not self.q_bound > 0:
+            raise ConfigError("option 'q_bound' must be positive")
+
+
+@dataclasses.dataclass
+class Prepared:
+    """A dataset made ready for training: device arrays and everything evaluation needs."""
+
+    dataset: Dataset
+    data: Batch  # device arrays, normalised observations
+    normalizer: Any
+    env_id: str | None
+    obs_dim: int
+    act_dim: int
+    max_action: float
+    ref_scores: tuple[float, float] | None
+
+
+def prepare(cfg: TrainConfig) -> Prepared:
+    """Load, subset, transform and check the data against the evaluation env."""
+    from seemrl.data import load_dataset
+    from seemrl.data.normalize import Normalizer, scale_rewards
+    from seemrl.data.subset import subset
+
+    dataset = load_dataset(cfg.dataset)
+    if cfg.fraction < 1.0:
+        dataset = subset(dataset, cfg.fraction, cfg.data_seed, mode=cfg.subset_mode)
+    if cfg.reward_scale != 1.0 or cfg.reward_bias != 0.0:
+        dataset = scale_rewards(dataset, cfg.reward_scale, cfg.reward_bias)
+    if cfg.normalize_states:
+        normalizer = Normalizer.fit(dataset.observations)
+    else:
+        normalizer = Normalizer.identity(dataset.obs_dim)
+
+    env_id = cfg.env or evaluation.infer_env_id(dataset.metadata)
+    max_action, ref = float(np.max(np.abs(dataset.actions))), None
+    if env_id is None and cfg.eval_episodes > 0:
+        raise ConfigError(f"dataset '{cfg.dataset}' names no environment: pass --env ENV_ID "
+                          "(or --eval-episodes 0 to train without evaluation)")
+    if env_id is not None:
+        obs_dim, act_dim, max_action = evaluation.env_dims(env_id)
+        if (obs_dim, act_dim) != (dataset.obs_dim, dataset.act_dim):
+            raise DataError(f"dataset '{cfg.dataset}' has observation/action sizes "
+                            f"{dataset.obs_dim}/{dataset.act_dim} but env '{env_id}' has "
+                            f"{obs_dim}/{act_dim}")
+        if cfg.eval_episodes > 0:
+            ref = evaluation.reference_scores(env_id, dataset.metadata)
+
+    data = Batch(obs_tm1=jnp.asarray(normalizer.normalize(dataset.observations), jnp.float32),
+                 a_tm1=jnp.asarray(dataset.actions, jnp.float32),
+                 r_t=jnp.asarray(dataset.rewards, jnp.float32),
+                 obs_t=jnp.asarray(normalizer.normalize(dataset.next_observations), jnp.float32),
+                 discount_t=jnp.asarray(1.0 - dataset.terminals, jnp.float32))
+    return Prepared(dataset, data, normalizer, env_id, dataset.obs_dim, dataset.act_dim,
+                    max_action, ref)
+
+
+def init_states(algo, algo_cfg, seeds, obs_dim: int, act_dim: int, max_action: float):
+    """Stacked states, one per seed along axis 0; seed s always starts from PRNGKey(s)."""
+    keys = jnp.stack([jax.random.PRNGKey(s) for s in seeds])
+    return jax.vmap(lambda k: algo.init(k, obs_dim, act_dim, max_action, algo_cfg))(keys)
+
+
+def make_chunk(algo, algo_cfg, act_dim: int, max_action: float, batch_size: int):
+    """A jitted `chunk(states, data, step0, active, num_steps) -> (states, metrics, params)`.
+
+    Seeds whose `active` flag is False keep their state unchanged (a diverged seed stays at
+    its last finite state). Metrics come back per step and seed: (num_steps, num_seeds).
+    """
+
+    def seed_step(state, data: Batch, step):
+        key, sample_key = jax.random.split(state.key)
+        idx = jax.random.randint(sample_key, (batch_size,), 0, data.r_t.shape[0])
+        batch = jax.tree.map(lambda x: x[idx], data)
+        return algo.update(state.replace(key=key), batch, step, algo_cfg, act_dim, max_action)
+
+    @functools.partial(jax.jit, static_argnames="num_steps")
+    def chunk(states, data, step0, active, num_steps: int):
+        def body(states, i):
+            new, metrics = jax.vmap(seed_step, in_axes=(0, None, None))(states, data, step0 + i)
+            keep = lambda n, o: jnp.where(active.reshape((-1,) + (1,) * (n.ndim - 1)), n, o)
+            return jax.tree.map(keep, new, states), metrics
+
+        states, metrics = jax.lax.scan(body, states, jnp.arange(num_steps))
+        return states, metrics, jax.vmap(lambda s: algo.param_metrics(s, algo_cfg))(states)
+
+    return chunk
+
+
+def make_policy(algo, algo_cfg, normalizer, act_dim: int, max_action: float):
+    """Raw observations (S, E, obs_dim) + stacked states -> actions (S, E, act_dim)."""
+    mean, std = jnp.asarray(normalizer.mean), jnp.asarray(normalizer.std)
+
+    @jax.jit
+    def policy(states, obs):
+        obs = (obs - mean) / std  # the same normalisation as training
+        return jax.vmap(lambda s, o: algo.act(s, o, algo_cfg, act_dim, max_action))(states, obs)
+
+    return policy
+
+
+def _first_bad_step(metrics: dict[str, np.ndarray], bound: float) -> np.ndarray:
+    """(S,) index of the first step whose Q is non-finite or beyond the bound; -1 if none."""
+    q = metrics["q_mean"]
+    bad = ~np.isfinite(q) | (np.abs(q) > bound) | ~np.isfinite(metrics["critic_loss"])
+    return np.where(bad.any(axis=0), bad.argmax(axis=0), -1)
+
+
+def _chunk_records(step, seeds, metrics, params, first_bad, steps_per_sec) -> list[dict]:
+    records = []
+    for j, seed in enumerate(seeds):
+        stop = first_bad[j] if first_bad[j] >= 0 else None
+        rec: dict[str, Any] = {"step": step, "seed": int(seed)}
+        with np.errstate(all="ignore"):
+            for k, v in metrics.items():
+                col = v[:stop, j]
+                col = col[np.isfinite(col)]
+                rec[f"train/{k}"] = float(col.mean()) if col.size else float("nan")
+        for k, v in params.items():
+            rec[f"train/{k}"] = float(v[j])
+        rec["time/steps_per_sec"] = steps_per_sec
+        records.append(rec)
+    return records
+
+
+class Trainer:
+    """The stateful shell around the pure chunk function: one run folder, all its seeds."""
+
+    def __init__(self, cfg: TrainConfig, algo_cfg, out: str | pathlib.Path,
+                 prepared: Prepared | None = None):
+        self.cfg, self.algo_cfg, self.out = cfg, algo_cfg, pathlib.Path(out)
+        self.algo = algos.get(cfg.algo)
+        self.p = prepared or prepare(cfg)
+        p = self.p
+        self.seeds = list(cfg.seeds)
+        self.states = init_states(self.algo, algo_cfg, self.seeds, p.obs_dim, p.act_dim,
+                                  p.max_action)
+        self.chunk = make_chunk(self.algo, algo_cfg, p.act_dim, p.max_action, cfg.batch_size)
+        self.policy = make_policy(self.algo, algo_cfg, p.normalizer, p.act_dim, p.max_action)
+        self.step = 0
+        self.active = np.ones(len(self.seeds), bool)
+        self.diverged_at: list[int | None] = [None] * len(self.seeds)
+        self.scores: dict[str, list] = {"final": [None] * len(self.seeds),
+                                        "best": [None] * len(self.seeds)}
+        self.seem = None
+        if cfg.seem_every:
+            from seemrl.diagnostics.tracking import SeemTracker
+
+            self.seem = SeemTracker(self.algo, algo_cfg, p, cfg, self.seeds)
+
+    # -- run folder -------------------------------------------------------------------------
+    def config_dict(self) -> dict[str, Any]:
+        return {"train": config_lib.to_dict(self.cfg), "algo": config_lib.to_dict(self.algo_cfg),
+                "env_id": self.p.env_id, "dataset_size": len(self.p.dataset),
+                "dataset_metadata": _jsonable(self.p.dataset.metadata)}
+
+    def write_run_files(self) -> None:
+        self.out.mkdir(parents=True, exist_ok=True)
+        checkpoint.atomic_write_json(self.out / "config.json", self.config_dict())
+        checkpoint.atomic_write_json(self.out / "normalizer.json", self.p.normalizer.to_dict())
+
+    def status(self) -> dict[str, Any]:
+        return {"step": self.step, "steps": self.cfg.steps, "seeds": {
+            str(s): {"diverged_at": self.diverged_at[j], "final_score": self.scores["final"][j],
+                     "best_score": self.scores["best"][j], "active": bool(self.active[j])}
+            for j, s in enumerate(self.seeds)}}
+
+    def save(self) -> None:
+        meta = {"step": self.step, "active": self.active.tolist(),
+                "diverged_at": self.diverged_at, "scores": self.scores,
+                "seem": self.seem.memory_meta() if self.seem else None}
+        checkpoint.save(self.out, {"states": self.states,
+                                   "seem": self.seem.memory() if self.seem else None}, meta)
+        checkpoint.atomic_write_json(self.out / "status.json", self.status())
+
+    def restore(self) -> None:
+        target = {"states": self.states, "seem": self.seem.memory() if self.seem else None}
+        restored, meta = checkpoint.load(self.out, target)
+        self.states = jax.tree.map(jnp.asarray, restored["states"])
+        self.step, self.active = int(meta["step"]), np.asarray(meta["active"], bool)
+        self.diverged_at, self.scores = meta["diverged_at"], meta["scores"]
+        if self.seem:
+            self.seem.restore(restored["seem"], meta["seem"])
+        log_lib.truncate_jsonl(self.out / "metrics.jsonl", self.step)
+
+    # -- the loop ---------------------------------------------------------------------------
+    def evaluate(self) -> list[dict[str, Any]]:
+        returns = evaluation.evaluate(lambda obs: self.policy(self.states, obs), self.p.env_id,
+                                      self.seeds, self.cfg.eval_episodes)
+        scores = evaluation.normalized_score(returns, self.p.ref_scores)
+        records = []
+        for j, seed in enumerate(self.seeds):
+            score = float(scores[j].mean())
+            self.scores["final"][j] = score
+            best = self.scores["best"][j]
+            self.scores["best"][j] = score if best is None else max(best, score)
+            records.append({"step": self.step, "seed": int(seed),
+                            "eval/return_mean": float(returns[j].mean()),
+                            "eval/return_std": float(returns[j].std()),
+                            "eval/normalized_score": score,
+                            "eval/normalized_score_std": float(scores[j].std())})
+        return records
+
+    def run_chunk(self, logger) -> None:
+        cfg = self.cfg
+        num_steps = min(cfg.log_every, cfg.steps - self.step)
+        t0 = time.perf_counter()
+        new, metrics, params = self.chunk(self.states, self.p.data, jnp.int32(self.step),
+                                          jnp.asarray(self.active), num_steps=num_steps)
+        metrics, params = jax.device_get((metrics, params))
+        sps = num_steps / (time.perf_counter() - t0)
+        first_bad = _first_bad_step(metrics, cfg.q_bound)
+        first_bad[~self.active] = -1
+        params_ok = np.all([np.isfinite(v) for v in params.values()], axis=0)
+        first_bad = np.where((first_bad < 0) & ~params_ok & self.active, num_steps - 1, first_bad)
+        diverged = first_bad >= 0
+        if diverged.any():
+            # Keep the last finite state (the chunk's start) for the seeds that blew up.
+            keep = jnp.asarray(~diverged)
+            new = jax.tree.map(
+                lambda n, o: jnp.where(keep.reshape((-1,) + (1,) * (n.ndim - 1)), n, o),
+                new, self.states)
+        self.states = new
+        records = _chunk_records(self.step + num_steps, self.seeds, metrics, params, first_bad,
+                                 sps)
+        self.step += num_steps
+        for j in np.flatnonzero(diverged):
+            self.active[j] = False
+            self.diverged_at[j] = self.step - num_steps + int(first_bad[j]) + 1
+            records[j]["diverged_at"] = self.diverged_at[j]
+        if self.seem and self.step % cfg.seem_every == 0:
+            for rec, extra in zip(records, self.seem.measure(self.states, self.step), strict=True):
+                rec.update(extra)
+        if cfg.eval_episodes and self.p.env_id and (
+                self.step == cfg.steps or (cfg.eval_every and self.step % cfg.eval_every == 0)):
+            for rec, extra in zip(records, self.evaluate(), strict=True):
+                rec.update({k: v for k, v in extra.items() if k not in ("step", "seed")})
+        logger.log(records)
+        if diverged.any() or self.step == cfg.steps or (
+                cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0):
+            self.save()
+        else:
+            checkpoint.atomic_write_json(self.out / "status.json", self.status())
+        self.last_records = records
+
+    def run(self, resume: bool = False, progress: bool = True, console=None) -> dict[str, Any]:
+        if resume:
+            self.restore()
+        else:
+            self.write_run_files()
+        logger = self._logger()
+        try:
+            with _progress(progress, console) as bar:
+                task = bar.add_task("train", total=self.cfg.steps, completed=self.step, info="",
+                                    sps="—")
+                while self.step < self.cfg.steps:
+                    if not self.active.any():
+                        break
+                    self.run_chunk(logger)
+                    sps = self.last_records[0]["time/steps_per_sec"]
+                    bar.update(task, completed=self.step, info=_summary(self.last_records),
+                               sps=f"{sps:.0f}")
+        except KeyboardInterrupt:
+            self.save()  # the state of the last completed chunk: --resume continues from it
+            raise
+        finally:
+            logger.close()
+        if not self.active.all() and self.step < self.cfg.steps:
+            self.save()
+        return self.status()
+
+    def _logger(self):
+        loggers: list = [log_lib.JsonlLogger(self.out / "metrics.jsonl")]
+        if self.cfg.tensorboard:
+            loggers.append(log_lib.TensorBoardLogger(self.out / "tensorboard"))
+        if self.cfg.wandb_project:
+            loggers.append(log_lib.WandbLogger(self.cfg.wandb_project, self.out.name,
+                                               self.config_dict(), self.seeds))
+        return log_lib.MultiLogger(loggers)
+
+
+def _summary(records: list[dict[str, Any]]) -> str:
+    q = [r.get("train/q_mean") for r in records]
+    text = "Q " + " ".join(f"{v:.3g}" if v is not None and np.isfinite(v) else "—" for v in q)
+    scores = [r["eval/normalized_score"] for r in records if "eval/normalized_score" in r]
+    if scores:
+        text += "  score " + " ".join(f"{s:.1f}" for s in scores)
+    return text
+
+
+class _NoBar:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def add_task(self, *a, **k):
+        return 0
+
+    def update(self, *a, **k):
+        pass
+
+
+def _progress(enabled: bool, console):
+    if not enabled:
+        return _NoBar()
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
+
+    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TextColumn("{task.fields[sps]} steps/s"),
+                    TimeRemainingColumn(), TextColumn("{task.fields[info]}"), console=console,
+                    transient=False)
+
+
+def _jsonable(obj: Any) -> Any:
+    return json.loads(json.dumps(obj, default=lambda o: o.item() if hasattr(o, "item")
+                                 else str(o)))
+
+
+def train(cfg: TrainConfig, algo_cfg, out: str | pathlib.Path, resume: bool = False,
+          progress: bool = True, console=None) -> dict[str, Any]:
+    """Train `cfg.seeds` side by side into run folder `out`; returns the final status."""
+    out = pathlib.Path(out)
+    if not resume and out.exists() and any(out.iterdir()):
+        raise ConfigError(f"run folder {out} is not empty: use --resume {out} to continue it, "
+                          "or choose another --out")
+    return Trainer(cfg, algo_cfg, out).run(resume=resume, progress=progress, console=console)
