@@ -127,7 +127,8 @@ class AdamGrowth:
     """Adam polynomial growth: ρ ≈ ρ_0 + v t and |Q| ∝ (t − t_0)^k with k ≈ L predicted.
 
     norm_fit: line ρ against t. t0: −ρ_0/v, the step where the norm line is 0.
-    k, k_std: slope (and its 1-σ) of log|Q| against log(t − t0). k_raw: against log t.
+    k, k_std, k_intercept: slope (its 1-σ) and intercept of log|Q| against log(t − t0).
+    k_raw: slope against log t.
     predicted_k: L. steps, norms, q: the fitted data.
     """
 
@@ -135,6 +136,7 @@ class AdamGrowth:
     t0: float
     k: float
     k_std: float
+    k_intercept: float
     k_raw: float
     predicted_k: int
     steps: np.ndarray
@@ -162,7 +164,7 @@ def fit_adam_growth(steps, norms, q, L: int,
     kfit = fit_line(np.log(shifted[ok]), np.log(qq[ok]))
     raw = fit_line(np.log(s), np.log(qq))
     return AdamGrowth(norm_fit, float(t0), kfit.slope, float(np.sqrt(kfit.cov[0, 0])),
-                      raw.slope, L, s, n, qq)
+                      kfit.intercept, raw.slope, L, s, n, qq)
 
 
 @dataclasses.dataclass(frozen=True)
