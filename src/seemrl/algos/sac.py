@@ -158,6 +158,11 @@ def init_state(config: SACConfig, obs_dim: int, act_dim: int, key: jax.Array) ->
                     opt.init(log_alpha))
 
 
+def run_keys(seed: int) -> jax.Array:
+    """(init, act, update) keys of a run; `seemrl.policies` rebuilds the untrained actor."""
+    return jax.random.split(jax.random.PRNGKey(seed), 3)
+
+
 def make_update(config: SACConfig, act_dim: int):
     """Returns jitted `update_chunk(state, buffer, size, key) -> (state, metrics)`.
 
@@ -281,7 +286,7 @@ def train(config: SACConfig, out_dir: str | Path, log: Callable[[str], None] = p
     env = gym.make(config.env)
     obs_dim, act_dim = env.observation_space.shape[0], env.action_space.shape[0]
     max_action = float(env.action_space.high[0])
-    key_init, key_act, key_upd = jax.random.split(jax.random.PRNGKey(config.seed), 3)
+    key_init, key_act, key_upd = run_keys(config.seed)
     state = init_state(config, obs_dim, act_dim, key_init)
     update_chunk = make_update(config, act_dim)
     policy = make_policy(config.mlp, act_dim, max_action)

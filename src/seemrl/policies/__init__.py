@@ -1,0 +1,213 @@
+"""The behaviour policies shipped with seemrl, and how they were picked from SAC runs.
+
+Each policy is a SAC tanh-Gaussian actor (`seemrl.algos.sac.GaussianActor`) stored as a
+float32 npz of its parameters (keys like `mlp/dense_0/kernel`, no pickle). `policies.json`
+records, per policy name (`hopper-medium`, ...): env id, level, file(s), architecture, the
+return and D4RL-normalised score measured here (stochastic actions, the rollout convention),
+and the SAC config and env steps that produced it, so `retrain` can rebuild it.
+
+Levels, as D4RL defined them:
+  random         the untrained actor (SAC's initialisation for the recorded seed);
+  medium         the first snapshot along training whose score is in MEDIUM_BAND;
+  expert         the best snapshot of the run (re-evaluated on fresh episodes);
+  medium-replay  snapshots from the start of training up to the medium one, each rolled out
+                 for the share of training steps it stands for (see `select_from_run`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from seemrl.types import DataError
+
+POLICY_DIR = Path(__file__).parent
+"""Where the shipped npz files and policies.json live (package data)."""
+MEDIUM_BAND = (40.0, 60.0)
+"""D4RL's medium datasets score about 40–60; a medium policy must land in this band."""
+EVAL_EPISODES = 20
+"""Episodes of the final measurement recorded for each picked policy."""
+REPLAY_SNAPSHOTS = 5
+"""Policies (untrained actor included) that stand for the training history in medium-replay."""
+
+
+@dataclasses.dataclass(frozen=True)
+class BehaviourPolicy:
+    """A loaded policy: `act(obs (B, obs_dim), key) -> (B, act_dim)` samples its actions."""
+
+    name: str
+    env_id: str
+    params: Any
+    act: Callable
+    info: dict
+
+
+def registry(policy_dir: Path = POLICY_DIR) -> dict[str, dict]:
+    """policies.json as a dict name -> record ({} when nothing is shipped there)."""
+    path = Path(policy_dir) / "policies.json"
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def load_params(policy_dir: Path, file: str):
+    from seemrl.algos.sac import load_actor
+
+    path = Path(policy_dir) / file
+    if not path.exists():
+        raise DataError(f"behaviour policy file missing: {path}")
+    return load_actor(path)
+
+
+def make_act(record: dict) -> Callable:
+    """The jitted stochastic policy for a record's architecture."""
+    from seemrl.algos.sac import make_policy
+    from seemrl.networks import MLPConfig
+
+    mlp = MLPConfig(hidden=tuple(record["hidden"]), activation=record["activation"])
+    policy = make_policy(mlp, record["act_dim"], record.get("max_action", 1.0))
+    return lambda params, obs, key: policy(params, obs, key, True)
+
+
+def load_policy(name: str, policy_dir: Path = POLICY_DIR, file: str | None = None
+                ) -> BehaviourPolicy:
+    """Loads policy `name` (e.g. 'hopper-expert'); `file` picks one snapshot of a record."""
+    reg = registry(policy_dir)
+    if name not in reg:
+        raise DataError(f"no behaviour policy '{name}' in {policy_dir} "
+                        f"(have: {', '.join(sorted(reg)) or 'none'})")
+    record = reg[name]
+    params = load_params(policy_dir, file or record["file"])
+    return BehaviourPolicy(name, record["env_id"], params, make_act(record), record)
+
+
+def _measure(policy, params, env_id: str, episodes: int, seed: int) -> dict:
+    from seemrl.algos.sac import evaluate, normalized_score
+
+    rets = evaluate(policy, params, env_id, episodes, seed=seed)
+    return {"return_mean": float(rets.mean()), "return_std": float(rets.std()),
+            "normalized": float(normalized_score(env_id, rets.mean())),
+            "eval_episodes": episodes, "eval_seed": seed}
+
+
+def select_from_run(run_dir: str | Path, out_dir: str | Path = POLICY_DIR,
+                    log: Callable[[str], None] = print, top_k: int = 3,
+                    band: tuple[float, float] = MEDIUM_BAND) -> dict[str, dict]:
+    """Picks random / medium / expert / medium-replay from a `seemrl.algos.sac` run.
+
+    The run's own curve (10 stochastic episodes per snapshot) proposes candidates; each pick
+    is then re-measured on EVAL_EPISODES fresh episodes (another seed) and that measurement is
+    what gets recorded, so the training-time selection does not inflate the reported score.
+
+    * expert: of the top_k snapshots by curve return, the best by re-measured return.
+    * medium: the first snapshot in training order whose curve score and re-measured score
+      both fall in `band` (default MEDIUM_BAND); if none does, the one whose re-measured
+      score is closest to the band's middle among the first crossings tried.
+    * medium-replay: snapshots at 0 (untrained), S/K, ..., (K−1)S/K of training before the
+      medium snapshot at step S (K = REPLAY_SNAPSHOTS, rounded to the snapshot grid). Snapshot
+      k is rolled out for the share of steps until the next one, as D4RL's replay buffer held
+      data from each stage of training in proportion to its length.
+
+    Writes `<env>_<level>.npz` (+ `<env>_replay_<step>.npz`) and merges the records into
+    `out_dir/policies.json`. Returns the new records.
+    """
+    from seemrl.algos.sac import (
+        SACConfig,
+        env_short,
+        init_state,
+        load_actor,
+        make_policy,
+        run_keys,
+        save_actor,
+    )
+
+    run, out = Path(run_dir), Path(out_dir)
+    config = json.loads((run / "config.json").read_text())
+    cfg = SACConfig(**{**config, "hidden": tuple(config["hidden"])})
+    curves = json.loads((run / "curves.json").read_text())
+    env_id, env = cfg.env, env_short(cfg.env)
+    snap = {c["step"]: run / "snapshots" / f"actor_{c['step']:07d}.npz" for c in curves}
+    probe = load_actor(snap[curves[0]["step"]])
+    act_dim = probe["params"]["mlp"]["out"]["kernel"].shape[1] // 2
+    obs_dim = probe["params"]["mlp"]["dense_0"]["kernel"].shape[0]
+    policy = make_policy(cfg.mlp, act_dim)
+    seed = 777_000 + cfg.seed  # evaluation episodes unseen during training
+    base = {"env_id": env_id, "hidden": list(cfg.hidden), "activation": cfg.activation,
+            "act_dim": act_dim, "obs_dim": obs_dim, "max_action": 1.0, "algo": "sac",
+            "train_seed": cfg.seed, "config": config, "run_curve": "curves.json"}
+    records: dict[str, dict] = {}
+
+    def pick(level: str, step: int, params, measured: dict) -> None:
+        file = f"{env}_{level}.npz"
+        save_actor(out / file, params)
+        records[f"{env}-{level}"] = {**base, "level": level, "file": file, "train_step": step,
+                                     **measured}
+        log(f"{env}-{level}: step {step} return {measured['return_mean']:.1f} "
+            f"norm {measured['normalized']:.1f}")
+
+    init_actor = init_state(cfg, obs_dim, act_dim, run_keys(cfg.seed)[0]).actor
+    pick("random", 0, init_actor, _measure(policy, init_actor, env_id, EVAL_EPISODES, seed))
+
+    best = None
+    for c in sorted(curves, key=lambda c: -c["return_mean"])[:top_k]:
+        params = load_actor(snap[c["step"]])
+        m = _measure(policy, params, env_id, EVAL_EPISODES, seed)
+        if best is None or m["return_mean"] > best[2]["return_mean"]:
+            best = (c["step"], params, m)
+    pick("expert", *best)
+
+    lo, hi = band
+    tried = []
+    for c in curves:
+        if not lo <= c["normalized"] <= hi:
+            continue
+        params = load_actor(snap[c["step"]])
+        m = _measure(policy, params, env_id, EVAL_EPISODES, seed)
+        tried.append((abs(m["normalized"] - (lo + hi) / 2), c["step"], params, m))
+        if lo <= m["normalized"] <= hi or len(tried) >= 6:
+            break
+    if not tried:
+        raise DataError(f"no snapshot of {run} scores in the medium band {band}")
+    hit = [t for t in tried if lo <= t[3]["normalized"] <= hi]
+    _, med_step, med_params, med_m = hit[0] if hit else min(tried, key=lambda t: t[0])
+    pick("medium", med_step, med_params, med_m)
+
+    grid = sorted(s for s in snap if s < med_step)
+    wanted = [round(k * med_step / REPLAY_SNAPSHOTS) for k in range(1, REPLAY_SNAPSHOTS)]
+    steps = sorted({min(grid, key=lambda s, w=w: abs(s - w)) for w in wanted} if grid else set())
+    bounds = [0, *steps, med_step]
+    snapshots = [{"file": f"{env}_random.npz", "step": 0, "share": bounds[1] / med_step}]
+    for k, step in enumerate(steps, start=1):
+        file = f"{env}_replay_{step:07d}.npz"
+        save_actor(out / file, load_actor(snap[step]))
+        snapshots.append({"file": file, "step": step,
+                          "share": (bounds[k + 1] - bounds[k]) / med_step})
+    records[f"{env}-medium-replay"] = {**base, "level": "medium-replay",
+                                       "file": snapshots[-1]["file"], "snapshots": snapshots,
+                                       "train_step": med_step}
+    reg = registry(out)
+    reg.update(records)
+    (out / "policies.json").write_text(json.dumps(reg, indent=1, sort_keys=True) + "\n")
+    return records
+
+
+def retrain(name: str, work_dir: str | Path, out_dir: str | Path,
+            log: Callable[[str], None] = print) -> dict[str, dict]:
+    """Re-runs the recorded SAC training behind `name`'s env and picks its policies again.
+
+    Args:
+      name: any shipped policy of the env (e.g. 'hopper-medium'); its recorded config is used.
+      work_dir: where the SAC run (curves, snapshots) goes.
+      out_dir: where the picked policies and their policies.json are written.
+    """
+    from seemrl.algos.sac import SACConfig, train
+
+    reg = registry()
+    if name not in reg:
+        raise DataError(f"no recorded behaviour policy '{name}' to retrain "
+                        f"(have: {', '.join(sorted(reg)) or 'none'})")
+    config = dict(reg[name]["config"])
+    cfg = SACConfig(**{**config, "hidden": tuple(config["hidden"])})
+    train(cfg, work_dir, log=log)
+    return select_from_run(work_dir, out_dir, log=log)

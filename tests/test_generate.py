@@ -1,0 +1,153 @@
+"""seemrl.data.generate and the shipped behaviour policies (seemrl.policies): tiny datasets."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+
+import numpy as np
+import pytest
+
+from seemrl.data import generate as gen
+from seemrl.data.d4rl import load_d4rl
+from seemrl.policies import load_policy, registry
+from seemrl.types import DataError
+
+SIZE = 2_000
+ENV = "hopper"
+FIELDS = ("observations", "actions", "rewards", "next_observations", "terminals", "timeouts")
+
+
+@pytest.fixture(scope="module")
+def made(tmp_path_factory):
+    """One tiny dataset of every level of ENV, made once: {level: path}."""
+    root = tmp_path_factory.mktemp("datasets")
+    return root, {level: gen.make_dataset(f"{ENV}-{level}", size=SIZE, seed=0, data_dir=root,
+                                          progress=False)
+                  for level in gen.LEVELS}
+
+
+@pytest.mark.parametrize("level", gen.LEVELS)
+def test_each_level_round_trips_through_the_loader(made, level):
+    _, paths = made
+    path = paths[level]
+    data = load_d4rl(path)
+    assert len(data) == SIZE
+    assert data.metadata["name"] == f"seemrl/{ENV}-{level}-v0"
+    assert data.metadata["env_id"] == gen.ENVS[ENV]
+    assert data.metadata["seed"] == 0
+    assert data.metadata["ref_max_score"] > data.metadata["ref_min_score"]
+    assert np.all(np.abs(data.actions) <= 1.0)
+    # Within an episode, each next observation is the following row's observation.
+    inside = ~data.episode_ends[:-1]
+    np.testing.assert_array_equal(data.next_observations[:-1][inside],
+                                  data.observations[1:][inside])
+    # The summary beside the file agrees with the file itself.
+    summary = json.loads(path.with_name(path.name + ".json").read_text())
+    assert summary["transitions"] == len(data)
+    np.testing.assert_allclose(summary["avg_return"], data.episode_returns().mean(), rtol=1e-6)
+    gen.verify_checksum(path)
+
+
+def test_medium_expert_is_medium_then_expert(made):
+    _, paths = made
+    both = load_d4rl(paths["medium-expert"])
+    policies = json.loads(both.metadata["policies"])
+    assert [p["policy"] for p in policies] == [f"{ENV}-medium", f"{ENV}-expert"]
+    assert sum(p["transitions"] for p in policies) == SIZE
+
+
+def test_medium_replay_uses_the_recorded_snapshot_shares(made):
+    _, paths = made
+    used = json.loads(load_d4rl(paths["medium-replay"]).metadata["policies"])
+    snaps = registry()[f"{ENV}-medium-replay"]["snapshots"]
+    assert [u["file"] for u in used] == [s["file"] for s in snaps if int(SIZE * s["share"])]
+    assert sum(u["transitions"] for u in used) == SIZE
+
+
+def test_same_seed_same_bytes_other_seed_differs(made, tmp_path):
+    _, paths = made
+    again = gen.make_dataset(f"{ENV}-medium", size=SIZE, seed=0, data_dir=tmp_path,
+                             progress=False)
+    assert gen.sha256(again) == gen.sha256(paths["medium"])
+    other = load_d4rl(gen.make_dataset(f"{ENV}-medium", size=SIZE, seed=1, data_dir=tmp_path,
+                                       progress=False))
+    first = load_d4rl(paths["medium"])
+    assert not np.array_equal(first.observations, other.observations)
+    assert not np.array_equal(first.actions, other.actions)
+
+
+def test_shipped_policies_load_and_act():
+    import gymnasium as gym
+    import jax
+
+    reg = registry()
+    assert {f"{env}-{lvl}" for env in ("hopper",) for lvl in ("random", "medium", "expert")} \
+        <= set(reg)
+    for name, record in reg.items():
+        files = [s["file"] for s in record.get("snapshots", [])] or [record["file"]]
+        env = gym.make(record["env_id"])
+        obs = np.stack([env.reset(seed=i)[0] for i in range(5)]).astype(np.float32)
+        for file in files:
+            pol = load_policy(name, file=file)
+            act = np.asarray(pol.act(pol.params, obs, jax.random.PRNGKey(0)))
+            assert act.shape == (5,) + env.action_space.shape, name
+            assert np.all(act >= env.action_space.low) and np.all(act <= env.action_space.high)
+        env.close()
+
+
+def test_expert_beats_random_on_a_short_rollout():
+    rewards = {}
+    for level in ("random", "expert"):
+        pol = load_policy(f"{ENV}-{level}")
+        data = gen.rollout(pol.act, pol.params, gen.ENVS[ENV], 1_000, seed=3, n_envs=4)
+        rewards[level] = data.rewards.mean()
+    assert rewards["expert"] > rewards["random"]
+
+
+def test_list_datasets_reports_what_is_on_disk(made, tmp_path):
+    root, paths = made
+    rows = gen.list_datasets(root)
+    on_disk = {r["path"]: r for r in rows if r["on_disk"]}
+    assert set(on_disk) == {str(p) for p in paths.values()}
+    for path in paths.values():
+        row = on_disk[str(path)]
+        assert row["transitions"] == SIZE
+        assert row["size_bytes"] == path.stat().st_size
+        np.testing.assert_allclose(row["avg_return"],
+                                   load_d4rl(path).episode_returns().mean(), rtol=1e-6)
+    assert {r["name"] for r in rows} == set(gen.dataset_names())
+    assert all(r["can_make"] for r in rows if r["name"].startswith(f"{ENV}-"))
+    empty = gen.list_datasets(tmp_path)
+    assert len(empty) == len(gen.dataset_names())
+    assert not any(r["on_disk"] for r in empty)
+
+
+def test_resolve_builtin_reuses_a_verified_file_and_rejects_a_tampered_one(made, tmp_path):
+    _, paths = made
+    default = gen.dataset_path(f"{ENV}-expert", tmp_path)
+    for suffix in ("", ".sha256", ".json"):
+        shutil.copy(str(paths["expert"]) + suffix, str(default) + suffix)
+    assert gen.resolve_builtin(f"{ENV}-expert", tmp_path) == default  # no 1M-step remake
+    assert gen.resolve_builtin("hopper-medium-v2", tmp_path) is None  # D4RL's, not ours
+    with open(default, "r+b") as f:
+        f.seek(-100, 2)
+        byte = f.read(1)
+        f.seek(-100, 2)
+        f.write(bytes([byte[0] ^ 0xFF]))
+    with pytest.raises(DataError, match="checksum"):
+        gen.resolve_builtin(f"{ENV}-expert", tmp_path)
+
+
+def test_bad_names_and_unwritable_directories_are_data_errors(tmp_path):
+    with pytest.raises(DataError, match="hopper-medium-replay") as err:
+        gen.make_dataset("hopper-mediocre", size=SIZE, data_dir=tmp_path, progress=False)
+    assert all(name in str(err.value) for name in gen.dataset_names())
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    with pytest.raises(DataError, match=re.escape(str(blocker))):
+        gen.make_dataset(f"{ENV}-random", size=SIZE, data_dir=blocker / "sub", progress=False)
+    with pytest.raises(DataError, match="format"):
+        gen.make_dataset(f"{ENV}-random", size=SIZE, data_dir=tmp_path, fmt="csv",
+                         progress=False)
