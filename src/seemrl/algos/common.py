@@ -67,7 +67,7 @@ def polyak(target, online, tau: float):
 
 
 def global_norm(tree) -> jnp.ndarray:
-    return optax.global_norm(tree)
+    return optax.tree.norm(tree)
 
 
 def head_norms(critic_params, num_heads: int) -> jnp.ndarray:

@@ -164,7 +164,7 @@ def update(state: State, batch: Batch, step: jax.Array, cfg: Config, act_dim: in
         "critic_loss": critic_loss,
         "q_mean": jnp.mean(q_tm1),
         "target_mean": jnp.mean(target),
-        "critic_grad_norm": optax.global_norm(grads),
+        "critic_grad_norm": optax.tree.norm(grads),
         "actor_loss": actor_loss,
         "bc_loss": bc_loss,
         "q_pi": q_pi,
@@ -182,7 +182,7 @@ def param_metrics(state: State, cfg: Config) -> dict[str, jax.Array]:
     """Parameter norms of each critic head and the actor (logged at every log point)."""
     norms = head_norms(state.critic_params, cfg.num_critics)
     out = {f"critic_param_norm_{h}": norms[h] for h in range(cfg.num_critics)}
-    out["actor_param_norm"] = optax.global_norm(state.actor_params)
+    out["actor_param_norm"] = optax.tree.norm(state.actor_params)
     return out
 
 
