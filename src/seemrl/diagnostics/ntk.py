@@ -51,6 +51,22 @@ def _flatten_rows(tree) -> jnp.ndarray:
     return jnp.concatenate([x.reshape(x.shape[0], -1) for x in leaves], axis=1)
 
 
+def map_rows(f: Callable, xs, chunk_size: int) -> jnp.ndarray:
+    """vmap f over rows of the arrays in `xs`, `chunk_size` rows at a time (a lax.map over
+    chunks). Rows are zero-padded to a whole number of chunks, so a single body is compiled
+    (lax.map's own batch_size compiles a second one for the remainder), then cut back to N."""
+    n = jax.tree.leaves(xs)[0].shape[0]
+    chunk = max(1, min(chunk_size, n))
+    pad = -n % chunk
+
+    def split(x):
+        x = jnp.pad(x, [(0, pad)] + [(0, 0)] * (x.ndim - 1))
+        return x.reshape((-1, chunk) + x.shape[1:])
+
+    out = jax.lax.map(jax.vmap(f), jax.tree.map(split, xs))
+    return out.reshape((-1,) + out.shape[2:])[:n]
+
+
 def per_sample_grads(q: QFn, params, obs: jnp.ndarray, act: jnp.ndarray, *,
                      scale: bool = False, chunk_size: int | None = None) -> jnp.ndarray:
     """Φ(X): per-sample gradients of Q, vectorised with vmap(grad).
@@ -74,7 +90,7 @@ def per_sample_grads(q: QFn, params, obs: jnp.ndarray, act: jnp.ndarray, *,
     if chunk_size is None:
         phi = _flatten_rows(jax.vmap(g, in_axes=(None, 0, 0))(params, obs, act))
     else:
-        phi = jax.lax.map(row, (obs, act), batch_size=min(chunk_size, obs.shape[0]))
+        phi = map_rows(row, (obs, act), chunk_size)
     return phi / jnp.sqrt(num_params(params)) if scale else phi
 
 
@@ -104,7 +120,7 @@ def gram(q: QFn, params, obs_u: jnp.ndarray, act_u: jnp.ndarray,
     def row(oa):
         return jvp_v(g(params, oa[0], oa[1]))
 
-    G = jax.lax.map(row, (obs_u, act_u), batch_size=min(chunk_size, obs_u.shape[0]))
+    G = map_rows(row, (obs_u, act_u), chunk_size)
     return G / num_params(params) if scale else G
 
 

@@ -26,6 +26,7 @@ per row and one JVP of Q linearised on X, i.e. half the work of forming both Gra
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable, Sequence
 
 import jax
@@ -87,9 +88,19 @@ def seem_matrix(q: ntk.QFn, params, obs, act, next_obs, next_act, gamma: float =
     def row(xs):
         return jvp_x(grad_b(params, *xs))
 
-    A = jax.lax.map(row, (obs, act, next_obs, next_act, c),
-                    batch_size=min(chunk_size, obs.shape[0]))
+    A = ntk.map_rows(row, (obs, act, next_obs, next_act, c), chunk_size)
     return A / ntk.num_params(params) if scale else A
+
+
+def _canonical(lam: complex, vec: np.ndarray) -> tuple[complex, np.ndarray]:
+    """Unit eigenvector, real when λ is; of a complex-conjugate pair the one with Im λ ≥ 0
+    (for a real A the conjugate of an eigenpair is one), so every path reports the same."""
+    vec = vec / np.linalg.norm(vec)
+    if lam.imag < 0:
+        lam, vec = np.conj(lam), np.conj(vec)
+    if np.all(np.abs(vec.imag) < 1e-12):
+        vec = vec.real
+    return complex(lam), vec
 
 
 def seem_from_matrix(A) -> SeemResult:
@@ -97,13 +108,10 @@ def seem_from_matrix(A) -> SeemResult:
     A = np.asarray(A, np.float64)
     w, v = np.linalg.eig(A)
     k = int(np.argmax(w.real))
-    vec = v[:, k] / np.linalg.norm(v[:, k])
-    if np.all(vec.imag == 0):
-        vec = vec.real
+    lam, vec = _canonical(w[k], v[:, k])
     fro = float(np.linalg.norm(A))
-    raw = float(w[k].real)
-    return SeemResult(normalized=raw / fro if fro > 0 else 0.0, raw=raw, frobenius=fro,
-                      eigenvalue=complex(w[k]), eigenvector=vec, method="dense")
+    return SeemResult(normalized=lam.real / fro if fro > 0 else 0.0, raw=lam.real,
+                      frobenius=fro, eigenvalue=lam, eigenvector=vec, method="dense")
 
 
 def _host_max_real_eig(A: np.ndarray) -> np.ndarray:
@@ -124,22 +132,23 @@ def max_real_eig(A: jnp.ndarray) -> jnp.ndarray:
 # ----------------------------------------------------------------------------- matrix-free
 
 
-def _linear_ops(q, params, obs, act, next_obs, next_act, c, scale):
-    """matvec v -> A v and rmatvec u -> Aᵀ u through JVP/VJP (never forming Φ or A)."""
-    s = 1.0 / ntk.num_params(params) if scale else 1.0
+def _linear_ops(q, scale):
+    """matvec (params, data, v) -> A v and rmatvec (params, data, u) -> Aᵀ u through JVP/VJP,
+    never forming Φ or A; data = (obs, act, next_obs, next_act, c)."""
 
-    def phi_x(p):
-        return q(p, obs, act)
+    def parts(params, data):
+        obs, act, next_obs, next_act, c = data
+        s = 1.0 / ntk.num_params(params) if scale else 1.0
+        return (lambda p: q(p, obs, act)), (lambda p: q(p, next_obs, next_act)), c, s
 
-    def phi_s(p):
-        return q(p, next_obs, next_act)
-
-    def matvec(v):
+    def matvec(params, data, v):
+        phi_x, phi_s, c, s = parts(params, data)
         w = jax.vjp(phi_x, params)[1](v)[0]                     # Φᵀ v
         return s * (c * jax.jvp(phi_s, (params,), (w,))[1] - jax.jvp(phi_x, (params,), (w,))[1])
 
-    def rmatvec(u):
+    def rmatvec(params, data, u):
         # Aᵀ u = Φ (Φ*ᵀ (c u) − Φᵀ u)
+        phi_x, phi_s, c, s = parts(params, data)
         w_s = jax.vjp(phi_s, params)[1](c * u)[0]
         w_x = jax.vjp(phi_x, params)[1](u)[0]
         w = jax.tree.map(jnp.subtract, w_s, w_x)
@@ -183,25 +192,23 @@ def seem_matrix_free(q: ntk.QFn, params, obs, act, next_obs, next_act, gamma: fl
     from scipy.sparse.linalg import LinearOperator, eigs
 
     n = obs.shape[0]
-    c = _mask(gamma, done, n)
-    matvec, rmatvec = _linear_ops(q, params, obs, act, next_obs, next_act, c, scale)
+    data = (obs, act, next_obs, next_act, _mask(gamma, done, n))
+    matvec, rmatvec = _linear_ops(q, scale)
+    batched = (None, None, 1)
     mv = jax.jit(matvec)
-    mm = jax.jit(jax.vmap(matvec, in_axes=1, out_axes=1))
-    rmm = jax.jit(jax.vmap(rmatvec, in_axes=1, out_axes=1))
+    mm = jax.jit(jax.vmap(matvec, in_axes=batched, out_axes=1))
+    rmm = jax.jit(jax.vmap(rmatvec, in_axes=batched, out_axes=1))
 
     def host(f):
-        return lambda x: np.asarray(f(jnp.asarray(x, jnp.float32)), np.float64)
+        return lambda x: np.asarray(f(params, data, jnp.asarray(x, jnp.float32)), np.float64)
 
     op = LinearOperator((n, n), matvec=host(mv), dtype=np.float64)
     v0 = np.random.default_rng(seed).standard_normal(n)
     w, v = eigs(op, k=1, which="LR", tol=tol, ncv=min(ncv, n), v0=v0, maxiter=50 * n)
-    vec = v[:, 0] / np.linalg.norm(v[:, 0])
-    if np.all(np.abs(vec.imag) < 1e-12):
-        vec = vec.real
+    lam, vec = _canonical(w[0], v[:, 0])
     fro = frobenius_estimate(host(mm), host(rmm), n, rank=rank, probes=probes, seed=seed)
-    raw = float(w[0].real)
-    return SeemResult(normalized=raw / fro if fro > 0 else 0.0, raw=raw, frobenius=fro,
-                      eigenvalue=complex(w[0]), eigenvector=vec, method="matrix_free")
+    return SeemResult(normalized=lam.real / fro if fro > 0 else 0.0, raw=lam.real,
+                      frobenius=fro, eigenvalue=lam, eigenvector=vec, method="matrix_free")
 
 
 # ------------------------------------------------------------------------------ public API
@@ -230,9 +237,9 @@ def seem(q: ntk.QFn, params, obs, act, next_obs, next_act, gamma: float = 0.99, 
     if method == "auto":
         method = "dense" if obs.shape[0] <= AUTO_DENSE_MAX_N else "matrix_free"
     if method == "dense":
-        A = seem_matrix(q, params, obs, act, next_obs, next_act, gamma, done, scale=scale,
-                        chunk_size=chunk_size)
-        return seem_from_matrix(A)
+        # Jitted as one program: op-by-op dispatch of the chunked map is far slower.
+        fn = jax.jit(functools.partial(seem_matrix, q, scale=scale, chunk_size=chunk_size))
+        return seem_from_matrix(fn(params, obs, act, next_obs, next_act, gamma, done))
     if method == "matrix_free":
         return seem_matrix_free(q, params, obs, act, next_obs, next_act, gamma, done,
                                 scale=scale, **matrix_free_kwargs)
