@@ -19,7 +19,7 @@ from types import ModuleType
 
 from seemrl.config import ConfigError
 
-ALGORITHMS = ("td3bc",)
+ALGORITHMS = ("td3bc", "iql", "cql", "rebrac")
 
 
 def get(name: str) -> ModuleType:

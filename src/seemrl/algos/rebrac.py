@@ -1,0 +1,217 @@
+"""ReBRAC (Tarasov, Kurenkov, Nikulin & Kolesnikov, 2023, "Revisiting the Minimalist Approach
+to Offline RL").
+
+Reads top to bottom: config, state, init, update, act. TD3+BC with the paper's design
+choices: deeper networks (3×256 actor and critics), LayerNorm in the critic (after the
+activation, as in the authors' code), batch 1024 (`batch_size` in the presets), Adam 1e-3 for
+both networks, a BC penalty in the actor AND in the critic target:
+
+    actor:  mean( β_actor · ‖π(s) − a‖² − λ · min_j Q_j(s, π(s)) ),  λ = 1 / mean|Q| (detached)
+    critic: y = r + γ(1 − d) · ( min_j Q'_j(s', a') − β_critic · ‖a' − a_{s'}‖² ),
+
+a' = π'(s') + clipped noise, a_{s'} the dataset's action at s'. Target policy noise 0.2 clip
+0.5, actor and targets every 2 critic steps, τ 0.005. β's are per dataset (presets).
+
+The critic penalty needs the dataset's next action. It is read from `batch.a_t` when the
+Batch carries one; a Batch without it (the driver's current Batch has five fields) trains
+with the critic penalty off and logs `critic_bc_penalty` as NaN, so the gap is visible.
+
+Deviations: PyTorch default init (the authors use Flax defaults with a small uniform output
+layer); the squared BC distances are summed over action dimensions as in the authors' code;
+LayerNorm placement and layers are options (default `after`, all layers).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+import optax
+
+from seemrl.algos.common import NetworkOptions, head_norms, make_optimizer, polyak
+from seemrl.networks import Actor, Critic, q_head_fn
+from seemrl.types import Batch
+
+NAME = "rebrac"
+
+
+@dataclasses.dataclass(frozen=True)
+class Config(NetworkOptions):
+    """ReBRAC hyper-parameters (defaults: the paper's hopper-medium settings)."""
+
+    critic_hidden: tuple[int, ...] = (256, 256, 256)
+    """Hidden layer widths of each critic head."""
+    actor_hidden: tuple[int, ...] = (256, 256, 256)
+    """Hidden layer widths of the actor."""
+    layer_norm: bool = True
+    """LayerNorm in the critic (ReBRAC's default)."""
+    ln_placement: str = "after"
+    """Where LayerNorm goes: after the activation (ReBRAC's) or before it (the SEEM paper's)."""
+    gamma: float = 0.99
+    """Discount factor γ (0.999 on AntMaze)."""
+    tau: float = 0.005
+    """Target-network Polyak rate."""
+    beta_actor: float = 0.01
+    """Weight of the actor's BC penalty ‖π(s) − a‖²."""
+    beta_critic: float = 0.01
+    """Weight of the critic target's BC penalty ‖a' − a_{s'}‖² (needs next actions)."""
+    normalize_q: bool = True
+    """Divide the actor's Q term by mean|Q| (λ = 1 / mean|Q|; off: λ = 1)."""
+    policy_noise: float = 0.2
+    """Std of the target policy smoothing noise (× max action)."""
+    noise_clip: float = 0.5
+    """Clip of the target policy smoothing noise (× max action)."""
+    policy_freq: int = 2
+    """Actor and target networks are updated every this many critic steps."""
+    optimizer: str = "adam"
+    """adam | sgd (plain, no momentum)."""
+    lr_actor: float = 1e-3
+    """Actor learning rate."""
+    lr_critic: float = 1e-3
+    """Critic learning rate."""
+    num_critics: int = 2
+    """Number of critic heads (target and actor take their minimum)."""
+
+    def __post_init__(self):
+        super().__post_init__()
+        make_optimizer(self.optimizer, self.lr_critic)
+        if not 0.0 <= self.gamma <= 1.0 or not 0.0 < self.tau <= 1.0:
+            raise ValueError("gamma must be in [0, 1] and tau in (0, 1]")
+        if self.policy_freq < 1 or self.num_critics < 1:
+            raise ValueError("policy_freq and num_critics must be >= 1")
+        if self.beta_actor < 0 or self.beta_critic < 0:
+            raise ValueError("beta_actor and beta_critic must be >= 0")
+
+
+@flax.struct.dataclass
+class State:
+    actor_params: dict
+    critic_params: dict
+    target_actor_params: dict
+    target_critic_params: dict
+    actor_opt_state: optax.OptState
+    critic_opt_state: optax.OptState
+    key: jax.Array  # raw uint32 key, so checkpoints are plain arrays
+
+
+@functools.cache
+def _nets(cfg: Config, act_dim: int, max_action: float):
+    actor = Actor(cfg.actor_mlp(), act_dim, max_action)
+    critic = Critic(cfg.critic_mlp(), cfg.num_critics)
+    return actor, critic, make_optimizer(cfg.optimizer, cfg.lr_actor), \
+        make_optimizer(cfg.optimizer, cfg.lr_critic)
+
+
+def init(key: jax.Array, obs_dim: int, act_dim: int, max_action: float, cfg: Config) -> State:
+    actor, critic, actor_opt, critic_opt = _nets(cfg, act_dim, max_action)
+    k_actor, k_critic, k_state = jax.random.split(key, 3)
+    obs, act = jnp.zeros((1, obs_dim)), jnp.zeros((1, act_dim))
+    actor_params = actor.init(k_actor, obs)
+    critic_params = critic.init(k_critic, obs, act)
+    return State(actor_params=actor_params, critic_params=critic_params,
+                 target_actor_params=actor_params, target_critic_params=critic_params,
+                 actor_opt_state=actor_opt.init(actor_params),
+                 critic_opt_state=critic_opt.init(critic_params), key=k_state)
+
+
+def update(state: State, batch: Batch, step: jax.Array, cfg: Config, act_dim: int,
+           max_action: float) -> tuple[State, dict[str, jax.Array]]:
+    """One critic step, plus an actor and target step when `step % policy_freq == 0`.
+
+    Args:
+      state: one seed's state (no leading seed axis).
+      batch: Batch of B transitions with normalised observations; `a_t` (B, act_dim), the
+        dataset's next actions, if the Batch has that field.
+      step: global step counter, shared across seeds (a real `lax.cond` for the actor).
+    Returns:
+      (new state, scalar metrics; actor metrics are NaN on critic-only steps).
+    """
+    actor, critic, actor_opt, critic_opt = _nets(cfg, act_dim, max_action)
+    key, noise_key = jax.random.split(state.key)
+    a_next_data = getattr(batch, "a_t", None)
+
+    noise = jnp.clip(jax.random.normal(noise_key, batch.a_tm1.shape) * cfg.policy_noise,
+                     -cfg.noise_clip, cfg.noise_clip) * max_action
+    a_t = jnp.clip(actor.apply(state.target_actor_params, batch.obs_t) + noise,
+                   -max_action, max_action)
+    q_t = jnp.min(critic.apply(state.target_critic_params, batch.obs_t, a_t), axis=0)
+    if a_next_data is not None:
+        critic_bc = jnp.sum(jnp.square(a_t - a_next_data), axis=-1)  # (B,)
+        q_t = q_t - cfg.beta_critic * critic_bc
+        critic_bc_mean = jnp.mean(critic_bc)
+    else:
+        critic_bc_mean = jnp.full((), jnp.nan)
+    target = jax.lax.stop_gradient(batch.r_t + cfg.gamma * batch.discount_t * q_t)
+
+    def critic_loss_fn(params):
+        q_tm1 = critic.apply(params, batch.obs_tm1, batch.a_tm1)  # (heads, B)
+        return jnp.sum(jnp.mean(jnp.square(q_tm1 - target[None]), axis=1)), q_tm1
+
+    (critic_loss, q_tm1), grads = jax.value_and_grad(critic_loss_fn, has_aux=True)(
+        state.critic_params)
+    updates, critic_opt_state = critic_opt.update(grads, state.critic_opt_state,
+                                                  state.critic_params)
+    critic_params = optax.apply_updates(state.critic_params, updates)
+    state = state.replace(critic_params=critic_params, critic_opt_state=critic_opt_state, key=key)
+
+    def actor_step(state: State):
+        def actor_loss_fn(params):
+            pi = actor.apply(params, batch.obs_tm1)
+            q_pi = jnp.min(critic.apply(state.critic_params, batch.obs_tm1, pi), axis=0)
+            lmbda = 1.0 / jnp.mean(jnp.abs(q_pi)) if cfg.normalize_q else 1.0
+            lmbda = jax.lax.stop_gradient(lmbda)
+            bc = jnp.sum(jnp.square(pi - batch.a_tm1), axis=-1)
+            loss = jnp.mean(cfg.beta_actor * bc - lmbda * q_pi)
+            return loss, (jnp.mean(bc), jnp.mean(q_pi))
+
+        (loss, (bc, q_pi)), grads = jax.value_and_grad(actor_loss_fn, has_aux=True)(
+            state.actor_params)
+        updates, actor_opt_state = actor_opt.update(grads, state.actor_opt_state,
+                                                    state.actor_params)
+        actor_params = optax.apply_updates(state.actor_params, updates)
+        state = state.replace(
+            actor_params=actor_params, actor_opt_state=actor_opt_state,
+            target_actor_params=polyak(state.target_actor_params, actor_params, cfg.tau),
+            target_critic_params=polyak(state.target_critic_params, state.critic_params,
+                                        cfg.tau))
+        return state, (loss, bc, q_pi)
+
+    def skip(state: State):
+        nan = jnp.full((), jnp.nan)
+        return state, (nan, nan, nan)
+
+    state, (actor_loss, bc_loss, q_pi) = jax.lax.cond(step % cfg.policy_freq == 0, actor_step,
+                                                      skip, state)
+    metrics = {
+        "critic_loss": critic_loss,
+        "q_mean": jnp.mean(q_tm1),
+        "target_mean": jnp.mean(target),
+        "critic_grad_norm": optax.tree.norm(grads),
+        "critic_bc_penalty": critic_bc_mean,
+        "actor_loss": actor_loss,
+        "bc_loss": bc_loss,
+        "q_pi": q_pi,
+    }
+    return state, metrics
+
+
+def act(state: State, obs: jax.Array, cfg: Config, act_dim: int, max_action: float):
+    """Deterministic action for normalised observations obs (..., obs_dim)."""
+    actor = _nets(cfg, act_dim, max_action)[0]
+    return actor.apply(state.actor_params, obs)
+
+
+def param_metrics(state: State, cfg: Config) -> dict[str, jax.Array]:
+    """Parameter norms of each critic head and the actor."""
+    norms = head_norms(state.critic_params, cfg.num_critics)
+    out = {f"critic_param_norm_{h}": norms[h] for h in range(cfg.num_critics)}
+    out["actor_param_norm"] = optax.tree.norm(state.actor_params)
+    return out
+
+
+def critic_q(cfg: Config, head: int = 0):
+    """Pure q(critic_params, obs, act) -> (N,) of one head, for SEEM."""
+    return q_head_fn(cfg.critic_mlp(), head)
