@@ -191,6 +191,7 @@ def homogeneity_check(q: ntk.QFn, params, obs, act, c: float = 10.0) -> Homogene
     """
     scaled = jax.tree.map(lambda x: c * x, params)
 
+    @jax.jit      # one program instead of op-by-op dispatch of the vmapped gradients
     def parts(p):
         phi = ntk.per_sample_grads(q, p, obs, act)
         return q(p, obs, act), phi, phi @ phi.T
