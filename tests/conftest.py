@@ -25,7 +25,7 @@ def make_dataset(n: int = 600, obs_dim: int = 11, act_dim: int = 3, episode_len:
 
 @pytest.fixture
 def hopper_npz(tmp_path):
-    """A tiny Hopper-shaped .npz dataset on disk (evaluation off unless --env is given)."""
-    path = tmp_path / "tiny_hopper.npz"
+    """A tiny Hopper-shaped .npz dataset on disk; its name and metadata name no env."""
+    path = tmp_path / "tiny_data.npz"
     save_npz(path, make_dataset())
     return path

@@ -1,0 +1,149 @@
+import json
+
+import h5py
+import numpy as np
+import pytest
+
+from seemrl.cli import main
+
+FAST = ["--steps", "4", "--log-every", "2", "--eval-every", "0", "--eval-episodes", "0",
+        "--checkpoint-every", "2", "--batch-size", "16", "--critic-hidden", "16", "16",
+        "--actor-hidden", "16", "16", "--no-progress"]
+
+
+def run(argv, capsys):
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_train_writes_resolved_config_and_flags_override_file(hopper_npz, tmp_path, capsys):
+    cfg_file = tmp_path / "run.yaml"
+    cfg_file.write_text("bc_coef: 0.0\ngamma: 0.95\nseeds: [3, 4]\nlayer_norm: true\n")
+    out = tmp_path / "run"
+    code, stdout, err = run(["train", "--config", cfg_file, "--dataset", hopper_npz,
+                             "--gamma", "0.9", "--out", out, *FAST], capsys)
+    assert code == 0, err
+    saved = json.loads((out / "config.json").read_text())
+    assert saved["algo"]["gamma"] == 0.9  # the flag beats the file
+    assert saved["algo"]["bc_coef"] == 0.0 and saved["algo"]["layer_norm"] is True
+    assert saved["train"]["seeds"] == [3, 4]
+    assert "step 4/4" in stdout
+
+
+def test_saved_config_is_reusable(hopper_npz, tmp_path, capsys):
+    assert run(["train", "--dataset", hopper_npz, "--out", tmp_path / "a", *FAST], capsys)[0] == 0
+    code, _, err = run(["train", "--config", tmp_path / "a" / "config.json", "--out",
+                        tmp_path / "b", "--no-progress"], capsys)
+    assert code == 0, err
+    a = json.loads((tmp_path / "a" / "config.json").read_text())
+    b = json.loads((tmp_path / "b" / "config.json").read_text())
+    assert a["train"] == b["train"] and a["algo"] == b["algo"]
+
+
+def test_resume_extends_but_cannot_change_hyperparameters(hopper_npz, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert run(["train", "--dataset", hopper_npz, "--out", out, *FAST], capsys)[0] == 0
+    code, _, err = run(["train", "--resume", out, "--gamma", "0.5"], capsys)
+    assert code == 2 and "gamma" in err and len(err.strip().splitlines()) == 1
+    code, stdout, err = run(["train", "--resume", out, "--steps", "6", "--no-progress"], capsys)
+    assert code == 0, err
+    steps = [json.loads(line)["step"] for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert steps == [2, 4, 6]
+
+
+def _bad_hdf5(tmp_path, drop=None, nan=False, short=False):
+    path = tmp_path / "bad.hdf5"
+    n = 50
+    fields = dict(observations=np.zeros((n, 11), np.float32), actions=np.zeros((n, 3), np.float32),
+                  rewards=np.zeros(n, np.float32), terminals=np.zeros(n, bool),
+                  timeouts=np.zeros(n, bool))
+    if nan:
+        fields["rewards"][7] = np.nan
+    if short:
+        fields["actions"] = fields["actions"][:-3]
+    with h5py.File(path, "w") as f:
+        for k, v in fields.items():
+            if k != drop:
+                f[k] = v
+    return path
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["train", "--dataset", "/nonexistent/file.hdf5"], "file.hdf5"),
+    (["train", "--dataset", "{npz}", "--fraction", "0"], "fraction"),
+    (["train", "--dataset", "{npz}", "--fraction", "1.5"], "fraction"),
+    (["train", "--dataset", "{npz}", "--algo", "nope"], "nope"),
+    (["train", "--dataset", "{npz}", "--bogus-option", "1"], "bogus"),
+    (["train", "--dataset", "{npz}", "--steps", "many"], "steps"),
+    (["train", "--dataset", "{npz}", "--env", "Walker2d-v5"], "Walker2d-v5"),
+    (["train", "--dataset", "{npz}", "--env", "NoSuchEnv-v0"], "NoSuchEnv-v0"),
+    (["train", "--dataset", "{npz}", "--ln-placement", "sideways"], "placement"),
+    (["train", "--dataset", "{npz}", "--optimizer", "rmsprop"], "rmsprop"),
+    (["train", "--dataset", "{npz}"], "--env"),  # the npz names no environment
+    (["train", "--config", "/nonexistent/run.yaml"], "run.yaml"),
+    (["train", "--resume", "/nonexistent/run"], "run"),
+    (["train", "--dataset", "{missing_key}"], "next_observations|actions"),
+    (["train", "--dataset", "{nan}"], "rewards"),
+    (["train", "--dataset", "{short}"], "actions"),
+    (["data", "info", "/nonexistent/x.npz"], "x.npz"),
+    (["nosuchcommand"], "nosuchcommand"),
+])
+def test_bad_input_is_one_line_and_exit_2(argv, needle, hopper_npz, tmp_path, capsys):
+    files = {"{npz}": hopper_npz, "{missing_key}": _bad_hdf5(tmp_path, drop="actions"),
+             "{nan}": None, "{short}": None}
+    if "{nan}" in argv:
+        files["{nan}"] = _bad_hdf5(tmp_path, nan=True)
+    if "{short}" in argv:
+        files["{short}"] = _bad_hdf5(tmp_path, short=True)
+    argv = [str(files.get(a, a)) for a in argv] + ["--out", str(tmp_path / "out")] * (
+        argv[0] == "train" and "--resume" not in argv)
+    try:
+        code = main(argv)
+    except SystemExit as e:  # argparse exits directly
+        code = e.code
+    _, err = capsys.readouterr()
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    import re
+
+    assert re.search(needle, lines[0]), lines[0]
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def test_error_keeps_existing_run_folder(hopper_npz, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert run(["train", "--dataset", hopper_npz, "--out", out, *FAST], capsys)[0] == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    code, _, err = run(["train", "--dataset", hopper_npz, "--out", out, *FAST], capsys)
+    assert code == 2 and "--resume" in err
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+
+def test_data_info(hopper_npz, capsys):
+    code, out, err = run(["data", "info", hopper_npz], capsys)
+    assert code == 0, err
+    assert "600" in out  # the number of transitions of the fixture
+
+
+def test_help_lists_every_option(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["train", "--help"])
+    assert e.value.code == 0
+    out = capsys.readouterr().out
+    for flag in ("--dataset", "--env", "--algo", "--bc-coef", "--layer-norm", "--fraction",
+                 "--seeds", "--steps", "--out", "--resume", "--config", "--ln-placement",
+                 "--ln-layers", "--optimizer", "--q-bound"):
+        assert flag in out
+
+
+def test_env_inferred_from_dataset_name_or_metadata():
+    from seemrl.evaluation import infer_env_id
+
+    assert infer_env_id({"name": "hopper-medium-v2"}) == "Hopper-v5"
+    assert infer_env_id({"source": "/d/halfcheetah_medium_expert.hdf5"}) == "HalfCheetah-v5"
+    assert infer_env_id({"name": "walker2d-random"}) == "Walker2d-v5"
+    assert infer_env_id({"name": "antmaze-umaze-v2"}) is None
+    assert infer_env_id({"env_id": "Ant-v5", "name": "hopper"}) == "Ant-v5"
+    assert infer_env_id({"name": "my_robot_logs"}) is None

@@ -1,0 +1,132 @@
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from seemrl import checkpoint
+from seemrl.algos import td3bc
+from seemrl.config import ConfigError
+from seemrl.logging import read_jsonl
+from seemrl.train import TrainConfig, Trainer, _first_bad_step, init_states, train
+
+ALGO = td3bc.Config(critic_hidden=(32, 32), actor_hidden=(32, 32), bc_coef=0.0)
+
+
+def tcfg(dataset, **kw):
+    base = dict(dataset=str(dataset), seeds=(0, 1), steps=8, batch_size=32, log_every=2,
+                eval_every=0, eval_episodes=0, checkpoint_every=4)
+    return TrainConfig(**{**base, **kw})
+
+
+def states_of(run_dir):
+    target = init_states(td3bc, ALGO, [0, 1], 11, 3, 1.0)
+    return checkpoint.load(run_dir, {"states": target, "seem": None})
+
+
+def assert_same_run(a, b):
+    (sa, ma), (sb, mb) = states_of(a), states_of(b)
+    assert ma["step"] == mb["step"]
+    for x, y in zip(jax.tree.leaves(sa), jax.tree.leaves(sb), strict=True):
+        np.testing.assert_array_equal(x, y)
+    ra = [{k: v for k, v in r.items() if not k.startswith("time/")}
+          for r in read_jsonl(a / "metrics.jsonl")]
+    rb = [{k: v for k, v in r.items() if not k.startswith("time/")}
+          for r in read_jsonl(b / "metrics.jsonl")]
+    assert ra == rb
+
+
+def test_run_folder_contents(hopper_npz, tmp_path):
+    status = train(tcfg(hopper_npz), ALGO, tmp_path / "run", progress=False)
+    run = tmp_path / "run"
+    assert {p.name for p in run.iterdir()} >= {"config.json", "normalizer.json", "metrics.jsonl",
+                                               "status.json", "checkpoint.msgpack"}
+    records = read_jsonl(run / "metrics.jsonl")
+    assert [(r["step"], r["seed"]) for r in records] == [(s, d) for s in (2, 4, 6, 8)
+                                                         for d in (0, 1)]
+    for key in ("train/critic_loss", "train/q_mean", "train/q_pi", "train/actor_loss",
+                "train/bc_loss", "train/critic_param_norm_0", "train/critic_param_norm_1"):
+        assert all(np.isfinite(r[key]) for r in records), key
+    assert status["step"] == 8 and all(s["diverged_at"] is None for s in status["seeds"].values())
+    saved = json.loads((run / "config.json").read_text())
+    assert saved["train"]["seeds"] == [0, 1] and saved["algo"]["bc_coef"] == 0.0
+
+
+def test_resume_after_extension_equals_uninterrupted(hopper_npz, tmp_path):
+    train(tcfg(hopper_npz), ALGO, tmp_path / "full", progress=False)
+    train(tcfg(hopper_npz, steps=4), ALGO, tmp_path / "part", progress=False)
+    train(tcfg(hopper_npz), ALGO, tmp_path / "part", resume=True, progress=False)
+    assert_same_run(tmp_path / "full", tmp_path / "part")
+
+
+def test_resume_after_interrupt_equals_uninterrupted(hopper_npz, tmp_path, monkeypatch):
+    train(tcfg(hopper_npz, checkpoint_every=8), ALGO, tmp_path / "full", progress=False)
+    calls = {"n": 0}
+    original = Trainer.run_chunk
+
+    def flaky(self, logger):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        return original(self, logger)
+
+    monkeypatch.setattr(Trainer, "run_chunk", flaky)
+    with pytest.raises(KeyboardInterrupt):
+        train(tcfg(hopper_npz, checkpoint_every=8), ALGO, tmp_path / "part", progress=False)
+    assert json.loads((tmp_path / "part" / "status.json").read_text())["step"] == 4
+    monkeypatch.setattr(Trainer, "run_chunk", original)
+    train(tcfg(hopper_npz, checkpoint_every=8), ALGO, tmp_path / "part", resume=True,
+          progress=False)
+    assert_same_run(tmp_path / "full", tmp_path / "part")
+
+
+def test_diverged_seed_keeps_last_finite_state_and_others_go_on(hopper_npz, tmp_path):
+    trainer = Trainer(tcfg(hopper_npz), ALGO, tmp_path / "run")
+    # Poison seed 1's critic: its Q is NaN from the first step on.
+    poison = lambda x: x.at[1].set(jnp.nan) if x.dtype.kind == "f" else x
+    trainer.states = trainer.states.replace(critic_params=jax.tree.map(
+        poison, trainer.states.critic_params))
+    before = jax.tree.map(lambda x: np.asarray(x[1]), trainer.states)
+    status = trainer.run(progress=False)
+    assert status["seeds"]["1"]["diverged_at"] == 1
+    assert status["seeds"]["0"]["diverged_at"] is None and status["step"] == 8
+    states, meta = checkpoint.load(tmp_path / "run", {"states": trainer.states, "seem": None})
+    after = jax.tree.map(lambda x: np.asarray(x[1]), states["states"])
+    for x, y in zip(jax.tree.leaves(before.actor_params), jax.tree.leaves(after.actor_params),
+                    strict=True):
+        np.testing.assert_array_equal(x, y)  # frozen at its last state, never updated
+    assert meta["active"] == [True, False]
+    records = read_jsonl(tmp_path / "run" / "metrics.jsonl")
+    assert [r.get("diverged_at") for r in records if r["seed"] == 1][0] == 1
+    assert max(r["step"] for r in records if r["seed"] == 0) == 8
+
+
+def test_q_bound_marks_divergence(hopper_npz, tmp_path):
+    status = train(tcfg(hopper_npz, q_bound=1e-6), ALGO, tmp_path / "run", progress=False)
+    assert all(s["diverged_at"] == 1 for s in status["seeds"].values())
+    assert status["step"] == 2  # stopped once every seed had diverged
+
+
+def test_first_bad_step():
+    q = np.array([[1.0, 1.0, 1.0], [2.0, np.nan, 1.0], [5.0, 1.0, np.inf]])
+    loss = np.ones_like(q)
+    np.testing.assert_array_equal(_first_bad_step({"q_mean": q, "critic_loss": loss}, 4.0),
+                                  [2, 1, 2])
+
+
+def test_existing_run_folder_is_not_overwritten(hopper_npz, tmp_path):
+    run = tmp_path / "run"
+    train(tcfg(hopper_npz, steps=2), ALGO, run, progress=False)
+    before = (run / "metrics.jsonl").read_bytes()
+    with pytest.raises(ConfigError, match="not empty"):
+        train(tcfg(hopper_npz, steps=2), ALGO, run, progress=False)
+    assert (run / "metrics.jsonl").read_bytes() == before
+
+
+@pytest.mark.parametrize("bad", [dict(fraction=0.0), dict(fraction=1.5), dict(seeds=()),
+                                 dict(seeds=(1, 1)), dict(eval_every=3), dict(steps=0),
+                                 dict(dataset="")])
+def test_bad_train_config(bad, hopper_npz):
+    with pytest.raises(ConfigError):
+        tcfg(bad.pop("dataset", hopper_npz), **bad)
