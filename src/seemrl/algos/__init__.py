@@ -19,7 +19,7 @@ from types import ModuleType
 
 from seemrl.config import ConfigError
 
-ALGORITHMS = ("td3bc", "iql", "cql", "rebrac")
+ALGORITHMS = ("td3bc", "iql", "cql", "rebrac", "diffql")
 
 
 def get(name: str) -> ModuleType:
