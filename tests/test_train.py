@@ -130,3 +130,21 @@ def test_existing_run_folder_is_not_overwritten(hopper_npz, tmp_path):
 def test_bad_train_config(bad, hopper_npz):
     with pytest.raises(ConfigError):
         tcfg(bad.pop("dataset", hopper_npz), **bad)
+
+
+def test_seem_logged_during_training_and_resume_keeps_it_identical(hopper_npz, tmp_path):
+    seem = dict(seem_every=2, seem_probe=16)
+    train(tcfg(hopper_npz, **seem), ALGO, tmp_path / "full", progress=False)
+    records = read_jsonl(tmp_path / "full" / "metrics.jsonl")
+    for r in records:
+        for key in ("seem/normalized", "seem/raw", "seem/q_data", "seem/q_policy",
+                    "seem/param_norm"):
+            assert r[key] is not None and np.isfinite(r[key]), key
+        assert abs(r["seem/normalized"]) <= 1.0 + 1e-6  # max Re λ ≤ ‖A‖_F
+    first = [r for r in records if r["step"] == 2]
+    assert all(r["seem/ntk_cos"] is None for r in first)  # nothing to compare with yet
+    later = [r for r in records if r["step"] > 2]
+    assert all(-1.0 <= r["seem/ntk_cos"] <= 1.0 for r in later)
+    train(tcfg(hopper_npz, steps=4, **seem), ALGO, tmp_path / "part", progress=False)
+    train(tcfg(hopper_npz, **seem), ALGO, tmp_path / "part", resume=True, progress=False)
+    assert_same_run(tmp_path / "full", tmp_path / "part")  # SEEM cosines included

@@ -249,7 +249,7 @@ class Trainer:
         if cfg.seem_every:
             from seemrl.diagnostics.tracking import SeemTracker
 
-            self.seem = SeemTracker(self.algo, algo_cfg, p, cfg, self.seeds)
+            self.seem = SeemTracker(self.algo, algo_cfg, p, cfg, self.seeds, self.states)
 
     # -- run folder -------------------------------------------------------------------------
     def config_dict(self) -> dict[str, Any]:
@@ -270,20 +270,19 @@ class Trainer:
 
     def save(self) -> None:
         meta = {"step": self.step, "active": self.active.tolist(),
-                "diverged_at": self.diverged_at, "scores": self.scores,
-                "seem": self.seem.memory_meta() if self.seem else None}
+                "diverged_at": self.diverged_at, "scores": self.scores}
         checkpoint.save(self.out, {"states": self.states,
-                                   "seem": self.seem.memory() if self.seem else None}, meta)
+                                   "seem": self.seem.memory if self.seem else None}, meta)
         checkpoint.atomic_write_json(self.out / "status.json", self.status())
 
     def restore(self) -> None:
-        target = {"states": self.states, "seem": self.seem.memory() if self.seem else None}
+        target = {"states": self.states, "seem": self.seem.memory if self.seem else None}
         restored, meta = checkpoint.load(self.out, target)
         self.states = jax.tree.map(jnp.asarray, restored["states"])
         self.step, self.active = int(meta["step"]), np.asarray(meta["active"], bool)
         self.diverged_at, self.scores = meta["diverged_at"], meta["scores"]
         if self.seem:
-            self.seem.restore(restored["seem"], meta["seem"])
+            self.seem.memory = jax.tree.map(jnp.asarray, restored["seem"])
         log_lib.truncate_jsonl(self.out / "metrics.jsonl", self.step)
 
     # -- the loop ---------------------------------------------------------------------------
@@ -334,7 +333,7 @@ class Trainer:
             self.diverged_at[j] = self.step - num_steps + int(first_bad[j]) + 1
             records[j]["diverged_at"] = self.diverged_at[j]
         if self.seem and self.step % cfg.seem_every == 0:
-            for rec, extra in zip(records, self.seem.measure(self.states, self.step), strict=True):
+            for rec, extra in zip(records, self.seem.measure(self.states), strict=True):
                 rec.update(extra)
         if cfg.eval_episodes and self.p.env_id and (
                 self.step == cfg.steps or (cfg.eval_every and self.step % cfg.eval_every == 0)):
