@@ -1,0 +1,227 @@
+"""Gradient updates per second of every algorithm, against this machine's matmul limit.
+
+    python benchmarks/throughput.py [--steps 2000] [--repeats 3] [--algos td3bc iql ...]
+
+Measures, in one run:
+  * the attainable float32 matmul rate (a jitted square matmul, best of several sizes);
+  * updates/s of each algorithm (256-256 nets, batch 256; LN off and on; 1 and 5 seeds
+    vmapped), with the FLOPs of one update from XLA's cost analysis, so each result is also
+    reported as a fraction of the matmul limit;
+  * seeds side by side (vmap in one process) against one process per seed, to justify the
+    driver's choice;
+  * the driver's per-log-point and per-checkpoint cost, as a fraction of training time at the
+    default log_every / checkpoint_every.
+Writes benchmarks/results/throughput.json and prints a table. Targets (issue 2, 2-core CPU):
+≥ 500 updates/s for TD3+BC, one seed, no LN; ≥ 60 % of the matmul limit; logging and
+checkpointing overhead ≤ 5 %.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import os
+import pathlib
+import platform
+import sys
+import tempfile
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+RESULTS = pathlib.Path(__file__).parent / "results"
+OBS, ACT, N_DATA = 11, 3, 100_000
+
+
+def matmul_rate(sizes=(512, 1024, 2048), repeats: int = 10) -> dict:
+    """Best float32 GFLOP/s of a jitted n×n matmul."""
+    best = {}
+    for n in sizes:
+        a = jax.random.normal(jax.random.PRNGKey(0), (n, n), jnp.float32)
+        f = jax.jit(lambda x: x @ x)
+        f(a).block_until_ready()
+        times = []
+        for _ in range(repeats):
+            t = time.perf_counter()
+            f(a).block_until_ready()
+            times.append(time.perf_counter() - t)
+        best[n] = 2 * n**3 / min(times) / 1e9
+    return {"gflops_by_size": best, "gflops": max(best.values())}
+
+
+def device_data():
+    from seemrl.types import Batch
+
+    rng = np.random.default_rng(0)
+    f = lambda *s: jnp.asarray(rng.normal(size=s), jnp.float32)
+    return Batch(f(N_DATA, OBS), jnp.asarray(rng.uniform(-1, 1, (N_DATA, ACT)), jnp.float32),
+                 f(N_DATA), f(N_DATA, OBS), jnp.ones(N_DATA, jnp.float32))
+
+
+def algo_config(algo, layer_norm: bool):
+    import dataclasses
+
+    names = {f.name for f in dataclasses.fields(algo.Config)}
+    kw = {"layer_norm": layer_norm, "critic_hidden": (256, 256), "actor_hidden": (256, 256)}
+    return algo.Config(**{k: v for k, v in kw.items() if k in names})
+
+
+def time_updates(algo_name: str, layer_norm: bool, num_seeds: int, steps: int, repeats: int,
+                 batch_size: int = 256) -> dict:
+    from seemrl import algos
+    from seemrl.train import init_states, make_chunk
+
+    algo = algos.get(algo_name)
+    cfg = algo_config(algo, layer_norm)
+    data = device_data()
+    states = init_states(algo, cfg, list(range(num_seeds)), OBS, ACT, 1.0)
+    chunk = make_chunk(algo, cfg, ACT, 1.0, batch_size)
+    args = (states, data, jnp.int32(0), jnp.ones(num_seeds, bool))
+    compiled = chunk.lower(*args, num_steps=steps).compile()
+    flops = _flops(compiled) / steps / num_seeds
+    out = compiled(*args)
+    jax.block_until_ready(out)
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        jax.block_until_ready(compiled(out[0], data, jnp.int32(steps), args[3]))
+        times.append(time.perf_counter() - t)
+    ups = steps / min(times)
+    return {"algo": algo_name, "layer_norm": layer_norm, "seeds": num_seeds,
+            "updates_per_s": ups, "seed_updates_per_s": ups * num_seeds,
+            "gflop_per_update": flops / 1e9, "gflops": flops * ups * num_seeds / 1e9}
+
+
+def _flops(compiled) -> float:
+    cost = compiled.cost_analysis()
+    if isinstance(cost, list):
+        cost = cost[0]
+    return float(cost.get("flops", float("nan"))) if cost else float("nan")
+
+
+def _one_process(q, steps, repeats):
+    q.put(time_updates("td3bc", False, 1, steps, repeats)["updates_per_s"])
+
+
+def processes_vs_vmap(num_seeds: int, steps: int, repeats: int) -> dict:
+    """Seed-updates/s: num_seeds vmapped in one process vs num_seeds processes of one seed."""
+    vmapped = time_updates("td3bc", False, num_seeds, steps, repeats)["seed_updates_per_s"]
+    ctx = mp.get_context("spawn")
+    q = ctx.Queue()
+    procs = [ctx.Process(target=_one_process, args=(q, steps, repeats))
+             for _ in range(num_seeds)]
+    for p in procs:
+        p.start()
+    rates = [q.get() for _ in procs]
+    for p in procs:
+        p.join()
+    return {"seeds": num_seeds, "vmap_seed_updates_per_s": vmapped,
+            "processes_seed_updates_per_s": float(sum(rates))}
+
+
+def driver_overhead(steps_per_s: float) -> dict:
+    """Cost of one log point and one checkpoint in the real driver, as a fraction of training
+    time at the default log_every (1 000) and checkpoint_every (50 000)."""
+    from seemrl.algos import td3bc
+    from seemrl.data.npz import save_npz
+    from seemrl.train import TrainConfig, Trainer
+    from seemrl.types import Dataset
+
+    rng = np.random.default_rng(0)
+    n = 10_000
+    obs = rng.normal(size=(n, OBS)).astype(np.float32)
+    ds = Dataset(obs, rng.uniform(-1, 1, (n, ACT)).astype(np.float32),
+                 rng.normal(size=n).astype(np.float32), obs, np.zeros(n, np.float32),
+                 np.zeros(n, bool), np.zeros(n, bool))
+    with tempfile.TemporaryDirectory() as tmp:
+        save_npz(f"{tmp}/d.npz", ds)
+        defaults = TrainConfig(dataset="x")
+        cfg = TrainConfig(dataset=f"{tmp}/d.npz", steps=40, log_every=20, eval_episodes=0,
+                          eval_every=0, checkpoint_every=0, seeds=(0,))
+        trainer = Trainer(cfg, td3bc.Config(), f"{tmp}/run")
+        trainer.write_run_files()
+        logger = trainer._logger()
+        trainer.run_chunk(logger)  # compile
+        t = time.perf_counter()
+        trainer.run_chunk(logger)
+        # Everything but the compiled updates (which the driver times itself): metric transfer,
+        # divergence checks, JSONL and status writes.
+        compute_s = 20 / trainer.last_records[0]["time/steps_per_sec"]
+        log_s = time.perf_counter() - t - compute_s
+        t = time.perf_counter()
+        trainer.save()
+        ckpt_s = time.perf_counter() - t
+        logger.close()
+    per_step = 1.0 / steps_per_s
+    overhead = (log_s / defaults.log_every + ckpt_s / defaults.checkpoint_every) / per_step
+    return {"log_point_s": log_s, "checkpoint_s": ckpt_s, "overhead_fraction": overhead}
+
+
+def main(argv=None) -> int:
+    from seemrl import algos
+
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--steps", type=int, default=2000, help="updates per timed chunk")
+    p.add_argument("--repeats", type=int, default=3, help="timed chunks (best is kept)")
+    p.add_argument("--algos", nargs="+", default=list(algos.ALGORITHMS))
+    p.add_argument("--out", default=str(RESULTS / "throughput.json"))
+    args = p.parse_args(argv)
+
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    peak = matmul_rate()
+    console.print(f"matmul limit: {peak['gflops']:.0f} GFLOP/s "
+                  f"({', '.join(f'{n}²: {g:.0f}' for n, g in peak['gflops_by_size'].items())})")
+    rows = []
+    for name in args.algos:
+        for ln in (False, True):
+            for seeds in (1, 5):
+                r = time_updates(name, ln, seeds, args.steps, args.repeats)
+                r["fraction_of_matmul_limit"] = r["gflops"] / peak["gflops"]
+                rows.append(r)
+                console.print(f"  {name} LN={ln} seeds={seeds}: {r['updates_per_s']:.0f} steps/s")
+    td3 = next(r for r in rows if r["algo"] == "td3bc" and not r["layer_norm"]
+               and r["seeds"] == 1)
+    procs = processes_vs_vmap(2, args.steps, args.repeats)
+    overhead = driver_overhead(td3["updates_per_s"])
+
+    table = Table(title="Gradient updates per second (batch 256, 256-256 nets)")
+    for col in ("algo", "LN", "seeds", "steps/s", "seed-updates/s", "GFLOP/update", "GFLOP/s",
+                "% of matmul limit"):
+        table.add_column(col, justify="right")
+    for r in rows:
+        table.add_row(r["algo"], "yes" if r["layer_norm"] else "no", str(r["seeds"]),
+                      f"{r['updates_per_s']:.0f}", f"{r['seed_updates_per_s']:.0f}",
+                      f"{r['gflop_per_update']:.3f}", f"{r['gflops']:.0f}",
+                      f"{100 * r['fraction_of_matmul_limit']:.0f} %")
+    console.print(table)
+    console.print(f"2 seeds: vmap {procs['vmap_seed_updates_per_s']:.0f} vs 2 processes "
+                  f"{procs['processes_seed_updates_per_s']:.0f} seed-updates/s")
+    console.print(f"driver overhead at defaults: {100 * overhead['overhead_fraction']:.2f} % "
+                  f"(log point {1e3 * overhead['log_point_s']:.1f} ms, checkpoint "
+                  f"{1e3 * overhead['checkpoint_s']:.1f} ms)")
+    targets = {"td3bc_1seed_noln_updates_per_s>=500": td3["updates_per_s"] >= 500,
+               "fraction_of_matmul_limit>=0.6": td3["fraction_of_matmul_limit"] >= 0.6,
+               "driver_overhead<=0.05": overhead["overhead_fraction"] <= 0.05}
+    console.print("targets: " + ", ".join(f"{k}: {'met' if v else 'NOT met'}"
+                                          for k, v in targets.items()))
+    result = {"machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
+                          "jax": jax.__version__, "backend": jax.default_backend(),
+                          "python": sys.version.split()[0]},
+              "matmul": peak, "updates": rows, "seeds_processes_vs_vmap": procs,
+              "driver_overhead": overhead, "targets": targets,
+              "time": time.strftime("%Y-%m-%dT%H:%M:%S")}
+    out = pathlib.Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    console.print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
