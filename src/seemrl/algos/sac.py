@@ -36,26 +36,24 @@ import numpy as np
 import optax
 from flax import traverse_util
 
+from seemrl import evaluation
+from seemrl.evaluation import REF_SCORES, env_family
 from seemrl.networks import MLP, Critic, MLPConfig
 
-# D4RL reference returns (SPEC §6): normalised = 100 · (R − min) / (max − min).
-REF_SCORES: dict[str, tuple[float, float]] = {
-    "hopper": (-20.272305, 3234.3),
-    "halfcheetah": (-280.178953, 12135.0),
-    "walker2d": (1.629008, 4592.3),
-    "ant": (-325.6, 3879.7),
-}
 LOG_STD_MIN, LOG_STD_MAX = -5.0, 2.0
 
 
 def env_short(env_id: str) -> str:
     """'Hopper-v5' -> 'hopper' (the key of REF_SCORES and of dataset names)."""
-    return env_id.split("-")[0].lower()
+    family = env_family(env_id)
+    if family is None:
+        raise ValueError(f"no D4RL reference scores for env '{env_id}'")
+    return family
 
 
 def normalized_score(env_id: str, ret: float | np.ndarray) -> float | np.ndarray:
-    lo, hi = REF_SCORES[env_short(env_id)]
-    return 100.0 * (ret - lo) / (hi - lo)
+    """D4RL-normalised score (SPEC §6) of undiscounted return(s) in `env_id`."""
+    return evaluation.normalized_score(ret, REF_SCORES[env_short(env_id)])
 
 
 @dataclasses.dataclass(frozen=True)

@@ -28,9 +28,11 @@ from typing import Any
 
 import numpy as np
 
+from seemrl.evaluation import ENV_IDS
 from seemrl.types import DataError, Dataset
 
-ENVS = {"hopper": "Hopper-v5", "walker2d": "Walker2d-v5", "halfcheetah": "HalfCheetah-v5"}
+ENVS = {env: ENV_IDS[env] for env in ("hopper", "walker2d", "halfcheetah")}
+"""Envs with shipped behaviour policies (Ant has none yet)."""
 LEVELS = ("random", "medium", "expert", "medium-replay", "medium-expert")
 DEFAULT_SIZE = 1_000_000
 GENERATOR_VERSION = 1
@@ -171,7 +173,7 @@ def build_dataset(name: str, size: int = DEFAULT_SIZE, seed: int = 0,
     import gymnasium
     import mujoco
 
-    from seemrl.algos.sac import REF_SCORES
+    from seemrl.evaluation import REF_SCORES
     from seemrl.policies import POLICY_DIR, load_policy, registry
 
     env, level = _check_name(name)

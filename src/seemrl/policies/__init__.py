@@ -92,13 +92,14 @@ def _measure(policy, params, env_id: str, episodes: int, seed: int) -> dict:
 
 
 def select_from_run(run_dir: str | Path, out_dir: str | Path = POLICY_DIR,
-                    log: Callable[[str], None] = print, top_k: int = 3,
+                    log: Callable[[str], None] = print, top_k: int = 8,
                     band: tuple[float, float] = MEDIUM_BAND) -> dict[str, dict]:
     """Picks random / medium / expert / medium-replay from a `seemrl.algos.sac` run.
 
-    The run's own curve (10 stochastic episodes per snapshot) proposes candidates; each pick
-    is then re-measured on EVAL_EPISODES fresh episodes (another seed) and that measurement is
-    what gets recorded, so the training-time selection does not inflate the reported score.
+    The run's own curve (10 stochastic episodes per snapshot) proposes candidates; they are
+    re-measured on EVAL_EPISODES fresh episodes (seed 777000 + train seed) to choose, and the
+    choice is measured once more on other episodes (seed 888000 + train seed): that last
+    measurement is what gets recorded, so selection does not inflate the reported score.
 
     * expert: of the top_k snapshots by curve return, the best by re-measured return.
     * medium: the first snapshot in training order whose curve score and re-measured score
@@ -126,6 +127,10 @@ def select_from_run(run_dir: str | Path, out_dir: str | Path = POLICY_DIR,
     config = json.loads((run / "config.json").read_text())
     cfg = SACConfig(**{**config, "hidden": tuple(config["hidden"])})
     curves = json.loads((run / "curves.json").read_text())
+    if curves[-1]["step"] < config["steps"]:
+        # A run stopped early is the same run with fewer steps (the buffer is sampled only
+        # below its fill level), so record what was actually trained for `retrain`.
+        config = {**config, "steps": curves[-1]["step"], "planned_steps": config["steps"]}
     env_id, env = cfg.env, env_short(cfg.env)
     snap = {c["step"]: run / "snapshots" / f"actor_{c['step']:07d}.npz" for c in curves}
     probe = load_actor(snap[curves[0]["step"]])
@@ -133,16 +138,21 @@ def select_from_run(run_dir: str | Path, out_dir: str | Path = POLICY_DIR,
     obs_dim = probe["params"]["mlp"]["dense_0"]["kernel"].shape[0]
     policy = make_policy(cfg.mlp, act_dim)
     seed = 777_000 + cfg.seed  # evaluation episodes unseen during training
+    report_seed = 888_000 + cfg.seed
     base = {"env_id": env_id, "hidden": list(cfg.hidden), "activation": cfg.activation,
             "act_dim": act_dim, "obs_dim": obs_dim, "max_action": 1.0, "algo": "sac",
             "train_seed": cfg.seed, "config": config, "run_curve": "curves.json"}
     records: dict[str, dict] = {}
 
-    def pick(level: str, step: int, params, measured: dict) -> None:
+    def pick(level: str, step: int, params, chosen_on: dict) -> None:
         file = f"{env}_{level}.npz"
         save_actor(out / file, params)
+        # Picking the best of several noisy measurements inflates the winner's: the recorded
+        # score comes from episodes that took no part in any choice.
+        measured = _measure(policy, params, env_id, EVAL_EPISODES, report_seed)
         records[f"{env}-{level}"] = {**base, "level": level, "file": file, "train_step": step,
-                                     **measured}
+                                     **measured,
+                                     "selection_return_mean": chosen_on["return_mean"]}
         log(f"{env}-{level}: step {step} return {measured['return_mean']:.1f} "
             f"norm {measured['normalized']:.1f}")
 
@@ -208,6 +218,7 @@ def retrain(name: str, work_dir: str | Path, out_dir: str | Path,
         raise DataError(f"no recorded behaviour policy '{name}' to retrain "
                         f"(have: {', '.join(sorted(reg)) or 'none'})")
     config = dict(reg[name]["config"])
+    config.pop("planned_steps", None)
     cfg = SACConfig(**{**config, "hidden": tuple(config["hidden"])})
     train(cfg, work_dir, log=log)
     return select_from_run(work_dir, out_dir, log=log)
