@@ -109,10 +109,17 @@ def dpm_solver_sample(eps_fn: EpsFn, s: Schedule, x_T: jnp.ndarray, steps: int,
         if order == 1 or i == steps - 1:
             x = dpm_step(s, x, t, t_next, eps_t)
         else:
-            u = inverse_lambda(s, 0.5 * (lambda_t(s, t) + lambda_t(s, t_next)))
-            x_u = dpm_step(s, x, t, u, eps_t)
-            x = dpm_step(s, x, t, t_next, eps_clipped(x_u, u * ones))
+            x = dpm2_step(s, eps_clipped, x, t, t_next, eps_t)
     return jnp.clip(x, -1.0, 1.0)
+
+
+def dpm2_step(s: Schedule, eps_fn: EpsFn, x: jnp.ndarray, t, t_next,
+              eps_t: jnp.ndarray) -> jnp.ndarray:
+    """Single-step DPM-Solver-2 from t to t_next (0 < t_next < t): a first-order step to the
+    λ-midpoint u, then x_s = (α_s/α_t)·x_t − σ_s(e^h − 1)·ε(x_u, u). eps_t = eps_fn(x, t)."""
+    u = inverse_lambda(s, 0.5 * (lambda_t(s, t) + lambda_t(s, t_next)))
+    x_u = dpm_step(s, x, t, u, eps_t)
+    return dpm_step(s, x, t, t_next, eps_fn(x_u, u * jnp.ones(x.shape[:-1])))
 
 
 def ddpm_sample(eps_fn: EpsFn, s: Schedule, x_T: jnp.ndarray, key: jax.Array) -> jnp.ndarray:
