@@ -186,16 +186,127 @@ def cmd_data(argv: list[str]) -> int:
     sub = p.add_subparsers(dest="action", required=True, parser_class=_Parser)
     info = sub.add_parser("info", help="sizes, shapes and returns per episode of a dataset")
     info.add_argument("dataset", help="a .hdf5/.npz file, a Minari id or path, or a built-in name")
+    make = sub.add_parser("make", help="roll out a shipped behaviour policy into a dataset")
+    make.add_argument("name", help="e.g. hopper-medium, walker2d-medium-expert "
+                      "(see `seemrl data list`)")
+    make.add_argument("--size", type=int, default=1_000_000, help="transitions (default 1M)")
+    make.add_argument("--seed", type=int, default=0, help="rollout seed (default 0)")
+    make.add_argument("--data-dir", help="output folder (default $SEEMRL_DATA_DIR or "
+                      "~/.seemrl/datasets)")
+    make.add_argument("--format", choices=("hdf5", "minari"), default="hdf5",
+                      help="D4RL-format HDF5 (default) or a local Minari dataset")
+    make.add_argument("--retrain", action="store_true",
+                      help="train the behaviour policies again from scratch first (hours)")
+    lst = sub.add_parser("list", help="datasets seemrl can make, and those already on disk")
+    lst.add_argument("--data-dir", help="folder to look in (default as for make)")
     args = p.parse_args(argv)
     if args.action == "info":
         from seemrl.data import load_dataset, print_info
 
         print_info(load_dataset(args.dataset))
+    elif args.action == "make":
+        from seemrl.data import generate
+
+        if args.size <= 0:
+            raise ConfigError(f"--size must be positive, got {args.size}")
+        path = generate.make_dataset(args.name, size=args.size, seed=args.seed,
+                                     data_dir=args.data_dir, fmt=args.format,
+                                     retrain=args.retrain)
+        print(f"wrote {path}")
+    else:
+        _print_dataset_list(args.data_dir)
     return 0
 
 
+def _print_dataset_list(data_dir) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    from seemrl.data import generate
+    from seemrl.policies import registry
+
+    data_dir = pathlib.Path(data_dir) if data_dir else generate.default_data_dir()
+    policies = registry()
+    table = Table(title=f"seemrl datasets (folder: {data_dir})")
+    for col in ("name", "behaviour policy score", "on disk", "transitions", "avg return",
+                "MB"):
+        table.add_column(col, justify="left" if col == "name" else "right")
+    for r in generate.list_datasets(data_dir):
+        policy = policies.get(r["name"], {}).get("normalized")
+        size = r.get("size_bytes")
+        table.add_row(r["name"], _cell(policy), _cell(r.get("on_disk")),
+                      _cell(r.get("transitions")), _cell(r.get("avg_return")),
+                      _cell(size / 2**20 if size else None))
+    Console().print(table)
+
+
+def _cell(value) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return f"{value:.1f}"
+    return str(value)
+
+
+# -- seemrl diagnose --------------------------------------------------------------------------
+def cmd_diagnose(argv: list[str]) -> int:
+    p = _Parser(prog="seemrl diagnose", description="Explain a finished or running run: "
+                "divergence verdict, SEEM onset, Q explosion, growth order and (SGD) crash step.")
+    p.add_argument("run", help="a run folder written by seemrl train")
+    p.add_argument("--out", help="folder for the PNGs (default: the run folder)")
+    p.add_argument("--no-plots", action="store_true", help="print only")
+    args = p.parse_args(argv)
+    from seemrl.diagnostics.report import diagnose
+
+    run = pathlib.Path(args.run)
+    if not (run / "metrics.jsonl").is_file():
+        raise ConfigError(f"{run} is not a seemrl run folder (no metrics.jsonl)")
+    report = diagnose(run, out_dir=args.out, plots=not args.no_plots)
+    print(report.text())
+    return 0
+
+
+# -- seemrl demo ------------------------------------------------------------------------------
+def cmd_demo(argv: list[str]) -> int:
+    from seemrl.demo import DemoConfig
+
+    p = _Parser(prog="seemrl demo", description="Divergence and its fix in minutes: TD3 "
+                "(bc_coef 0) with and without a LayerNorm critic on 1 %% of hopper-medium.")
+    p.add_argument("--out", default="runs/demo", help="folder for the two runs and demo.png "
+                   "(default runs/demo; a numbered sibling if it exists)")
+    p.add_argument("--data-dir", help="dataset folder (default $SEEMRL_DATA_DIR or "
+                   "~/.seemrl/datasets)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_config_flags(p, DemoConfig, "demo options")
+    args = vars(p.parse_args(argv))
+    out, data_dir, no_progress = args.pop("out"), args.pop("data_dir"), args.pop("no_progress")
+    cfg = config_lib.build(DemoConfig, args)
+    from rich.console import Console
+
+    from seemrl.demo import print_table, run_demo
+
+    console = Console()
+    out = _fresh_folder(pathlib.Path(out))
+    result = run_demo(cfg, out, data_dir=data_dir, progress=not no_progress, console=console)
+    print_table(result, console)
+    return 0
+
+
+def _fresh_folder(path: pathlib.Path) -> pathlib.Path:
+    """`path`, or path-2, path-3, ... when it already holds something (never overwrite)."""
+    candidate, n = path, 1
+    while candidate.exists() and any(candidate.iterdir()):
+        n += 1
+        candidate = path.with_name(f"{path.name}-{n}")
+    return candidate
+
+
 COMMANDS = {
+    "demo": (cmd_demo, "the built-in demo: TD3 diverges, a LayerNorm critic does not"),
     "train": (cmd_train, "train an offline-RL agent (several seeds side by side)"),
+    "diagnose": (cmd_diagnose, "SEEM verdict, growth order and crash step of a run"),
     "data": (cmd_data, "inspect, make and list datasets"),
 }
 

@@ -1,0 +1,156 @@
+"""The built-in demo (the README's main command): divergence and its fix in a few minutes.
+
+Makes (once) a small `hopper-medium` dataset from the shipped behaviour policy, keeps 1 % of
+its transitions (the paper's hardest setting), and trains TD3 with no BC term (bc_coef 0, the
+setting where critics diverge) on several seeds, once with a plain critic and once with a
+LayerNorm critic. SEEM is measured along the way. Prints a comparison table and writes a PNG
+of Q, critic norm and SEEM against steps.
+
+A seed "overshoots" when its mean Q exceeds the largest discounted return any policy could
+collect on this data, max|r| / (1 − γ): a value no correct critic can reach.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import pathlib
+from typing import Any
+
+import numpy as np
+
+from seemrl import plotting
+from seemrl.algos import td3bc
+from seemrl.logging import read_jsonl
+from seemrl.train import TrainConfig, Trainer
+
+
+@dataclasses.dataclass(frozen=True)
+class DemoConfig:
+    dataset: str = "hopper-medium"
+    """Built-in dataset to make (once) and train on."""
+    size: int = 100_000
+    """Transitions to roll out for the dataset (made once, then reused)."""
+    fraction: float = 0.01
+    """Fraction of the dataset's transitions to train on."""
+    seeds: tuple[int, ...] = (0, 1, 2)
+    """Training seeds (side by side)."""
+    steps: int = 10_000
+    """Gradient steps per run."""
+    eval_episodes: int = 5
+    """Evaluation episodes per seed at the end."""
+
+
+def dataset_file(cfg: DemoConfig, data_dir=None, progress: bool = True) -> pathlib.Path:
+    from seemrl.data import generate
+
+    data_dir = generate.default_data_dir() if data_dir is None else pathlib.Path(data_dir)
+    path = generate.dataset_path(cfg.dataset, data_dir, cfg.size)
+    if path.exists():
+        generate.verify_checksum(path)
+        return path
+    return generate.make_dataset(cfg.dataset, size=cfg.size, data_dir=data_dir,
+                                 progress=progress)
+
+
+RUNS = {"TD3 (plain critic)": False, "TD3 + LayerNorm critic": True}
+
+
+def run_demo(cfg: DemoConfig, out: str | pathlib.Path, data_dir=None, progress: bool = True,
+             console=None) -> dict[str, Any]:
+    """Train both runs into out/<name>, write out/demo.png; returns the comparison rows."""
+    out = pathlib.Path(out)
+    path = dataset_file(cfg, data_dir, progress)
+    rows, prepared = {}, None
+    for label, layer_norm in RUNS.items():
+        run_dir = out / ("td3-layernorm" if layer_norm else "td3")
+        train_cfg = TrainConfig(dataset=str(path), seeds=cfg.seeds, steps=cfg.steps,
+                                fraction=cfg.fraction, log_every=500, eval_every=0,
+                                eval_episodes=cfg.eval_episodes, checkpoint_every=0,
+                                seem_every=1000, seem_probe=128, q_bound=float("inf"))
+        algo_cfg = td3bc.Config(bc_coef=0.0, layer_norm=layer_norm)
+        if console is not None:
+            console.print(f"[bold]{label}[/bold] → {run_dir}")
+        trainer = Trainer(train_cfg, algo_cfg, run_dir, prepared=prepared)
+        prepared = trainer.p  # both runs share the data, subset and normalisation
+        status = trainer.run(progress=progress, console=console)
+        rows[label] = summarize(run_dir, status, q_ceiling(prepared.dataset.rewards,
+                                                          algo_cfg.gamma))
+    title = (f"TD3 without BC (bc_coef 0) on {len(prepared.dataset)} transitions "
+             f"({100 * cfg.fraction:g} %) of {cfg.dataset}: plain vs LayerNorm critic "
+             "(thin: seeds, bold: mean)")
+    png = plot(out, rows, q_ceiling(prepared.dataset.rewards, 0.99), title)
+    return {"rows": rows, "png": str(png), "dataset": str(path),
+            "transitions": len(prepared.dataset)}
+
+
+def q_ceiling(rewards: np.ndarray, gamma: float) -> float:
+    """The largest |discounted return| possible with these rewards: max|r| / (1 − γ)."""
+    return float(np.max(np.abs(rewards)) / (1.0 - gamma))
+
+
+def summarize(run_dir: pathlib.Path, status: dict, ceiling: float) -> dict[str, Any]:
+    records = read_jsonl(run_dir / "metrics.jsonl")
+    seeds = [int(s) for s in status["seeds"]]
+    final_q, max_q, seem, scores = [], [], [], []
+    for seed in seeds:
+        _, q = plotting.series(records, "train/q_mean", seed)
+        _, s = plotting.series(records, "seem/normalized", seed)
+        final_q.append(q[-1] if len(q) else np.nan)
+        max_q.append(np.max(np.abs(q)) if len(q) else np.nan)
+        seem.append(s[-1] if len(s) else np.nan)
+        scores.append(status["seeds"][str(seed)]["final_score"])
+    overshoot = sum(1 for q in max_q if not np.isfinite(q) or q > ceiling)
+    diverged = sum(1 for s in status["seeds"].values() if s["diverged_at"] is not None)
+    return {"run_dir": str(run_dir), "seeds": seeds, "final_q": final_q, "max_abs_q": max_q,
+            "q_ceiling": ceiling, "overshooting_seeds": overshoot, "nan_seeds": diverged,
+            "final_seem": seem, "final_score": scores}
+
+
+def plot(out: pathlib.Path, rows: dict[str, dict], ceiling: float, title: str) -> pathlib.Path:
+    plt = plotting.pyplot()
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
+    colors = {False: "tab:red", True: "tab:blue"}
+    panels = [("train/q_mean", "|mean Q(s, a)| on batches", True),
+              ("train/critic_param_norm_0", "critic parameter norm (head 0)", False),
+              ("seem/normalized", "SEEM (max Re λ(A) / ‖A‖_F)", False)]
+    for label, row in rows.items():
+        records = read_jsonl(pathlib.Path(row["run_dir"]) / "metrics.jsonl")
+        for ax, (key, _, _) in zip(axes, panels, strict=True):
+            curves = [plotting.series(records, key, s) for s in row["seeds"]]
+            plotting.seeds_and_mean(ax, curves, colors[RUNS[label]], label,
+                                    transform=np.abs if key == "train/q_mean" else lambda v: v)
+    axes[0].axhline(ceiling, color="k", ls="--", lw=1,
+                    label=f"max possible return {ceiling:.3g}")
+    for ax, (_, title, log) in zip(axes, panels, strict=True):
+        ax.set_title(title)
+        ax.set_xlabel("gradient step")
+        if log:
+            ax.set_yscale("log")
+        ax.grid(alpha=0.3)
+    axes[2].axhline(0.0, color="k", lw=0.8)
+    axes[0].legend(fontsize=8)
+    fig.suptitle(title)
+    return plotting.save(fig, out / "demo.png")
+
+
+def print_table(result: dict[str, Any], console) -> None:
+    from rich.table import Table
+
+    table = Table(title=f"TD3 (bc_coef 0) on {result['transitions']} transitions of "
+                        f"{pathlib.Path(result['dataset']).name}")
+    for col in ("critic", "seeds with Q > max possible return", "max |Q| (mean over seeds)",
+                "final SEEM (mean)", "final score (mean)"):
+        table.add_column(col, justify="right")
+    for label, row in result["rows"].items():
+        with np.errstate(all="ignore"):
+            table.add_row(label, f"{row['overshooting_seeds']} / {len(row['seeds'])}",
+                          f"{np.nanmean(row['max_abs_q']):.3g} (ceiling {row['q_ceiling']:.3g})",
+                          f"{np.nanmean(row['final_seem']):+.3f}",
+                          _mean(row["final_score"]))
+    console.print(table)
+    console.print(f"figure: {result['png']}")
+
+
+def _mean(values) -> str:
+    values = [v for v in values if v is not None]
+    return f"{np.mean(values):.1f}" if values else "—"
