@@ -1,0 +1,176 @@
+"""Cost of one SEEM measurement on a Hopper-sized 256-256 critic, against the authors' way.
+
+Reference ("loop"): what the authors' code does — one backward pass per sample in a Python
+loop (here a jitted single-sample grad, the JAX analogue of their per-sample
+`loss.backward()`), Φ(X) and Φ(X*) stacked on the host and divided by √P, the two Gram
+blocks by dense matmul, then a full non-symmetric eigendecomposition.
+
+Ours: "dense generic" (any q; A = BΦᵀ through chunked JVPs), "dense fast" (the exact MLP
+NTK path), "matrix-free" (Arnoldi on JVP/VJP products + sketched ‖A‖_F). All with the same
+√P convention, so `raw` is comparable too. Times exclude compilation (reported separately as
+`first_call_s`), as in training where a measurement compiles once.
+
+    .venv/bin/python benchmarks/seem_cost.py [--sizes 256 2560] [--loop-limit K]
+
+`--loop-limit K` times only K samples of the per-sample loop and extrapolates that part
+linearly (flagged in the output); the default times the whole loop.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from seemrl.diagnostics import ntk
+from seemrl.diagnostics.seem import seem, seem_from_matrix, seem_mlp
+from seemrl.networks import MLPConfig, QNetwork
+
+OBS_DIM, ACT_DIM, GAMMA = 11, 3, 0.99
+CONFIG = MLPConfig(hidden=(256, 256))
+
+
+def _problem(n: int, key: int = 0):
+    k = jax.random.split(jax.random.key(key), 5)
+    obs = jax.random.normal(k[0], (n, OBS_DIM))
+    act = jax.random.uniform(k[1], (n, ACT_DIM), minval=-1, maxval=1)
+    next_obs = obs + 0.1 * jax.random.normal(k[2], (n, OBS_DIM))
+    next_act = jax.random.uniform(k[3], (n, ACT_DIM), minval=-1, maxval=1)
+    net = QNetwork(CONFIG)
+    params = jax.jit(net.init)(k[4], obs, act)
+    return net, params, obs, act, next_obs, next_act
+
+
+def loop_reference(net, params, obs, act, next_obs, next_act, loop_limit=None):
+    """The authors' recipe; returns (SeemResult, timings dict, extrapolated flag)."""
+    n_params = ntk.num_params(params)
+
+    @jax.jit
+    def grad_one(p, o, a):
+        return jax.grad(lambda p: net.apply(p, o[None], a[None])[0])(p)
+
+    def phi_rows(o_all, a_all, count):
+        rows = []
+        for i in range(count):                    # one backward pass per sample
+            g = grad_one(params, o_all[i], a_all[i])
+            rows.append(np.concatenate([np.asarray(x).ravel() for x in jax.tree.leaves(g)]))
+        return np.stack(rows) / np.sqrt(n_params)
+
+    n = obs.shape[0]
+    count = n if loop_limit is None else min(loop_limit, n)
+    grad_one(params, obs[0], act[0])              # compile outside the timing
+    t = time.perf_counter()
+    phi = phi_rows(obs, act, count)
+    phi_s = phi_rows(next_obs, next_act, count)
+    loop_s = (time.perf_counter() - t) * n / count
+    if count < n:                                 # the rest is needed for the value
+        phi = np.concatenate([phi, np.asarray(ntk.per_sample_grads(
+            lambda p, o, a: net.apply(p, o, a), params, obs[count:], act[count:],
+            scale=True, chunk_size=256))])
+        phi_s = np.concatenate([phi_s, np.asarray(ntk.per_sample_grads(
+            lambda p, o, a: net.apply(p, o, a), params, next_obs[count:], next_act[count:],
+            scale=True, chunk_size=256))])
+    t = time.perf_counter()
+    A = GAMMA * phi_s @ phi.T - phi @ phi.T
+    gram_s = time.perf_counter() - t
+    t = time.perf_counter()
+    res = seem_from_matrix(A, eig="full")
+    eig_s = time.perf_counter() - t
+    return res, {"loop_s": loop_s, "gram_s": gram_s, "eig_s": eig_s}, count < n
+
+
+def _timed(fn):
+    t = time.perf_counter()
+    fn()                                           # compiles
+    first_s = time.perf_counter() - t
+    t = time.perf_counter()
+    res = fn()
+    return res, first_s, time.perf_counter() - t
+
+
+def measure_size(n: int, loop_limit: int | None) -> list[dict]:
+    """All methods at probe size n; rows carry time, value and error against the loop."""
+    net, params, obs, act, next_obs, next_act = _problem(n)
+
+    def q(p, o, a):
+        return net.apply(p, o, a)
+
+    ref, parts, extrapolated = loop_reference(net, params, obs, act, next_obs, next_act,
+                                              loop_limit)
+    ref_s = sum(parts.values())
+    rows = [{"N": n, "method": "loop (authors)", "first_call_s": None, "steady_s": ref_s,
+             **parts, "loop_extrapolated": extrapolated, "normalized": ref.normalized,
+             "raw": ref.raw}]
+    data = (params, obs, act, next_obs, next_act, GAMMA)
+    methods = {
+        "dense generic": lambda: seem(q, *data, method="dense", scale=True),
+        "dense fast (MLP)": lambda: seem_mlp(CONFIG, *data, scale=True),
+        "matrix-free": lambda: seem(q, *data, method="matrix_free", scale=True),
+    }
+    for name, fn in methods.items():
+        res, first_s, steady_s = _timed(fn)
+        rows.append({"N": n, "method": name, "first_call_s": first_s, "steady_s": steady_s,
+                     "normalized": res.normalized, "raw": res.raw})
+    for r in rows:
+        r["speedup_vs_loop"] = ref_s / r["steady_s"]
+        r["rel_err_normalized"] = abs(r["normalized"] - ref.normalized) / abs(ref.normalized)
+        r["rel_err_raw"] = abs(r["raw"] - ref.raw) / abs(ref.raw)
+    return rows
+
+
+def run(sizes, loop_limit):
+    rows = []
+    for n in sizes:
+        rows += measure_size(n, loop_limit)
+        print_table([r for r in rows if r["N"] == n])
+    return rows
+
+
+def print_table(rows):
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"one SEEM measurement, 256-256 critic, N = {rows[0]['N']}")
+    for col in ("method", "steady s", "first call s", "speed-up", "SEEM", "rel err SEEM",
+                "rel err raw"):
+        table.add_column(col, justify="right")
+    for r in rows:
+        note = " (loop extrapolated)" if r.get("loop_extrapolated") else ""
+        table.add_row(r["method"] + note, f"{r['steady_s']:.3f}",
+                      "—" if r["first_call_s"] is None else f"{r['first_call_s']:.2f}",
+                      f"{r['speedup_vs_loop']:.1f}×", f"{r['normalized']:.6f}",
+                      f"{r['rel_err_normalized']:.1e}", f"{r['rel_err_raw']:.1e}")
+    Console(width=140).print(table)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[256, 2560])
+    parser.add_argument("--loop-limit", type=int, default=None,
+                        help="time only this many samples of the per-sample loop and "
+                             "extrapolate linearly (flagged in the output)")
+    parser.add_argument("--out", default=str(Path(__file__).parent / "results" /
+                                              "seem_cost.json"))
+    args = parser.parse_args()
+    rows = run(args.sizes, args.loop_limit)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    meta = {"machine": platform.platform(), "cpu_count": os.cpu_count(),
+            "load_avg_at_end": os.getloadavg(), "jax": jax.__version__,
+            "backend": jax.default_backend(), "obs_dim": OBS_DIM, "act_dim": ACT_DIM,
+            "hidden": list(CONFIG.hidden), "P": ntk.num_params(_problem(2)[1]),
+            "times_exclude_compilation": True}
+    out.write_text(json.dumps({"meta": meta, "results": rows}, indent=1, default=float))
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    jnp.zeros(1).block_until_ready()
+    main()
