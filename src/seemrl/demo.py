@@ -63,10 +63,13 @@ def run_demo(cfg: DemoConfig, out: str | pathlib.Path, data_dir=None, progress: 
     rows, prepared = {}, None
     for label, layer_norm in RUNS.items():
         run_dir = out / ("td3-layernorm" if layer_norm else "td3")
+        log_every = min(500, cfg.steps)
         train_cfg = TrainConfig(dataset=str(path), seeds=cfg.seeds, steps=cfg.steps,
-                                fraction=cfg.fraction, log_every=500, eval_every=0,
+                                fraction=cfg.fraction, log_every=log_every, eval_every=0,
                                 eval_episodes=cfg.eval_episodes, checkpoint_every=0,
-                                seem_every=1000, seem_probe=128, q_bound=float("inf"))
+                                seem_every=log_every * (2 if cfg.steps >= 2 * log_every else 1),
+                                seem_probe=128,
+                                q_bound=float("inf"))
         algo_cfg = td3bc.Config(bc_coef=0.0, layer_norm=layer_norm)
         if console is not None:
             console.print(f"[bold]{label}[/bold] → {run_dir}")
