@@ -67,7 +67,7 @@ def test_cql_learns_a_bandit():
 @pytest.mark.slow
 def test_lagrange_multiplier_follows_the_gap():
     # A gap far above target_gap makes α' grow; far below, shrink.
-    for gap, sign in [(-100.0, -1), (100.0, 1)]:
+    for gap, sign in [(-100.0, 1), (100.0, -1)]:
         cfg = cql.Config(**SMALL, lagrange=True, target_gap=gap)
         state, _ = train_bandit(cql, cfg, steps=20)
         assert np.sign(float(state.log_alpha_prime)) == sign

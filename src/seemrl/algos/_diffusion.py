@@ -101,15 +101,19 @@ def dpm_solver_sample(eps_fn: EpsFn, s: Schedule, x_T: jnp.ndarray, steps: int,
         x0 = jnp.clip((x - sig * eps) / a, -1.0, 1.0)
         return (x - a * x0) / sig
 
-    x = x_T
-    ones = jnp.ones(x.shape[:-1])
-    for i in range(steps):
-        t, t_next = times[i], times[i + 1]
+    ones = jnp.ones(x_T.shape[:-1])
+
+    def step(x, ts):
+        t, t_next = ts
         eps_t = eps_clipped(x, t * ones)
-        if order == 1 or i == steps - 1:
-            x = dpm_step(s, x, t, t_next, eps_t)
-        else:
-            x = dpm2_step(s, eps_clipped, x, t, t_next, eps_t)
+        if order == 1:
+            return dpm_step(s, x, t, t_next, eps_t), None
+        return dpm2_step(s, eps_clipped, x, t, t_next, eps_t), None
+
+    # All steps but the last in a scan (one copy of the network per order); the last step,
+    # into t = 0 where λ = ∞, is first order.
+    x, _ = jax.lax.scan(step, x_T, (times[:-2], times[1:-1]))
+    x = dpm_step(s, x, times[-2], times[-1], eps_clipped(x, times[-2] * ones))
     return jnp.clip(x, -1.0, 1.0)
 
 
@@ -126,19 +130,21 @@ def ddpm_sample(eps_fn: EpsFn, s: Schedule, x_T: jnp.ndarray, key: jax.Array) ->
     """Diffusion-QL's ancestral sampler, T network calls: x_T (B, A) -> x_0 (B, A)."""
     num = s.betas.shape[0]
     ac_prev = jnp.concatenate([jnp.ones(1), s.alphas_cumprod[:-1]])
-    x = x_T
-    keys = jax.random.split(key, num)
-    for i in range(num, 0, -1):  # T is small (5): unrolled so gradients flow plainly
-        beta, ac, acp = s.betas[i - 1], s.alphas_cumprod[i - 1], ac_prev[i - 1]
-        eps = eps_fn(x, jnp.full(x.shape[:-1], float(i)))
+
+    def step(x, inputs):
+        i, k = inputs  # i = T..1 (1-based), as floats for the network
+        j = i.astype(jnp.int32) - 1
+        beta, ac, acp = s.betas[j], s.alphas_cumprod[j], ac_prev[j]
+        eps = eps_fn(x, jnp.full(x.shape[:-1], i))
         x0 = jnp.clip((x - jnp.sqrt(1.0 - ac) * eps) / jnp.sqrt(ac), -1.0, 1.0)
         mean = (beta * jnp.sqrt(acp) / (1 - ac)) * x0 + ((1 - acp) * jnp.sqrt(1 - beta)
                                                           / (1 - ac)) * x
-        if i > 1:
-            var = beta * (1 - acp) / (1 - ac)
-            x = mean + jnp.sqrt(var) * jax.random.normal(keys[i - 1], x.shape)
-        else:
-            x = mean
+        var = beta * (1 - acp) / (1 - ac)  # 0 at i = 1 (ᾱ_0 = 1): the last step adds no noise
+        return mean + jnp.sqrt(var) * jax.random.normal(k, x.shape), None
+
+    # A scan, not an unrolled loop: one copy of the network in the compiled program.
+    steps = jnp.arange(num, 0, -1, dtype=jnp.float32)
+    x, _ = jax.lax.scan(step, x_T, (steps, jax.random.split(key, num)))
     return jnp.clip(x, -1.0, 1.0)
 
 
