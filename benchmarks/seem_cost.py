@@ -125,6 +125,30 @@ def measure_size(n: int, loop_limit: int | None) -> list[dict]:
     return rows
 
 
+def time_probe(n: int) -> dict:
+    """Steady-state cost of the in-training `probe_metrics` call (all 8 `seem/` metrics, fast
+    MLP path on head 0 of a 2-head critic, current actor for X*)."""
+    from seemrl.diagnostics.probe import init_memory, make_probe_fn
+    from seemrl.networks import Actor, Critic
+    from seemrl.types import Batch
+
+    _, _, obs, act, next_obs, _ = _problem(n)
+    actor = Actor(CONFIG, ACT_DIM)
+    k = jax.random.split(jax.random.key(1), 2)
+    cp = jax.jit(Critic(CONFIG).init)(k[0], obs, act)
+    ap = jax.jit(actor.init)(k[1], obs)
+    probe = Batch(obs, act, jnp.zeros(n), next_obs, jnp.ones(n))
+    measure = make_probe_fn(CONFIG, actor.apply, GAMMA)
+    memory = init_memory(CONFIG, cp, probe)
+
+    def call():
+        return jax.block_until_ready(measure(cp, ap, probe, memory))
+
+    _, first_s, steady_s = _timed(call)
+    return {"N": n, "method": "probe_metrics (in training)", "first_call_s": first_s,
+            "steady_s": steady_s}
+
+
 def run(sizes, loop_limit):
     rows = []
     for n in sizes:
@@ -152,14 +176,20 @@ def print_table(rows):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", type=int, nargs="+", default=[256, 2560])
+    parser.add_argument("--sizes", type=int, nargs="*", default=[256, 2560])
     parser.add_argument("--loop-limit", type=int, default=None,
                         help="time only this many samples of the per-sample loop and "
                              "extrapolate linearly (flagged in the output)")
+    parser.add_argument("--probe-sizes", type=int, nargs="*", default=[256, 512, 2560],
+                        help="also time the in-training probe_metrics call at these N")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" /
                                               "seem_cost.json"))
     args = parser.parse_args()
     rows = run(args.sizes, args.loop_limit)
+    for n in args.probe_sizes:
+        rows.append(time_probe(n))
+        print(f"probe_metrics at N = {n}: {rows[-1]['steady_s']:.3f} s per call "
+              f"(first call with compilation {rows[-1]['first_call_s']:.2f} s)")
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     meta = {"machine": platform.platform(), "cpu_count": os.cpu_count(),

@@ -39,19 +39,24 @@ def test_linear_critic_gram_is_feature_gram():
     np.testing.assert_allclose(G_scaled, psi @ psi.T / w.size, rtol=1e-5, atol=1e-6)
 
 
+SLOW = pytest.mark.slow
 CONFIGS = [
     MLPConfig(hidden=(24, 16)),
-    MLPConfig(hidden=(24, 16), use_bias=False),
     MLPConfig(hidden=(24, 16), norm="layernorm", placement="before"),
-    MLPConfig(hidden=(24, 16), norm="layernorm", placement="after"),
-    MLPConfig(hidden=(24, 16, 8), norm="layernorm", placement="before", norm_layers=(0, 2)),
     MLPConfig(hidden=(24, 16, 8), norm="layernorm", placement="after", norm_layers=(1,),
               activation="mish"),
+    pytest.param(MLPConfig(hidden=(24, 16), use_bias=False), marks=SLOW),
+    pytest.param(MLPConfig(hidden=(24, 16), norm="layernorm", placement="after"), marks=SLOW),
+    pytest.param(MLPConfig(hidden=(24, 16, 8), norm="layernorm", placement="before",
+                           norm_layers=(0, 2)), marks=SLOW),
 ]
 
 
-@pytest.mark.parametrize("config", CONFIGS, ids=lambda c: f"{c.norm}-{c.placement}-"
-                         f"{c.norm_layers}-{c.activation}-bias{c.use_bias}")
+def _config_id(c):
+    return f"{c.norm}-{c.placement}-{c.norm_layers}-{c.activation}-bias{c.use_bias}"
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=_config_id)
 def test_fast_path_equals_generic(config):
     obs, act = _data(30)
     obs2, act2 = _data(17, key=2)
@@ -80,17 +85,13 @@ def test_fast_path_equals_generic(config):
 
 
 def test_jit_equals_no_jit():
-    config = CONFIGS[2]
     obs, act = _data(12)
-    net = QNetwork(config)
-    params = jax.jit(net.init)(jax.random.key(0), obs, act)
-
-    def q(p, o, a):
-        return net.apply(p, o, a)
-
-    eager = ntk.gram(q, params, obs, act, chunk_size=5)
-    jitted = jax.jit(lambda p, o, a: ntk.gram(q, p, o, a, chunk_size=5))(params, obs, act)
-    np.testing.assert_allclose(jitted, eager, rtol=1e-5, atol=1e-6)
+    w = jnp.linspace(-1.0, 1.0, 11)
+    eager = ntk.gram(_linear_q, w, obs, act, chunk_size=5)
+    jitted = jax.jit(lambda w: ntk.gram(_linear_q, w, obs, act, chunk_size=5))(w)
+    np.testing.assert_allclose(jitted, eager, rtol=1e-5, atol=1e-5)
+    config = CONFIGS[1]
+    params = jax.jit(QNetwork(config).init)(jax.random.key(0), obs, act)
     fast = jax.jit(ntk.mlp_gram, static_argnums=0)(config, params, obs, act)
     np.testing.assert_allclose(fast, ntk.mlp_gram(config, params, obs, act), rtol=1e-5,
                                atol=1e-6)

@@ -64,7 +64,8 @@ def test_probe_metrics_values_and_cosines():
     cp2 = jax.tree.map(lambda x: x + 0.05 * jnp.sin(7.0 * x), cp)
     m2, _ = measure(cp2, ap, probe, mem)
     h1 = head_params(cp2, 0)
-    grams = [ntk.mlp_gram(CFG, h, probe.obs_tm1, probe.a_tm1) for h in (h0, h1)]
+    gram = jax.jit(lambda h: ntk.mlp_gram(CFG, h, probe.obs_tm1, probe.a_tm1))
+    grams = [gram(h) for h in (h0, h1)]
 
     def td_grad(h):
         c = gamma * probe.discount_t
@@ -75,6 +76,7 @@ def test_probe_metrics_values_and_cosines():
             return 0.5 * jnp.mean((_q_head(p, probe.obs_tm1, probe.a_tm1) - y) ** 2)
         return _flat(jax.grad(loss)(h))
 
+    td_grad = jax.jit(td_grad)
     assert float(m2["seem/ntk_cos"]) == pytest.approx(_cos(*grams), abs=1e-5)
     assert float(m2["seem/param_cos"]) == pytest.approx(_cos(_flat(h0), _flat(h1)), abs=1e-5)
     assert float(m2["seem/grad_cos"]) == pytest.approx(_cos(td_grad(h0), td_grad(h1)), abs=1e-4)

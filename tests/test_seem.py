@@ -132,7 +132,7 @@ def _problem(config, n=96, key=0):
     return obs, act, next_obs, next_act, k[4]
 
 
-@pytest.mark.parametrize("norm", ["none", "layernorm"])
+@pytest.mark.parametrize("norm", [pytest.param("none", marks=pytest.mark.slow), "layernorm"])
 def test_dense_equals_matrix_free(norm):
     config = MLPConfig(hidden=(32, 32), norm=norm)
     obs, act, next_obs, next_act, key = _problem(config)
@@ -161,18 +161,20 @@ def test_fast_path_heads_mask_and_scale():
     cp = jax.jit(critic.init)(key, obs, act)
     done = jnp.zeros(24).at[::5].set(1.0)
     per_head = seem_heads(config, cp, obs, act, next_obs, next_act, 0.99, done)
-    for h, res in enumerate(per_head):
-        ref = seem(q_head_fn(config, h), cp, obs, act, next_obs, next_act, 0.99, done)
-        assert res.raw == pytest.approx(ref.raw, rel=1e-4)
-        assert res.normalized == pytest.approx(ref.normalized, rel=1e-4)
+    # Head 1 through the generic path (head 0 is checked the same way in test_probe.py).
+    ref = seem(q_head_fn(config, 1), cp, obs, act, next_obs, next_act, 0.99, done)
+    assert per_head[1].raw == pytest.approx(ref.raw, rel=1e-4)
+    assert per_head[1].normalized == pytest.approx(ref.normalized, rel=1e-4)
     assert per_head[0].raw != pytest.approx(per_head[1].raw, rel=1e-3)
     # Terminal mask: done = 0 is the unmasked A; done = 1 leaves A = −G(X, X).
     params = jax.tree.map(lambda x: x[0], cp["params"]["heads"])
-    a_none = mlp_seem_matrix(config, params, obs, act, next_obs, next_act, 0.99)
-    a_zero = mlp_seem_matrix(config, params, obs, act, next_obs, next_act, 0.99, jnp.zeros(24))
-    a_one = mlp_seem_matrix(config, params, obs, act, next_obs, next_act, 0.99, jnp.ones(24))
+    a_fn = jax.jit(mlp_seem_matrix, static_argnums=0)
+    a_none = a_fn(config, params, obs, act, next_obs, next_act, 0.99)
+    a_zero = a_fn(config, params, obs, act, next_obs, next_act, 0.99, jnp.zeros(24))
+    a_one = a_fn(config, params, obs, act, next_obs, next_act, 0.99, jnp.ones(24))
     np.testing.assert_allclose(a_zero, a_none, rtol=1e-6)
-    np.testing.assert_allclose(a_one, -ntk.mlp_gram(config, params, obs, act), rtol=1e-6)
+    g_xx = jax.jit(ntk.mlp_gram, static_argnums=0)(config, params, obs, act)
+    np.testing.assert_allclose(a_one, -g_xx, rtol=1e-6)
     # √P scaling changes raw by 1/P and leaves the normalised value unchanged.
     scaled = seem_mlp(config, params, obs, act, next_obs, next_act, 0.99, done, scale=True)
     P = ntk.num_params(params)
@@ -191,3 +193,20 @@ def test_jit_equals_no_jit():
     np.testing.assert_allclose(jitted, eager, rtol=1e-6)
     expect = 0.9 * (1 - done)[:, None] * (nobs @ obs.T) - obs @ obs.T
     np.testing.assert_allclose(eager, expect, rtol=1e-5, atol=1e-6)
+
+
+def test_arnoldi_on_formed_matrix_equals_full_eig():
+    # An NTK-like A: Gram blocks of random low-rank-dominated features (big negative part and
+    # a cluster near 0), large enough that top_eig's "auto" takes the Arnoldi branch.
+    from seemrl.diagnostics.seem import FULL_EIG_MAX_N, top_eig
+
+    rng = np.random.default_rng(0)
+    n = FULL_EIG_MAX_N + 88
+    phi = rng.standard_normal((n, 300)) * (1.0 / np.arange(1, 301))
+    phi_star = 1.3 * phi + 0.1 * rng.standard_normal((n, 300)) / np.arange(1, 301)
+    a = 0.99 * phi_star @ phi.T - phi @ phi.T
+    lam_full, vec_full = top_eig(a, "full")
+    lam_auto, vec_auto = top_eig(a)
+    assert lam_full.real > 0
+    assert lam_auto == pytest.approx(lam_full, rel=1e-6)
+    assert abs(np.vdot(vec_auto, vec_full)) == pytest.approx(1.0, abs=1e-6)

@@ -42,7 +42,7 @@ def _torch_copy(config: MLPConfig, params):
     return Critic()
 
 
-@pytest.mark.parametrize("norm", ["none", "layernorm"])
+@pytest.mark.parametrize("norm", [pytest.param("none", marks=pytest.mark.slow), "layernorm"])
 def test_torch_equals_jax(norm):
     from seemrl.diagnostics.torch import seem_torch
 

@@ -14,7 +14,7 @@ Computation: A = B Φ(X)ᵀ with rows b_i = ∇_θ[γ c_i Q(x*_i) − Q(x_i)] �
 per row and one JVP of Q linearised on X, i.e. half the work of forming both Gram blocks.
 
 * method="dense": A formed (chunked, never Φ), then its rightmost eigenpair on the host in
-  float64: LAPACK geev for N ≤ 512, above that ARPACK Arnoldi on the formed matrix (O(N²) per
+  float64: LAPACK geev for N ≤ 300, above that ARPACK Arnoldi on the formed matrix (O(N²) per
   iteration instead of O(N³); full geev if ARPACK does not converge). O(N²P) to form A.
 * method="matrix_free": A·v = γ c ⊙ Φ*(Φᵀv) − Φ(Φᵀv) by one VJP and two JVPs; the rightmost
   eigenvalue by implicitly restarted Arnoldi (ARPACK, scipy `eigs(which="LR")`); ‖A‖_F² =
@@ -38,7 +38,7 @@ from seemrl.diagnostics import ntk
 from seemrl.networks import MLPConfig, head_params
 
 AUTO_DENSE_MAX_N = 4096
-FULL_EIG_MAX_N = 512
+FULL_EIG_MAX_N = 300
 ARNOLDI_NCV = 256
 ARNOLDI_MAXITER = 10
 
