@@ -81,8 +81,10 @@ def probe_metrics(critic: MLPConfig | ntk.QFn, critic_params, policy_fn: Callabl
         measured with the fast exact NTK path) or any pure q(critic_params, obs, act) -> (N,)
         (generic path: Φ never materialised, ≈ 2·N²·P flops).
       critic_params: critic parameters.
-      policy_fn: pure policy_fn(actor_params, obs (N, obs_dim)) -> (N, act_dim), the current
-        actor without exploration noise (the authors' choice for X*).
+      policy_fn: pure policy_fn(actor_params, obs (N, obs_dim)) -> (N, act_dim) giving X*:
+        the current actor without noise is the authors' choice; a target actor with TD3's
+        clipped smoothing noise (drawn from a fixed key inside policy_fn, so the probe stays
+        fixed) measures the operator the TD target actually uses.
       actor_params: actor parameters.
       probe: fixed Batch of N transitions (obs_tm1, a_tm1, r_t, obs_t, discount_t).
       gamma: discount.
