@@ -90,6 +90,19 @@ def _read_json(path: Path) -> dict:
         return {}
 
 
+def _find(cfg, key: str, default):
+    """The first non-dict value of `key` in a nested config (drivers nest it differently:
+    {"gamma": ..} or {"algo": {"gamma": ..}, "train": {"algo": "td3bc"}})."""
+    if isinstance(cfg, dict):
+        if key in cfg and not isinstance(cfg[key], dict):
+            return cfg[key]
+        for v in cfg.values():
+            found = _find(v, key, None)
+            if found is not None:
+                return found
+    return default
+
+
 def read_metrics(path: Path) -> dict[int, list[dict]]:
     """metrics.jsonl -> {seed: [rows sorted by step]}; unreadable lines are skipped."""
     by_seed: dict[int, list[dict]] = {}
@@ -178,9 +191,12 @@ def diagnose(run_dir: str | Path, *, out_dir: str | Path | None = None, plots: b
     run_dir = Path(run_dir)
     cfg = _read_json(run_dir / "config.json")
     critic = cfg.get("critic") if isinstance(cfg.get("critic"), dict) else {}
-    L = len(critic.get("hidden", (256, 256))) + 1
-    optimizer = str(cfg.get("optimizer", "adam")).lower()
-    gamma = cfg.get("gamma")
+    hidden = critic.get("hidden", _find(cfg, "critic_hidden", (256, 256)))
+    use_bias = critic.get("use_bias", _find(cfg, "critic_bias", True))
+    L = len(hidden) + 1
+    optimizer = str(_find(cfg, "optimizer", "adam")).lower()
+    gamma = _find(cfg, "gamma", None)
+    algo = cfg.get("algo") if isinstance(cfg.get("algo"), str) else _find(cfg, "algo", "?")
     diverged = read_diverged_at(_read_json(run_dir / "status.json"))
     seeds = []
     metrics = read_metrics(run_dir / "metrics.jsonl")
@@ -195,11 +211,11 @@ def diagnose(run_dir: str | Path, *, out_dir: str | Path | None = None, plots: b
         start = min((t for t in (pos, v.step if v.fired else None) if t is not None),
                     default=None)
         fit, note = _growth(optimizer, L, q, norm, start, crash)
-        if critic.get("use_bias", True):
+        if use_bias:
             note = (note + "; " if note else "") + ("critic has biases: growth laws are exact "
                                                     "only for bias-free ReLU nets")
         seeds.append(SeedReport(seed, v, pos, explode, diverged.get(seed), fit, note))
-    report = Report(run_dir, str(cfg.get("algo", "?")), optimizer, gamma, L, seeds, [])
+    report = Report(run_dir, str(algo), optimizer, gamma, L, seeds, [])
     if plots and metrics:
         out = Path(out_dir) if out_dir is not None else run_dir
         out.mkdir(parents=True, exist_ok=True)
@@ -230,7 +246,10 @@ def plot_seem_q(metrics: dict, report: Report, path: Path, config: VerdictConfig
             if sr.diverged_at is not None:
                 ax.axvline(sr.diverged_at, color=c, ls="--", lw=0.8)
         if sr.verdict.fired:
-            ax_s.plot([sr.verdict.step], [config.seem_threshold], marker="v", color=c, ms=8)
+            # On the seed's own SEEM curve, so markers of seeds firing together stay apart.
+            ok = np.isfinite(v)
+            y = np.interp(sr.verdict.step, s[ok], v[ok]) if ok.any() else config.seem_threshold
+            ax_s.plot([sr.verdict.step], [y], marker="v", color=c, ms=8)
     ax_s.axhline(config.seem_threshold, color="grey", ls=":", lw=0.8,
                  label=f"threshold {config.seem_threshold:g}")
     ax_s.axhline(0.0, color="black", lw=0.5)
