@@ -124,8 +124,8 @@ def plot(out: pathlib.Path, rows: dict[str, dict], ceiling: float, title: str) -
                                     transform=np.abs if key == "train/q_mean" else lambda v: v)
     axes[0].axhline(ceiling, color="k", ls="--", lw=1,
                     label=f"max possible return {ceiling:.3g}")
-    for ax, (_, title, log) in zip(axes, panels, strict=True):
-        ax.set_title(title)
+    for ax, (_, panel_title, log) in zip(axes, panels, strict=True):
+        ax.set_title(panel_title)
         ax.set_xlabel("gradient step")
         if log:
             ax.set_yscale("log")
