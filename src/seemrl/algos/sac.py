@@ -8,9 +8,10 @@ stochastic actions; `seemrl.data.generate` does the same with the policies train
 Deviations from the paper, each for CPU speed:
 
 * Collection and learning alternate in chunks: `chunk` env steps are collected with one jitted
-  policy call per step, then `chunk` gradient steps run in one jitted `lax.scan` over the replay
-  buffer held on device. The update-to-data ratio stays 1, but the acting policy lags by at most
-  one chunk.
+  policy call per step, then chunk · utd gradient steps run in one jitted `lax.scan` over the
+  replay buffer held on device. The acting policy lags by at most one chunk.
+* `utd` (gradient steps per env step) may be set below the paper's 1: on a shared CPU an env
+  step costs ~30x less than an update, so a CPU-bound run buys more data per second that way.
 * The replay buffer holds every transition of the run (no eviction; runs are ≤ a few M steps).
 
 Usage: `python -m seemrl.algos.sac --env Hopper-v5 --steps 1000000 --seed 0 --out DIR`, or
@@ -81,7 +82,10 @@ class SACConfig:
     start_steps: int = 5_000
     """Uniform random actions before learning starts (fills the buffer)."""
     chunk: int = 1_000
-    """Env steps collected between two jitted blocks of as many gradient steps."""
+    """Env steps collected between two jitted blocks of gradient steps."""
+    utd: float = 1.0
+    """Gradient steps per env step (the paper's 1; lower trades cheap env steps for costly
+    updates when CPU time, not samples, is the limit)."""
     eval_every: int = 10_000
     """Env steps between evaluations and actor snapshots."""
     eval_episodes: int = 10
@@ -165,11 +169,12 @@ def make_update(config: SACConfig, act_dim: int):
     """Returns jitted `update_chunk(state, buffer, size, key) -> (state, metrics)`.
 
     buffer: dict of (capacity, ·) arrays obs/act/rew/next_obs/discount; rows [0, size) valid.
-    Runs `config.chunk` gradient steps in one `lax.scan`, each on a fresh uniform batch.
+    Runs chunk · utd gradient steps in one `lax.scan`, each on a fresh uniform batch.
     """
     actor_net, critic_net = GaussianActor(config.mlp, act_dim), Critic(config.mlp, 2)
     opt = optax.adam(config.lr)
     target_entropy = -float(act_dim)
+    num_updates = max(1, round(config.chunk * config.utd))
 
     def step(state: SACState, key, buf: dict, size):
         k_idx, k_next, k_pi = jax.random.split(key, 3)
@@ -215,7 +220,7 @@ def make_update(config: SACConfig, act_dim: int):
     @jax.jit
     def update_chunk(state, buffer, size, key):
         state, metrics = jax.lax.scan(lambda s, k: step(s, k, buffer, size), state,
-                                      jax.random.split(key, config.chunk))
+                                      jax.random.split(key, num_updates))
         return state, dict(zip(("critic_loss", "actor_loss", "q", "alpha"),
                                jnp.mean(metrics, axis=0), strict=True))
 
@@ -344,9 +349,10 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--out", required=True, help="output directory")
     p.add_argument("--eval-every", type=int, default=10_000)
     p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--utd", type=float, default=1.0, help="gradient steps per env step")
     args = p.parse_args(argv)
     cfg = SACConfig(env=args.env, steps=args.steps, seed=args.seed, eval_every=args.eval_every,
-                    batch_size=args.batch_size)
+                    batch_size=args.batch_size, utd=args.utd)
     result = train(cfg, args.out, log=lambda s: print(s, flush=True))
     print(json.dumps(result["best"]))
 

@@ -296,7 +296,7 @@ def make_dataset(name: str, size: int = DEFAULT_SIZE, seed: int = 0,
         from seemrl.policies import retrain as retrain_policies
 
         policy_dir = data_dir / "policies"
-        retrain_policies(f"{env}-medium", data_dir / "runs" / env, policy_dir)
+        retrain_policies(f"{env}-random", data_dir / "runs" / env, policy_dir)
     t0 = time.time()
     data = build_dataset(name, size, seed, policy_dir, progress, n_envs)
     meta = data.metadata  # no timings in the file: same seed, same bytes

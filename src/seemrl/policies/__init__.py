@@ -101,10 +101,12 @@ def select_from_run(run_dir: str | Path, out_dir: str | Path = POLICY_DIR,
     choice is measured once more on other episodes (seed 888000 + train seed): that last
     measurement is what gets recorded, so selection does not inflate the reported score.
 
-    * expert: of the top_k snapshots by curve return, the best by re-measured return.
+    * expert: of the top_k snapshots by curve return, the best by re-measured return; skipped
+      when it does not score above the medium band.
     * medium: the first snapshot in training order whose curve score and re-measured score
       both fall in `band` (default MEDIUM_BAND); if none does, the one whose re-measured
-      score is closest to the band's middle among the first crossings tried.
+      score is closest to the band's middle among the first crossings tried; skipped (with
+      medium-replay) when no snapshot's curve score is in the band.
     * medium-replay: snapshots at 0 (untrained), S/K, ..., (K−1)S/K of training before the
       medium snapshot at step S (K = REPLAY_SNAPSHOTS, rounded to the snapshot grid). Snapshot
       k is rolled out for the share of steps until the next one, as D4RL's replay buffer held
@@ -159,15 +161,20 @@ def select_from_run(run_dir: str | Path, out_dir: str | Path = POLICY_DIR,
     init_actor = init_state(cfg, obs_dim, act_dim, run_keys(cfg.seed)[0]).actor
     pick("random", 0, init_actor, _measure(policy, init_actor, env_id, EVAL_EPISODES, seed))
 
+    lo, hi = band
     best = None
     for c in sorted(curves, key=lambda c: -c["return_mean"])[:top_k]:
         params = load_actor(snap[c["step"]])
         m = _measure(policy, params, env_id, EVAL_EPISODES, seed)
         if best is None or m["return_mean"] > best[2]["return_mean"]:
             best = (c["step"], params, m)
-    pick("expert", *best)
+    # A run that never got past medium has no expert: shipping its best under that name
+    # would mislabel the data.
+    if best[2]["normalized"] > hi:
+        pick("expert", *best)
+    else:
+        log(f"{env}-expert: not reached (best {best[2]['normalized']:.1f} ≤ {hi}); skipped")
 
-    lo, hi = band
     tried = []
     for c in curves:
         if not lo <= c["normalized"] <= hi:
@@ -178,7 +185,8 @@ def select_from_run(run_dir: str | Path, out_dir: str | Path = POLICY_DIR,
         if lo <= m["normalized"] <= hi or len(tried) >= 6:
             break
     if not tried:
-        raise DataError(f"no snapshot of {run} scores in the medium band {band}")
+        log(f"{env}-medium, {env}-medium-replay: no snapshot in the band {band}; skipped")
+        return _merge(out, records)
     hit = [t for t in tried if lo <= t[3]["normalized"] <= hi]
     _, med_step, med_params, med_m = hit[0] if hit else min(tried, key=lambda t: t[0])
     pick("medium", med_step, med_params, med_m)
@@ -196,6 +204,11 @@ def select_from_run(run_dir: str | Path, out_dir: str | Path = POLICY_DIR,
     records[f"{env}-medium-replay"] = {**base, "level": "medium-replay",
                                        "file": snapshots[-1]["file"], "snapshots": snapshots,
                                        "train_step": med_step}
+    return _merge(out, records)
+
+
+def _merge(out: Path, records: dict[str, dict]) -> dict[str, dict]:
+    """Merges `records` into out/policies.json (other envs' records are kept)."""
     reg = registry(out)
     reg.update(records)
     (out / "policies.json").write_text(json.dumps(reg, indent=1, sort_keys=True) + "\n")
