@@ -263,7 +263,8 @@ def seem_matrix_free(q: ntk.QFn, params, obs, act, next_obs, next_act, gamma: fl
 
 def seem(q: ntk.QFn, params, obs, act, next_obs, next_act, gamma: float = 0.99, done=None,
          method: str = "auto", *, scale: bool = False, chunk_size: int = 256,
-         **matrix_free_kwargs) -> SeemResult:
+         tol: float = 1e-6, ncv: int = 40, rank: int = 64, probes: int = 32,
+         seed: int = 0) -> SeemResult:
     """SEEM of any pure JAX critic on a probe batch.
 
     Args:
@@ -276,7 +277,7 @@ def seem(q: ntk.QFn, params, obs, act, next_obs, next_act, gamma: float = 0.99, 
       method: "dense" | "matrix_free" | "auto" (dense for N ≤ 4096).
       scale: divide per-sample gradients by √P (authors' convention; changes only `raw`).
       chunk_size: rows processed at once by the dense path (bounds memory at ~chunk·P).
-      **matrix_free_kwargs: tol, ncv, rank, probes, seed for `seem_matrix_free`.
+      tol, ncv, rank, probes, seed: matrix-free options (see `seem_matrix_free`).
 
     Returns:
       SeemResult with .normalized, .raw, .frobenius, .eigenvalue, .eigenvector.
@@ -289,7 +290,8 @@ def seem(q: ntk.QFn, params, obs, act, next_obs, next_act, gamma: float = 0.99, 
         return seem_from_matrix(A)
     if method == "matrix_free":
         return seem_matrix_free(q, params, obs, act, next_obs, next_act, gamma, done,
-                                scale=scale, **matrix_free_kwargs)
+                                scale=scale, tol=tol, ncv=ncv, rank=rank, probes=probes,
+                                seed=seed)
     raise ValueError(f"unknown method '{method}' (dense | matrix_free | auto)")
 
 
