@@ -1,5 +1,6 @@
 import json
 
+import flax.serialization
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -9,7 +10,7 @@ from seemrl import checkpoint
 from seemrl.algos import td3bc
 from seemrl.config import ConfigError
 from seemrl.logging import read_jsonl
-from seemrl.train import TrainConfig, Trainer, _first_bad_step, init_states, train
+from seemrl.train import TrainConfig, Trainer, _first_bad_step, train
 
 ALGO = td3bc.Config(critic_hidden=(32, 32), actor_hidden=(32, 32), bc_coef=0.0)
 
@@ -20,14 +21,17 @@ def tcfg(dataset, **kw):
     return TrainConfig(**{**base, **kw})
 
 
-def states_of(run_dir):
-    target = init_states(td3bc, ALGO, [0, 1], 11, 3, 1.0)
-    return checkpoint.load(run_dir, {"states": target, "seem": None})
+def checkpoint_payload(run_dir):
+    """The raw checkpoint: every seed's state and the SEEM memory, plus the run metadata."""
+    payload = flax.serialization.msgpack_restore(
+        (run_dir / checkpoint.CHECKPOINT).read_bytes())
+    return payload["state"], json.loads(payload["meta"])
 
 
 def assert_same_run(a, b):
-    (sa, ma), (sb, mb) = states_of(a), states_of(b)
+    (sa, ma), (sb, mb) = checkpoint_payload(a), checkpoint_payload(b)
     assert ma["step"] == mb["step"]
+    assert jax.tree.structure(sa) == jax.tree.structure(sb)
     for x, y in zip(jax.tree.leaves(sa), jax.tree.leaves(sb), strict=True):
         np.testing.assert_array_equal(x, y)
     ra = [{k: v for k, v in r.items() if not k.startswith("time/")}
@@ -148,3 +152,30 @@ def test_seem_logged_during_training_and_resume_keeps_it_identical(hopper_npz, t
     train(tcfg(hopper_npz, steps=4, **seem), ALGO, tmp_path / "part", progress=False)
     train(tcfg(hopper_npz, **seem), ALGO, tmp_path / "part", resume=True, progress=False)
     assert_same_run(tmp_path / "full", tmp_path / "part")  # SEEM cosines included
+
+
+def test_online_verdict_fires_and_is_replayed_on_resume(hopper_npz, tmp_path):
+    # Rewards scaled to 0 put the run's Q ceiling max|r|/(1 − γ) at 0, so any Q is past it
+    # and the verdict must fire at the first log point, for every seed.
+    zero = dict(reward_scale=0.0, seem_every=2, seem_probe=16)
+    status = train(tcfg(hopper_npz, **zero), ALGO, tmp_path / "full", progress=False)
+    assert json.loads((tmp_path / "full" / "config.json").read_text())["q_ceiling"] == 0.0
+    records = read_jsonl(tmp_path / "full" / "metrics.jsonl")
+    for seed, s in status["seeds"].items():
+        assert s["verdict_step"] == 2 and s["verdict_reason"] == "q_explode"
+        fired = [r for r in records if r["seed"] == int(seed) and "verdict/diverging_step" in r]
+        assert [r["step"] for r in fired] == [2]  # logged once, when it first fires
+    train(tcfg(hopper_npz, steps=4, **zero), ALGO, tmp_path / "part", progress=False)
+    resumed = train(tcfg(hopper_npz, **zero), ALGO, tmp_path / "part", resume=True,
+                    progress=False)
+    assert resumed["seeds"] == status["seeds"]
+    assert_same_run(tmp_path / "full", tmp_path / "part")
+
+
+def test_q_ceiling_is_max_reward_over_one_minus_gamma(hopper_npz, tmp_path):
+    from seemrl.data import load_dataset
+
+    train(tcfg(hopper_npz, steps=2), ALGO, tmp_path / "run", progress=False)
+    rewards = load_dataset(str(hopper_npz)).rewards
+    ceiling = json.loads((tmp_path / "run" / "config.json").read_text())["q_ceiling"]
+    assert ceiling == pytest.approx(float(np.abs(rewards).max()) / (1 - ALGO.gamma), rel=1e-6)

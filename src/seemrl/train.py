@@ -31,6 +31,7 @@ from seemrl import algos, checkpoint, evaluation
 from seemrl import config as config_lib
 from seemrl import logging as log_lib
 from seemrl.config import ConfigError
+from seemrl.diagnostics.verdict import OnlineVerdict, VerdictConfig
 from seemrl.types import Batch, DataError, Dataset
 
 
@@ -245,6 +246,14 @@ class Trainer:
         self.diverged_at: list[int | None] = [None] * len(self.seeds)
         self.scores: dict[str, list] = {"final": [None] * len(self.seeds),
                                         "best": [None] * len(self.seeds)}
+        # No correct critic's |Q| can pass max|r| / (1 − γ): the online verdict and reports use
+        # it as the explosion threshold of this run.
+        gamma = getattr(algo_cfg, "gamma", None)
+        self.q_ceiling = (float(np.max(np.abs(p.dataset.rewards))) / (1.0 - gamma)
+                          if gamma is not None and gamma < 1.0 else None)
+        vcfg = VerdictConfig() if self.q_ceiling is None else VerdictConfig(
+            q_floor=self.q_ceiling, q_explode=self.q_ceiling)
+        self.verdicts = [OnlineVerdict(vcfg) for _ in self.seeds]
         self.seem = None
         if cfg.seem_every:
             from seemrl.diagnostics.tracking import SeemTracker
@@ -255,6 +264,7 @@ class Trainer:
     def config_dict(self) -> dict[str, Any]:
         return {"train": config_lib.to_dict(self.cfg), "algo": config_lib.to_dict(self.algo_cfg),
                 "env_id": self.p.env_id, "dataset_size": len(self.p.dataset),
+                "q_ceiling": self.q_ceiling,
                 "dataset_metadata": _jsonable(self.p.dataset.metadata)}
 
     def write_run_files(self) -> None:
@@ -265,7 +275,9 @@ class Trainer:
     def status(self) -> dict[str, Any]:
         return {"step": self.step, "steps": self.cfg.steps, "seeds": {
             str(s): {"diverged_at": self.diverged_at[j], "final_score": self.scores["final"][j],
-                     "best_score": self.scores["best"][j], "active": bool(self.active[j])}
+                     "best_score": self.scores["best"][j], "active": bool(self.active[j]),
+                     "verdict_step": self.verdicts[j].result.step,
+                     "verdict_reason": self.verdicts[j].result.reason or None}
             for j, s in enumerate(self.seeds)}}
 
     def save(self) -> None:
@@ -284,6 +296,15 @@ class Trainer:
         if self.seem:
             self.seem.memory = jax.tree.map(jnp.asarray, restored["seem"])
         log_lib.truncate_jsonl(self.out / "metrics.jsonl", self.step)
+        # The verdicts are a function of the logged series: replay them.
+        by_seed: dict[int, list] = {s: [] for s in self.seeds}
+        for rec in log_lib.read_jsonl(self.out / "metrics.jsonl"):
+            by_seed.get(rec.get("seed"), []).append(rec)
+        for verdict, seed in zip(self.verdicts, self.seeds, strict=True):
+            for rec in by_seed[seed]:
+                if "train/q_mean" in rec or "seem/normalized" in rec:
+                    verdict.update(rec["step"], seem=rec.get("seem/normalized"),
+                                   q=rec.get("train/q_mean"))
 
     # -- the loop ---------------------------------------------------------------------------
     def evaluate(self) -> list[dict[str, Any]]:
@@ -335,6 +356,7 @@ class Trainer:
         if self.seem and self.step % cfg.seem_every == 0:
             for rec, extra in zip(records, self.seem.measure(self.states), strict=True):
                 rec.update(extra)
+        self._update_verdicts(records)
         if cfg.eval_episodes and self.p.env_id and (
                 self.step == cfg.steps or (cfg.eval_every and self.step % cfg.eval_every == 0)):
             for rec, extra in zip(records, self.evaluate(), strict=True):
@@ -346,6 +368,16 @@ class Trainer:
         else:
             checkpoint.atomic_write_json(self.out / "status.json", self.status())
         self.last_records = records
+
+    def _update_verdicts(self, records: list[dict[str, Any]]) -> None:
+        """Feed the online divergence verdict; log the step at which it first fires."""
+        for verdict, rec in zip(self.verdicts, records, strict=True):
+            fired_before = verdict.result.fired
+            result = verdict.update(rec["step"], seem=rec.get("seem/normalized"),
+                                    q=rec.get("train/q_mean"))
+            if result.fired and not fired_before:
+                rec["verdict/diverging_step"] = result.step
+                rec["verdict/reason"] = result.reason
 
     def run(self, resume: bool = False, progress: bool = True, console=None) -> dict[str, Any]:
         if resume:
@@ -362,8 +394,8 @@ class Trainer:
                         break
                     self.run_chunk(logger)
                     sps = self.last_records[0]["time/steps_per_sec"]
-                    bar.update(task, completed=self.step, info=_summary(self.last_records),
-                               sps=f"{sps:.0f}")
+                    bar.update(task, completed=self.step, sps=f"{sps:.0f}",
+                               info=_summary(self.last_records, self.verdicts))
         except KeyboardInterrupt:
             self.save()  # the state of the last completed chunk: --resume continues from it
             raise
@@ -383,12 +415,15 @@ class Trainer:
         return log_lib.MultiLogger(loggers)
 
 
-def _summary(records: list[dict[str, Any]]) -> str:
+def _summary(records: list[dict[str, Any]], verdicts: list[OnlineVerdict]) -> str:
     q = [r.get("train/q_mean") for r in records]
     text = "Q " + " ".join(f"{v:.3g}" if v is not None and np.isfinite(v) else "—" for v in q)
     scores = [r["eval/normalized_score"] for r in records if "eval/normalized_score" in r]
     if scores:
         text += "  score " + " ".join(f"{s:.1f}" for s in scores)
+    flagged = [str(r["seed"]) for r, v in zip(records, verdicts, strict=True) if v.result.fired]
+    if flagged:
+        text += f"  [red]diverging: seed {', '.join(flagged)}[/red]"
     return text
 
 
