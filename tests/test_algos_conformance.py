@@ -106,7 +106,7 @@ def test_seeds_side_by_side_equal_separate_runs(algo):
         alone = init_states(algo, cfg, [seed], OBS, ACT, MAX_A)
         alone, m_alone, _ = chunk(alone, data, jnp.int32(0), jnp.ones(1, bool), num_steps=20)
         # Batched and unbatched matmuls may round differently in the last bits.
-        assert_trees_close(jax.tree.map(lambda x: x[j], together),
+        assert_trees_close(jax.tree.map(lambda x, j=j: x[j], together),
                            jax.tree.map(lambda x: x[0], alone), rtol=1e-4, atol=1e-5)
         np.testing.assert_allclose(m_together["critic_loss"][:, j],
                                    m_alone["critic_loss"][:, 0], rtol=1e-4)
