@@ -62,11 +62,23 @@ def normalized_score(returns, ref: tuple[float, float]):
     return 100.0 * (np.asarray(returns, dtype=np.float64) - lo) / (hi - lo)
 
 
-def make_env(env_id: str):
+def _route_mujoco_warnings() -> None:
+    """MuJoCo's default warning handler appends to MUJOCO_LOG.TXT in the current folder (e.g.
+    HalfCheetah-v5's XML uses a deprecated attribute); send them to Python's warnings instead."""
+    import warnings
+
+    import mujoco
+
+    mujoco.set_mju_user_warning(lambda msg: warnings.warn(f"MuJoCo: {msg}", stacklevel=2))
+
+
+def make_env(env_id: str, **kwargs):
+    """`gymnasium.make`, with MuJoCo warnings routed to Python and a bad id as a DataError."""
     import gymnasium as gym
 
+    _route_mujoco_warnings()
     try:
-        return gym.make(env_id)
+        return gym.make(env_id, **kwargs)
     except Exception as e:  # noqa: BLE001 - gymnasium raises many types for a bad id
         raise DataError(f"cannot make evaluation env '{env_id}': {str(e).splitlines()[0]}") \
             from None
