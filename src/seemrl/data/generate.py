@@ -191,7 +191,7 @@ def build_dataset(name: str, size: int = DEFAULT_SIZE, seed: int = 0,
                          "return_mean": pol.info.get("return_mean"),
                          "normalized": pol.info.get("normalized")})
     data = _concat(parts)
-    rets = data.episode_returns()
+    rets, complete = complete_episode_returns(data, _max_steps(env_id))
     lo, hi = REF_SCORES[env]
     first = registry(policy_dir)[segments[0][0]]
     meta = {"name": f"seemrl/{env}-{level}-{DATASET_VERSION}", "env_id": env_id,
@@ -204,9 +204,27 @@ def build_dataset(name: str, size: int = DEFAULT_SIZE, seed: int = 0,
             "policy_return": first.get("return_mean") if level != "medium-expert" else None,
             "policy_normalized": first.get("normalized") if level != "medium-expert" else None,
             "policies": json.dumps(used), "ref_min_score": lo, "ref_max_score": hi,
-            "episodes": int(len(rets)), "avg_return": float(rets.mean())}
+            "episodes": int(len(rets)), "episodes_complete": int(complete.sum()),
+            "avg_return": float(rets[complete].mean() if complete.any() else rets.mean())}
     return Dataset(**{**{f: getattr(data, f) for f in Dataset.__dataclass_fields__
                          if f != "metadata"}, "metadata": meta})
+
+
+def complete_episode_returns(data: Dataset, max_steps: int) -> tuple[np.ndarray, np.ndarray]:
+    """(returns (E,), complete (E,) bool) per episode; complete = ended by a terminal or by
+    the env's time limit, not by a quota cut (cut episodes would bias the average down)."""
+    rets = data.episode_returns()
+    ends = np.flatnonzero(data.episode_ends)
+    if len(ends) == 0 or ends[-1] != len(data) - 1:
+        ends = np.append(ends, len(data) - 1)
+    lengths = np.diff(np.concatenate([[-1], ends]))
+    return rets, (data.terminals[ends] > 0) | (lengths == max_steps)
+
+
+def _max_steps(env_id: str) -> int:
+    import gymnasium as gym
+
+    return int(gym.spec(env_id).max_episode_steps)
 
 
 class _progress:
@@ -324,7 +342,7 @@ def list_datasets(data_dir: str | Path) -> list[dict[str, Any]]:
     """One row per known dataset (default size and seed) plus any other made variants.
 
     Row keys: name, can_make (its behaviour policies are shipped), on_disk, path,
-    size_bytes, transitions, avg_return (None when not on disk).
+    size_bytes, transitions, avg_return (of complete episodes; None when not on disk).
     """
     from seemrl.policies import registry
 
