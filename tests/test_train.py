@@ -17,7 +17,7 @@ ALGO = td3bc.Config(critic_hidden=(32, 32), actor_hidden=(32, 32), bc_coef=0.0)
 
 def tcfg(dataset, **kw):
     base = dict(dataset=str(dataset), seeds=(0, 1), steps=8, batch_size=32, log_every=2,
-                eval_every=0, eval_episodes=0, checkpoint_every=4)
+                eval_every=0, eval_episodes=0, checkpoint_every=4, seem_every=0)
     return TrainConfig(**{**base, **kw})
 
 
@@ -129,7 +129,7 @@ def test_existing_run_folder_is_not_overwritten(hopper_npz, tmp_path):
 
 
 @pytest.mark.parametrize("bad", [dict(fraction=0.0), dict(fraction=1.5), dict(seeds=()),
-                                 dict(seeds=(1, 1)), dict(eval_every=3), dict(steps=0),
+                                 dict(seeds=(1, 1)), dict(eval_every=-1), dict(steps=0),
                                  dict(dataset="")])
 def test_bad_train_config(bad, hopper_npz):
     with pytest.raises(ConfigError):
@@ -179,3 +179,12 @@ def test_q_ceiling_is_max_reward_over_one_minus_gamma(hopper_npz, tmp_path):
     rewards = load_dataset(str(hopper_npz)).rewards
     ceiling = json.loads((tmp_path / "run" / "config.json").read_text())["q_ceiling"]
     assert ceiling == pytest.approx(float(np.abs(rewards).max()) / (1 - ALGO.gamma), rel=1e-6)
+
+
+def test_periods_need_not_be_multiples_of_log_every():
+    from seemrl.train import _crossed
+
+    # log every 3 steps, evaluate every 5: at steps 6 (crossed 5), 12 (crossed 10), 15, 21...
+    fired = [s for s in range(3, 31, 3) if _crossed(s, 3, 5)]
+    assert fired == [6, 12, 15, 21, 27, 30]
+    assert not any(_crossed(s, 3, 0) for s in range(3, 31, 3))
