@@ -187,9 +187,14 @@ def diagnose(run_dir: str | Path, *, out_dir: str | Path | None = None, plots: b
       run_dir: the run folder. out_dir: where PNGs go (default run_dir).
       plots: write PNGs. config: verdict rule (default VerdictConfig()).
     """
-    config = config or VerdictConfig()
     run_dir = Path(run_dir)
     cfg = _read_json(run_dir / "config.json")
+    if config is None:
+        # The driver records the run's Q ceiling max|r|/(1 − γ): past it Q has exploded, the
+        # same threshold the online verdict used during training.
+        ceiling = cfg.get("q_ceiling")
+        config = VerdictConfig() if ceiling is None else VerdictConfig(
+            q_floor=ceiling, q_explode=ceiling)
     critic = cfg.get("critic") if isinstance(cfg.get("critic"), dict) else {}
     hidden = critic.get("hidden", _find(cfg, "critic_hidden", (256, 256)))
     use_bias = critic.get("use_bias", _find(cfg, "critic_bias", True))
