@@ -162,3 +162,14 @@ def test_bad_names_and_unwritable_directories_are_data_errors(tmp_path):
     with pytest.raises(DataError, match="format"):
         gen.make_dataset(f"{ENV}-random", size=SIZE, data_dir=tmp_path, fmt="csv",
                          progress=False)
+
+
+def test_minari_format_writes_a_loadable_dataset(tmp_path):
+    pytest.importorskip("minari")
+    from seemrl.data.minari import load_minari
+
+    path = gen.make_dataset(f"{ENV}-medium", size=SIZE, data_dir=tmp_path, fmt="minari",
+                            progress=False)
+    data = load_minari(str(path))
+    assert len(data) == SIZE
+    assert data.metadata.get("env_id") == gen.ENVS[ENV]
