@@ -147,3 +147,25 @@ def test_env_inferred_from_dataset_name_or_metadata():
     assert infer_env_id({"name": "antmaze-umaze-v2"}) is None
     assert infer_env_id({"env_id": "Ant-v5", "name": "hopper"}) == "Ant-v5"
     assert infer_env_id({"name": "my_robot_logs"}) is None
+
+
+def test_preset_then_file_then_flags(hopper_npz, tmp_path, capsys):
+    from seemrl.presets import load_preset
+
+    preset = load_preset("td3-divergence")
+    cfg_file = tmp_path / "over.json"
+    cfg_file.write_text(json.dumps({"gamma": 0.95}))
+    out = tmp_path / "run"
+    code, _, err = run(["train", "--preset", "td3-divergence", "--config", cfg_file,
+                        "--dataset", hopper_npz, "--alpha", "1.0", "--out", out, *FAST], capsys)
+    assert code == 0, err
+    saved = json.loads((out / "config.json").read_text())
+    assert saved["algo"]["tau"] == preset["tau"] and saved["algo"]["bc_coef"] == preset["bc_coef"]
+    assert saved["algo"]["gamma"] == 0.95  # the file beats the preset
+    assert saved["algo"]["alpha"] == 1.0  # the flag beats both
+    assert saved["train"]["steps"] == 4  # FAST's --steps beats the preset's 1M
+
+
+def test_unknown_preset(hopper_npz, capsys):
+    code, _, err = run(["train", "--preset", "nope", "--dataset", hopper_npz], capsys)
+    assert code == 2 and "nope" in err and "td3-divergence" in err

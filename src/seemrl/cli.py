@@ -92,6 +92,9 @@ def _train_parser(prog: str, algo_name: str) -> argparse.ArgumentParser:
     p = _Parser(prog=prog, description="Train an offline-RL agent on several seeds at once.")
     p.add_argument("--out", metavar="DIR", help="run folder to create (default: runs/<name>)")
     p.add_argument("--config", metavar="FILE", help="YAML or JSON config; flags override it")
+    p.add_argument("--preset", metavar="NAME", help="published hyper-parameters by name; a "
+                   "config file and flags override it (one of: " + ", ".join(_preset_names())
+                   + ")")
     p.add_argument("--resume", metavar="RUN_DIR",
                    help="continue a stopped run from its last checkpoint (only --steps and "
                         "the logging/eval options may change)")
@@ -109,8 +112,14 @@ def cmd_train(argv: list[str]) -> int:
     pre.add_argument("--algo")
     pre.add_argument("--config")
     pre.add_argument("--resume")
+    pre.add_argument("--preset")
     known, _ = pre.parse_known_args(argv)
 
+    preset_data: dict[str, Any] = {}
+    if known.preset and not known.resume:
+        from seemrl.presets import load_preset
+
+        preset_data = load_preset(known.preset)
     file_data: dict[str, Any] = {}
     if known.resume:
         run = pathlib.Path(known.resume)
@@ -120,13 +129,18 @@ def cmd_train(argv: list[str]) -> int:
     elif known.config:
         file_data = config_lib.read_file(known.config)
     algo_name = known.algo or (file_data.get("train") or {}).get("algo") or (
-        file_data.get("algo") if isinstance(file_data.get("algo"), str) else None) or "td3bc"
+        file_data.get("algo") if isinstance(file_data.get("algo"), str) else None) or \
+        preset_data.get("algo") or "td3bc"
     algo = algos.get(algo_name)
 
     args = vars(_train_parser("seemrl train", algo_name).parse_args(argv))
     out, resume, no_progress = args.pop("out"), args.pop("resume"), args.pop("no_progress")
     args.pop("config", None)
+    if args.pop("preset", None) and known.resume:
+        raise ConfigError("--preset cannot be combined with --resume (the run keeps its config)")
+    preset_train, preset_algo = _split_config(preset_data, algo.Config)
     train_over, algo_over = _split_config(file_data, algo.Config)
+    train_over, algo_over = {**preset_train, **train_over}, {**preset_algo, **algo_over}
     train_names = {f.name for f in dataclasses.fields(TrainConfig)}
     flags_train = {k: v for k, v in args.items() if k in train_names}
     flags_algo = {k: v for k, v in args.items() if k not in train_names}
@@ -146,6 +160,12 @@ def cmd_train(argv: list[str]) -> int:
     status = train(train_cfg, algo_cfg, out, resume=bool(resume), progress=not no_progress)
     _print_status(status, out)
     return 0
+
+
+def _preset_names() -> list[str]:
+    from seemrl.presets import list_presets
+
+    return list_presets()
 
 
 def _coerced(train_over, algo_over, key, algo):
