@@ -114,3 +114,21 @@ def test_percentages_of_100_rows_are_exact(data):
     # 0.07 * 100 is 7.000000000000001 in floating point; the subset must still have 7 rows.
     for percent in (1, 7, 10, 29, 50, 100):
         assert len(subset(data, percent / 100, seed=0)) == percent
+
+
+def test_next_actions_follow_episodes_and_survive_subsets():
+    from tests.conftest import make_dataset
+
+    data = make_dataset(200, episode_len=50).with_next_actions()
+    a, nxt, ends = data.actions, data.next_actions, data.episode_ends
+    for i in range(len(data)):
+        expected = a[i] if ends[i] else a[i + 1]
+        np.testing.assert_array_equal(nxt[i], expected)
+    part = subset(data, 0.3, seed=1)
+    rows = part.metadata.get("subset", {})
+    assert part.next_actions is not None and len(part.next_actions) == len(part)
+    # Every kept row keeps its true successor action, even when that row was dropped.
+    full = {tuple(o): n for o, n in zip(data.observations, nxt, strict=True)}
+    for o, n in zip(part.observations, part.next_actions, strict=True):
+        np.testing.assert_array_equal(full[tuple(o)], n)
+    assert rows["fraction"] == 0.3

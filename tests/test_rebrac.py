@@ -1,7 +1,5 @@
 """ReBRAC: the critic's BC penalty on next actions, defaults, learning."""
 
-from typing import NamedTuple
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -10,17 +8,6 @@ import pytest
 from seemrl.algos import rebrac
 
 from .bandit import SMALL, assert_learned, bandit_data, train_bandit
-
-
-class BatchWithNext(NamedTuple):
-    """A Batch that also carries the dataset's next actions a_t (B, act_dim)."""
-
-    obs_tm1: jnp.ndarray
-    a_tm1: jnp.ndarray
-    r_t: jnp.ndarray
-    obs_t: jnp.ndarray
-    discount_t: jnp.ndarray
-    a_t: jnp.ndarray
 
 
 def test_defaults_are_the_papers():
@@ -38,8 +25,7 @@ def test_critic_penalty_lowers_the_target_by_beta_times_distance():
     a_next = jnp.full((16, 1), -1.0)
     update = jax.jit(rebrac.update, static_argnums=(3, 4, 5))
     _, plain = update(state, nonterminal, jnp.int32(1), cfg, 1, 1.0)
-    _, with_next = update(state, BatchWithNext(*nonterminal, a_t=a_next), jnp.int32(1), cfg, 1,
-                          1.0)
+    _, with_next = update(state, nonterminal._replace(a_t=a_next), jnp.int32(1), cfg, 1, 1.0)
     assert np.isnan(float(plain["critic_bc_penalty"]))
     pi_next = rebrac.act(state, data.obs_t, cfg, 1, 1.0)
     dist = jnp.mean(jnp.sum((pi_next - a_next) ** 2, -1))

@@ -16,8 +16,8 @@ ALGO = td3bc.Config(critic_hidden=(32, 32), actor_hidden=(32, 32), bc_coef=0.0)
 
 
 def tcfg(dataset, **kw):
-    base = dict(dataset=str(dataset), seeds=(0, 1), steps=8, batch_size=32, log_every=2,
-                eval_every=0, eval_episodes=0, checkpoint_every=4, seem_every=0)
+    base = dict(dataset=str(dataset), algo="td3bc", seeds=(0, 1), steps=8, batch_size=32,
+                log_every=2, eval_every=0, eval_episodes=0, checkpoint_every=4, seem_every=0)
     return TrainConfig(**{**base, **kw})
 
 
@@ -188,3 +188,14 @@ def test_periods_need_not_be_multiples_of_log_every():
     fired = [s for s in range(3, 31, 3) if _crossed(s, 3, 5)]
     assert fired == [6, 12, 15, 21, 27, 30]
     assert not any(_crossed(s, 3, 0) for s in range(3, 31, 3))
+
+
+def test_driver_feeds_next_actions_to_rebrac(hopper_npz, tmp_path):
+    from seemrl.algos import rebrac
+
+    cfg = rebrac.Config(critic_hidden=(16, 16), actor_hidden=(16, 16))
+    train(tcfg(hopper_npz, algo="rebrac", steps=4, fraction=0.5), cfg, tmp_path / "run",
+          progress=False)
+    records = read_jsonl(tmp_path / "run" / "metrics.jsonl")
+    penalties = [r["train/critic_bc_penalty"] for r in records]
+    assert all(p is not None and np.isfinite(p) and p >= 0 for p in penalties)

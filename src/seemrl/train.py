@@ -126,7 +126,7 @@ def prepare(cfg: TrainConfig) -> Prepared:
     from seemrl.data.normalize import Normalizer, scale_rewards
     from seemrl.data.subset import subset
 
-    dataset = load_dataset(cfg.dataset)
+    dataset = load_dataset(cfg.dataset).with_next_actions()
     if cfg.fraction < 1.0:
         dataset = subset(dataset, cfg.fraction, cfg.data_seed, mode=cfg.subset_mode)
     if cfg.reward_scale != 1.0 or cfg.reward_bias != 0.0:
@@ -154,7 +154,8 @@ def prepare(cfg: TrainConfig) -> Prepared:
                  a_tm1=jnp.asarray(dataset.actions, jnp.float32),
                  r_t=jnp.asarray(dataset.rewards, jnp.float32),
                  obs_t=jnp.asarray(normalizer.normalize(dataset.next_observations), jnp.float32),
-                 discount_t=jnp.asarray(1.0 - dataset.terminals, jnp.float32))
+                 discount_t=jnp.asarray(1.0 - dataset.terminals, jnp.float32),
+                 a_t=jnp.asarray(dataset.next_actions, jnp.float32))
     return Prepared(dataset, data, normalizer, env_id, dataset.obs_dim, dataset.act_dim,
                     max_action, ref)
 

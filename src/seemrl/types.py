@@ -34,6 +34,8 @@ class Dataset:
         timeout, or a break in the data). Episode i spans (prev end, this end].
       metadata: free-form facts about the data: `env_id`, `name`, `source`,
         `ref_min_score`, `ref_max_score`, ...
+      next_actions: (N, act_dim) float32 or None, the action the data took at the next
+        observation (see `with_next_actions`); ReBRAC's critic penalty needs it.
     """
 
     observations: np.ndarray
@@ -44,12 +46,13 @@ class Dataset:
     timeouts: np.ndarray
     episode_ends: np.ndarray
     metadata: dict[str, Any] = dataclasses.field(default_factory=dict)
+    next_actions: np.ndarray | None = None
 
     def __post_init__(self):
         n = len(self.observations)
         for name in ("actions", "rewards", "next_observations", "terminals", "timeouts",
-                     "episode_ends"):
-            if len(getattr(self, name)) != n:
+                     "episode_ends", "next_actions"):
+            if getattr(self, name) is not None and len(getattr(self, name)) != n:
                 raise DataError(
                     f"field '{name}' has {len(getattr(self, name))} rows, observations have {n}")
         if self.observations.ndim != 2 or self.actions.ndim != 2:
@@ -85,7 +88,18 @@ class Dataset:
             timeouts=self.timeouts[index],
             episode_ends=self.episode_ends[index],
             metadata={**self.metadata, **metadata},
+            next_actions=None if self.next_actions is None else self.next_actions[index],
         )
+
+    def with_next_actions(self) -> Dataset:
+        """The same data with `next_actions`: row i+1's action where row i's episode goes on,
+        else row i's own action (after a terminal it is never used; after a timeout or a cut
+        the true next action is unknown). Call it before taking a subset, so a kept row's
+        successor action is exact even when the successor row itself was dropped."""
+        nxt = self.actions.copy()
+        goes_on = ~self.episode_ends[:-1]
+        nxt[:-1][goes_on] = self.actions[1:][goes_on]
+        return dataclasses.replace(self, next_actions=nxt)
 
     def episode_returns(self) -> np.ndarray:
         """Undiscounted return of each (possibly partial) episode, in order."""
@@ -101,7 +115,8 @@ class Batch(NamedTuple):
     """A device-side batch of transitions (TD naming: t-1 is the current step).
 
     obs_tm1: (B, obs_dim); a_tm1: (B, act_dim); r_t: (B,); obs_t: (B, obs_dim);
-    discount_t: (B,) is 1 - terminal (γ is applied by the algorithm).
+    discount_t: (B,) is 1 - terminal (γ is applied by the algorithm);
+    a_t: (B, act_dim) the data's next action, or None when not provided.
     """
 
     obs_tm1: jnp.ndarray
@@ -109,3 +124,4 @@ class Batch(NamedTuple):
     r_t: jnp.ndarray
     obs_t: jnp.ndarray
     discount_t: jnp.ndarray
+    a_t: jnp.ndarray | None = None

@@ -12,9 +12,9 @@ both networks, a BC penalty in the actor AND in the critic target:
 a' = π'(s') + clipped noise, a_{s'} the dataset's action at s'. Target policy noise 0.2 clip
 0.5, actor and targets every 2 critic steps, τ 0.005. β's are per dataset (presets).
 
-The critic penalty needs the dataset's next action. It is read from `batch.a_t` when the
-Batch carries one; a Batch without it (the driver's current Batch has five fields) trains
-with the critic penalty off and logs `critic_bc_penalty` as NaN, so the gap is visible.
+The critic penalty needs the dataset's next action, `batch.a_t` (the driver fills it from
+`Dataset.with_next_actions`). A Batch with `a_t=None` trains with the critic penalty off and
+logs `critic_bc_penalty` as NaN, so the gap is visible.
 
 Deviations: PyTorch default init (the authors use Flax defaults with a small uniform output
 layer); the squared BC distances are summed over action dimensions as in the authors' code;
@@ -124,14 +124,14 @@ def update(state: State, batch: Batch, step: jax.Array, cfg: Config, act_dim: in
     Args:
       state: one seed's state (no leading seed axis).
       batch: Batch of B transitions with normalised observations; `a_t` (B, act_dim), the
-        dataset's next actions, if the Batch has that field.
+        dataset's next actions, or None (critic penalty off).
       step: global step counter, shared across seeds (a real `lax.cond` for the actor).
     Returns:
       (new state, scalar metrics; actor metrics are NaN on critic-only steps).
     """
     actor, critic, actor_opt, critic_opt = _nets(cfg, act_dim, max_action)
     key, noise_key = jax.random.split(state.key)
-    a_next_data = getattr(batch, "a_t", None)
+    a_next_data = batch.a_t
 
     noise = jnp.clip(jax.random.normal(noise_key, batch.a_tm1.shape) * cfg.policy_noise,
                      -cfg.noise_clip, cfg.noise_clip) * max_action

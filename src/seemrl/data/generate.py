@@ -163,7 +163,8 @@ def rollout(act: Callable, params, env_id: str, size: int, seed: int, segment: i
 
 def _concat(parts: list[Dataset]) -> Dataset:
     return Dataset(**{f.name: np.concatenate([getattr(p, f.name) for p in parts])
-                      for f in Dataset.__dataclass_fields__.values() if f.name != "metadata"})
+                      for f in Dataset.__dataclass_fields__.values()
+                      if f.name != "metadata" and getattr(parts[0], f.name) is not None})
 
 
 def build_dataset(name: str, size: int = DEFAULT_SIZE, seed: int = 0,
