@@ -74,3 +74,26 @@ def head_norms(critic_params, num_heads: int) -> jnp.ndarray:
     """(num_heads,) parameter norm of each head of a vmapped `Critic`."""
     leaves = jax.tree.leaves(critic_params)
     return jnp.sqrt(sum(jnp.sum(jnp.square(x).reshape(num_heads, -1), axis=1) for x in leaves))
+
+
+def critic_regression_step(critic, opt: optax.GradientTransformation, params, opt_state,
+                           obs: jnp.ndarray, act: jnp.ndarray, target: jnp.ndarray):
+    """One optimizer step of every critic head towards a fixed TD target.
+
+    loss = Σ_heads mean_B (Q_h(s, a) − y)², as the PyTorch originals sum their heads' MSEs.
+
+    Args:
+      critic: a `networks.Critic`; obs (B, obs_dim), act (B, act_dim); target (B,) y (held
+        fixed: no gradient flows into it).
+    Returns:
+      (params, opt_state, loss, q_tm1 (heads, B), grads).
+    """
+    target = jax.lax.stop_gradient(target)
+
+    def loss_fn(p):
+        q_tm1 = critic.apply(p, obs, act)
+        return jnp.sum(jnp.mean(jnp.square(q_tm1 - target[None]), axis=1)), q_tm1
+
+    (loss, q_tm1), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
+    updates, opt_state = opt.update(grads, opt_state, params)
+    return optax.apply_updates(params, updates), opt_state, loss, q_tm1, grads

@@ -37,7 +37,12 @@ import jax.numpy as jnp
 import optax
 
 from seemrl.algos import _diffusion as diff
-from seemrl.algos.common import NetworkOptions, head_norms, polyak
+from seemrl.algos.common import (
+    NetworkOptions,
+    critic_regression_step,
+    head_norms,
+    polyak,
+)
 from seemrl.networks import Critic, q_head_fn
 from seemrl.types import Batch
 
@@ -182,15 +187,9 @@ def update(state: State, batch: Batch, step: jax.Array, cfg: Config, act_dim: in
     q_next = jnp.min(jnp.max(q_next, axis=-1), axis=0)  # max over K per head, then min
     target = jax.lax.stop_gradient(batch.r_t + cfg.gamma * batch.discount_t * q_next)
 
-    def critic_loss_fn(params):
-        q_tm1 = critic.apply(params, batch.obs_tm1, batch.a_tm1)  # (heads, B)
-        return jnp.sum(jnp.mean(jnp.square(q_tm1 - target[None]), axis=1)), q_tm1
-
-    (critic_loss, q_tm1), critic_grads = jax.value_and_grad(critic_loss_fn, has_aux=True)(
-        state.critic_params)
-    updates, critic_opt_state = critic_opt.update(critic_grads, state.critic_opt_state,
-                                                  state.critic_params)
-    critic_params = optax.apply_updates(state.critic_params, updates)
+    critic_params, critic_opt_state, critic_loss, q_tm1, critic_grads = critic_regression_step(
+        critic, critic_opt, state.critic_params, state.critic_opt_state, batch.obs_tm1,
+        batch.a_tm1, target)
 
     # 2. Actor: denoising (BC) loss + TD3-style Q guidance through the sampler.
     a0 = batch.a_tm1 / max_action

@@ -22,7 +22,13 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from seemrl.algos.common import NetworkOptions, head_norms, make_optimizer, polyak
+from seemrl.algos.common import (
+    NetworkOptions,
+    critic_regression_step,
+    head_norms,
+    make_optimizer,
+    polyak,
+)
 from seemrl.networks import Actor, Critic, q_head_fn
 from seemrl.types import Batch
 
@@ -120,18 +126,10 @@ def update(state: State, batch: Batch, step: jax.Array, cfg: Config, act_dim: in
                    -max_action, max_action)
     q_t = critic.apply(state.target_critic_params, batch.obs_t, a_t)  # (heads, B)
     target = batch.r_t + cfg.gamma * batch.discount_t * jnp.min(q_t, axis=0)
-    target = jax.lax.stop_gradient(target)
 
-    def critic_loss_fn(params):
-        q_tm1 = critic.apply(params, batch.obs_tm1, batch.a_tm1)  # (heads, B)
-        loss = jnp.sum(jnp.mean(jnp.square(q_tm1 - target[None]), axis=1))
-        return loss, q_tm1
-
-    (critic_loss, q_tm1), grads = jax.value_and_grad(critic_loss_fn, has_aux=True)(
-        state.critic_params)
-    updates, critic_opt_state = critic_opt.update(grads, state.critic_opt_state,
-                                                  state.critic_params)
-    critic_params = optax.apply_updates(state.critic_params, updates)
+    critic_params, critic_opt_state, critic_loss, q_tm1, grads = critic_regression_step(
+        critic, critic_opt, state.critic_params, state.critic_opt_state, batch.obs_tm1,
+        batch.a_tm1, target)
     state = state.replace(critic_params=critic_params, critic_opt_state=critic_opt_state, key=key)
 
     def actor_step(state: State):
