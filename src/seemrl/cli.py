@@ -63,10 +63,10 @@ def _show(value: Any) -> str:
 
 def _split_config(data: dict[str, Any], algo_cls: type) -> tuple[dict, dict]:
     """A config file is either {"train": {...}, "algo": {...}} (as saved) or one flat mapping."""
-    from seemrl.train import TrainConfig
+    from seemrl.train import RUN_INFO_KEYS, TrainConfig
 
     if "train" in data or "algo" in data and isinstance(data.get("algo"), dict):
-        extra = set(data) - {"train", "algo", "env_id", "dataset_size", "dataset_metadata"}
+        extra = set(data) - {"train", "algo", *RUN_INFO_KEYS}
         if extra:
             raise ConfigError(f"unknown config section(s): {', '.join(sorted(extra))}")
         return dict(data.get("train") or {}), dict(data.get("algo") or {})

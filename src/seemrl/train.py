@@ -106,6 +106,10 @@ class TrainConfig:
             raise ConfigError("option 'q_bound' must be positive")
 
 
+RUN_INFO_KEYS = ("env_id", "dataset_size", "q_ceiling", "dataset_metadata")
+"""Facts a saved config.json records beside its `train` and `algo` sections (not options)."""
+
+
 @dataclasses.dataclass
 class Prepared:
     """A dataset made ready for training: device arrays and everything evaluation needs."""
@@ -269,10 +273,12 @@ class Trainer:
 
     # -- run folder -------------------------------------------------------------------------
     def config_dict(self) -> dict[str, Any]:
-        return {"train": config_lib.to_dict(self.cfg), "algo": config_lib.to_dict(self.algo_cfg),
-                "env_id": self.p.env_id, "dataset_size": len(self.p.dataset),
+        info = {"env_id": self.p.env_id, "dataset_size": len(self.p.dataset),
                 "q_ceiling": self.q_ceiling,
                 "dataset_metadata": _jsonable(self.p.dataset.metadata)}
+        assert set(info) == set(RUN_INFO_KEYS)
+        return {"train": config_lib.to_dict(self.cfg), "algo": config_lib.to_dict(self.algo_cfg),
+                **info}
 
     def write_run_files(self) -> None:
         self.out.mkdir(parents=True, exist_ok=True)
