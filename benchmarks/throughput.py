@@ -7,8 +7,8 @@ Measures, in one run:
   * updates/s of each algorithm (256-256 nets, batch 256; LN off and on; 1 and 5 seeds
     vmapped), with the FLOPs of one update from XLA's cost analysis, so each result is also
     reported as a fraction of the matmul limit;
-  * seeds side by side (vmap in one process) against one process per seed, to justify the
-    driver's choice;
+  * seeds side by side: vmapped in one process, in concurrent thread groups (the driver's
+    default on CPU) and one process per seed, to justify the driver's choice;
   * the driver's per-log-point and per-checkpoint cost, as a fraction of training time at the
     default log_every / checkpoint_every.
 Writes benchmarks/results/throughput.json and prints a table. Targets (issue 2, 2-core CPU):
@@ -81,7 +81,7 @@ def time_updates(algo_name: str, layer_norm: bool, num_seeds: int, steps: int, r
     chunk = make_chunk(algo, cfg, ACT, 1.0, batch_size)
     args = (states, data, jnp.int32(0), jnp.ones(num_seeds, bool))
     compiled = chunk.lower(*args, num_steps=steps).compile()
-    flops = _flops(compiled) / steps / num_seeds
+    flops = update_flops(algo, cfg, batch_size)
     out = compiled(*args)
     jax.block_until_ready(out)
     times = []
@@ -95,20 +95,54 @@ def time_updates(algo_name: str, layer_norm: bool, num_seeds: int, steps: int, r
             "gflop_per_update": flops / 1e9, "gflops": flops * ups * num_seeds / 1e9}
 
 
-def _flops(compiled) -> float:
-    cost = compiled.cost_analysis()
-    if isinstance(cost, list):
-        cost = cost[0]
-    return float(cost.get("flops", float("nan"))) if cost else float("nan")
+def update_flops(algo, cfg, batch_size: int) -> float:
+    """FLOPs of one update by XLA's cost analysis (which sees nothing inside a scan). The step
+    is a constant so the delayed-actor `cond` folds away; actor and critic-only steps are
+    averaged over one policy period."""
+    data = jax.tree.map(lambda x: x[:batch_size], device_data())
+    state = algo.init(jax.random.PRNGKey(0), OBS, ACT, 1.0, cfg)
+    period = getattr(cfg, "policy_freq", 1)
+    total = 0.0
+    for step in range(period):
+        f = jax.jit(lambda s, b, step=step: algo.update(s, b, jnp.int32(step), cfg, ACT, 1.0))
+        cost = f.lower(state, data).compile().cost_analysis()
+        cost = cost[0] if isinstance(cost, list) else cost
+        total += float(cost.get("flops", float("nan")))
+    return total / period
 
 
 def _one_process(q, steps, repeats):
     q.put(time_updates("td3bc", False, 1, steps, repeats)["updates_per_s"])
 
 
+def seed_groups(num_seeds: int, steps: int) -> float:
+    """Seed-updates/s of the driver's default: one group of seeds per thread, concurrently."""
+    import concurrent.futures
+
+    from seemrl import algos
+    from seemrl.train import init_states, make_chunk
+
+    algo = algos.get("td3bc")
+    cfg, data = algo.Config(), device_data()
+    chunk = make_chunk(algo, cfg, ACT, 1.0, 256)
+    calls = []
+    for seed in range(num_seeds):
+        args = (init_states(algo, cfg, [seed], OBS, ACT, 1.0), data, jnp.int32(0),
+                jnp.ones(1, bool))
+        compiled = chunk.lower(*args, num_steps=steps).compile()
+        jax.block_until_ready(compiled(*args))
+        calls.append((compiled, args))
+    t = time.perf_counter()
+    with concurrent.futures.ThreadPoolExecutor(num_seeds) as pool:
+        list(pool.map(lambda c: jax.block_until_ready(c[0](*c[1])), calls))
+    return num_seeds * steps / (time.perf_counter() - t)
+
+
 def processes_vs_vmap(num_seeds: int, steps: int, repeats: int) -> dict:
-    """Seed-updates/s: num_seeds vmapped in one process vs num_seeds processes of one seed."""
+    """Seed-updates/s: num_seeds vmapped in one process, in num_seeds thread groups (the
+    driver's default on CPU), and in num_seeds processes of one seed."""
     vmapped = time_updates("td3bc", False, num_seeds, steps, repeats)["seed_updates_per_s"]
+    threads = seed_groups(num_seeds, steps)
     ctx = mp.get_context("spawn")
     q = ctx.Queue()
     procs = [ctx.Process(target=_one_process, args=(q, steps, repeats))
@@ -119,6 +153,7 @@ def processes_vs_vmap(num_seeds: int, steps: int, repeats: int) -> dict:
     for p in procs:
         p.join()
     return {"seeds": num_seeds, "vmap_seed_updates_per_s": vmapped,
+            "thread_groups_seed_updates_per_s": threads,
             "processes_seed_updates_per_s": float(sum(rates))}
 
 
@@ -200,8 +235,10 @@ def main(argv=None) -> int:
                       f"{r['gflop_per_update']:.3f}", f"{r['gflops']:.0f}",
                       f"{100 * r['fraction_of_matmul_limit']:.0f} %")
     console.print(table)
-    console.print(f"2 seeds: vmap {procs['vmap_seed_updates_per_s']:.0f} vs 2 processes "
-                  f"{procs['processes_seed_updates_per_s']:.0f} seed-updates/s")
+    console.print(f"2 seeds, seed-updates/s: vmap {procs['vmap_seed_updates_per_s']:.0f}, "
+                  f"2 thread groups (driver default) "
+                  f"{procs['thread_groups_seed_updates_per_s']:.0f}, 2 processes "
+                  f"{procs['processes_seed_updates_per_s']:.0f}")
     console.print(f"driver overhead at defaults: {100 * overhead['overhead_fraction']:.2f} % "
                   f"(log point {1e3 * overhead['log_point_s']:.1f} ms, checkpoint "
                   f"{1e3 * overhead['checkpoint_s']:.1f} ms)")

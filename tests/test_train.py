@@ -199,3 +199,17 @@ def test_driver_feeds_next_actions_to_rebrac(hopper_npz, tmp_path):
     records = read_jsonl(tmp_path / "run" / "metrics.jsonl")
     penalties = [r["train/critic_bc_penalty"] for r in records]
     assert all(p is not None and np.isfinite(p) and p >= 0 for p in penalties)
+
+
+def test_seed_groups_match_one_group_and_are_saved_resolved(hopper_npz, tmp_path):
+    for groups in (1, 2):
+        train(tcfg(hopper_npz, seeds=(0, 1, 2), seed_groups=groups), ALGO,
+              tmp_path / f"g{groups}", progress=False)
+    one, two = (read_jsonl(tmp_path / f"g{g}" / "metrics.jsonl") for g in (1, 2))
+    assert [(r["step"], r["seed"]) for r in one] == [(r["step"], r["seed"]) for r in two]
+    for a, b in zip(one, two, strict=True):
+        for k in ("train/critic_loss", "train/q_mean", "train/critic_param_norm_0"):
+            np.testing.assert_allclose(a[k], b[k], rtol=1e-4)  # batched vs unbatched rounding
+    train(tcfg(hopper_npz, seeds=(0, 1, 2)), ALGO, tmp_path / "auto", progress=False)
+    saved = json.loads((tmp_path / "auto" / "config.json").read_text())["train"]["seed_groups"]
+    assert 1 <= saved <= 3

@@ -15,10 +15,12 @@ Run folder layout (`out`):
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 import functools
 import json
 import math
+import os
 import pathlib
 import time
 from typing import Any
@@ -80,6 +82,11 @@ class TrainConfig:
     about 30 % of training time on a 2-core CPU, so not the default)."""
     q_bound: float = 1e8
     """A seed whose |mean Q| exceeds this (or turns NaN/Inf) is marked diverged and stopped."""
+    seed_groups: int = 0
+    """Seeds are split into this many groups, each vmapped, run concurrently in threads (0: one
+    per CPU core on a CPU, 1 on an accelerator). One XLA CPU computation of this size keeps
+    about one core busy, so on 2 cores two groups train ~1.7x more seed-updates/s than one
+    (benchmarks/throughput.py). Saved resolved, so a resumed run reproduces exactly."""
     tensorboard: bool = False
     """Also write TensorBoard event files (needs seemrl[tensorboard])."""
     wandb_project: str | None = None
@@ -104,6 +111,8 @@ class TrainConfig:
             raise ConfigError("eval_episodes must be >= 0 and seem_probe >= 2")
         if not self.q_bound > 0:
             raise ConfigError("option 'q_bound' must be positive")
+        if self.seed_groups < 0:
+            raise ConfigError("option 'seed_groups' must be >= 0 (0: automatic)")
 
 
 RUN_INFO_KEYS = ("env_id", "dataset_size", "q_ceiling", "dataset_metadata")
@@ -168,6 +177,12 @@ def init_states(algo, algo_cfg, seeds, obs_dim: int, act_dim: int, max_action: f
     """Stacked states, one per seed along axis 0; seed s always starts from PRNGKey(s)."""
     keys = jnp.stack([jax.random.PRNGKey(s) for s in seeds])
     return jax.vmap(lambda k: algo.init(k, obs_dim, act_dim, max_action, algo_cfg))(keys)
+
+
+def resolve_seed_groups(cfg: TrainConfig) -> int:
+    """cfg.seed_groups, or for 0 one group per CPU core (1 on an accelerator), ≤ #seeds."""
+    groups = cfg.seed_groups or (os.cpu_count() or 1 if jax.default_backend() == "cpu" else 1)
+    return max(1, min(groups, len(cfg.seeds)))
 
 
 def make_chunk(algo, algo_cfg, act_dim: int, max_action: float, batch_size: int):
@@ -242,6 +257,8 @@ class Trainer:
 
     def __init__(self, cfg: TrainConfig, algo_cfg, out: str | pathlib.Path,
                  prepared: Prepared | None = None):
+        # Saved resolved (config.json), so a resumed run splits its seeds the same way.
+        cfg = dataclasses.replace(cfg, seed_groups=resolve_seed_groups(cfg))
         self.cfg, self.algo_cfg, self.out = cfg, algo_cfg, pathlib.Path(out)
         self.algo = algos.get(cfg.algo)
         self.p = prepared or prepare(cfg)
@@ -251,7 +268,9 @@ class Trainer:
                                   p.max_action)
         self.chunk = make_chunk(self.algo, algo_cfg, p.act_dim, p.max_action, cfg.batch_size)
         self.policy = make_policy(self.algo, algo_cfg, p.normalizer, p.act_dim, p.max_action)
-        self._compiled: dict[int, Any] = {}
+        self._compiled: dict[tuple[int, int], Any] = {}
+        bounds = np.linspace(0, len(self.seeds), cfg.seed_groups + 1).round()
+        self.groups = [(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
         self.step = 0
         self.active = np.ones(len(self.seeds), bool)
         self.diverged_at: list[int | None] = [None] * len(self.seeds)
@@ -337,16 +356,33 @@ class Trainer:
                             "eval/normalized_score_std": float(scores[j].std())})
         return records
 
+    def _run_groups(self, num_steps: int):
+        """The compiled chunk on each seed group, concurrently; results joined along seeds."""
+        step = jnp.int32(self.step)
+        calls = []
+        for lo, hi in self.groups:
+            args = (jax.tree.map(lambda x, lo=lo, hi=hi: x[lo:hi], self.states), self.p.data,
+                    step, jnp.asarray(self.active[lo:hi]))
+            key = (num_steps, hi - lo)
+            if key not in self._compiled:  # compile outside the timed region
+                self._compiled[key] = self.chunk.lower(*args, num_steps=num_steps).compile()
+            calls.append((self._compiled[key], args))
+        t0 = time.perf_counter()
+        if len(calls) == 1:
+            outs = [jax.device_get(calls[0][0](*calls[0][1]))]
+        else:
+            with concurrent.futures.ThreadPoolExecutor(len(calls)) as pool:
+                outs = list(pool.map(lambda c: jax.device_get(c[0](*c[1])), calls))
+        sps = num_steps / (time.perf_counter() - t0)
+        new = jax.tree.map(lambda *x: jnp.concatenate(x), *[o[0] for o in outs])
+        metrics = {k: np.concatenate([o[1][k] for o in outs], axis=1) for k in outs[0][1]}
+        params = {k: np.concatenate([o[2][k] for o in outs]) for k in outs[0][2]}
+        return new, metrics, params, sps
+
     def run_chunk(self, logger) -> None:
         cfg = self.cfg
         num_steps = min(cfg.log_every, cfg.steps - self.step)
-        args = (self.states, self.p.data, jnp.int32(self.step), jnp.asarray(self.active))
-        if num_steps not in self._compiled:  # compile outside the timed region
-            self._compiled[num_steps] = self.chunk.lower(*args, num_steps=num_steps).compile()
-        t0 = time.perf_counter()
-        new, metrics, params = self._compiled[num_steps](*args)
-        metrics, params = jax.device_get((metrics, params))
-        sps = num_steps / (time.perf_counter() - t0)
+        new, metrics, params, sps = self._run_groups(num_steps)
         first_bad = _first_bad_step(metrics, cfg.q_bound)
         first_bad[~self.active] = -1
         params_ok = np.all([np.isfinite(v) for v in params.values()], axis=0)
