@@ -63,9 +63,9 @@ def test_sgd_run(tmp_path):
     cfg = VerdictConfig()
     s0, s1 = rep.seeds
     assert rep.L == 3 and rep.optimizer == "sgd"
-    # SEEM is logged every 2000 steps: 3 consecutive measurements above threshold from T_A.
+    # SEEM is logged every 2000 steps: `consecutive` measurements above threshold from T_A.
     assert s0.verdict.fired and s0.verdict.reason == "seem"
-    assert s0.verdict.step == T_A + 2 * 2000
+    assert s0.verdict.step == T_A + (cfg.consecutive - 1) * 2000
     assert s0.seem_positive_step == T_A
     q_bad = ~np.isfinite(q) | (np.abs(q) > cfg.q_explode)
     assert s0.q_explode_step == STEPS[np.argmax(q_bad)]

@@ -42,11 +42,13 @@ def test_online_equals_offline():
     steps = np.arange(1, 41) * 500.0
     seem = np.where(steps > 12_000, 0.5, 0.0) + 0.01 * rng.standard_normal(40)
     q = np.where(steps > 15_000, 1e-6 * (steps - 14_000) ** 3, 10.0)
-    monitor = OnlineVerdict()
+    # A rule that needs 3 SEEM measurements in a row: the SEEM rule fires before Q takes off.
+    cfg = VerdictConfig(seem_threshold=0.1, consecutive=3)
+    monitor = OnlineVerdict(cfg)
     for i, t in enumerate(steps):
         # Q every step, SEEM every other step.
         online = monitor.update(t, seem=seem[i] if i % 2 == 0 else None, q=q[i])
-        offline = verdict(steps[:i + 1:2], seem[:i + 1:2], q[:i + 1],
+        offline = verdict(steps[:i + 1:2], seem[:i + 1:2], q[:i + 1], cfg,
                           q_steps=steps[:i + 1])
         assert online == offline
     assert online.fired and online.reason == "seem"
