@@ -24,9 +24,7 @@ LayerNorm placement and layers are options (default `after`, all layers).
 from __future__ import annotations
 
 import dataclasses
-import functools
 
-import flax.struct
 import jax
 import jax.numpy as jnp
 import optax
@@ -34,14 +32,16 @@ import optax
 from seemrl.algos.common import (
     NetworkOptions,
     critic_regression_step,
-    head_norms,
     make_optimizer,
     polyak,
 )
-from seemrl.networks import Actor, Critic, q_head_fn
+from seemrl.algos.td3bc import State, act, critic_q, init, networks, param_metrics
 from seemrl.types import Batch
 
 NAME = "rebrac"
+# ReBRAC is TD3+BC's agent with two BC penalties: the state, networks, init, policy, norms and
+# SEEM head are TD3+BC's; only the config and the update differ.
+__all__ = ["NAME", "Config", "State", "act", "critic_q", "init", "param_metrics", "update"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -92,37 +92,6 @@ class Config(NetworkOptions):
             raise ValueError("beta_actor and beta_critic must be >= 0")
 
 
-@flax.struct.dataclass
-class State:
-    actor_params: dict
-    critic_params: dict
-    target_actor_params: dict
-    target_critic_params: dict
-    actor_opt_state: optax.OptState
-    critic_opt_state: optax.OptState
-    key: jax.Array  # raw uint32 key, so checkpoints are plain arrays
-
-
-@functools.cache
-def _nets(cfg: Config, act_dim: int, max_action: float):
-    actor = Actor(cfg.actor_mlp(), act_dim, max_action)
-    critic = Critic(cfg.critic_mlp(), cfg.num_critics)
-    return actor, critic, make_optimizer(cfg.optimizer, cfg.lr_actor), \
-        make_optimizer(cfg.optimizer, cfg.lr_critic)
-
-
-def init(key: jax.Array, obs_dim: int, act_dim: int, max_action: float, cfg: Config) -> State:
-    actor, critic, actor_opt, critic_opt = _nets(cfg, act_dim, max_action)
-    k_actor, k_critic, k_state = jax.random.split(key, 3)
-    obs, act = jnp.zeros((1, obs_dim)), jnp.zeros((1, act_dim))
-    actor_params = actor.init(k_actor, obs)
-    critic_params = critic.init(k_critic, obs, act)
-    return State(actor_params=actor_params, critic_params=critic_params,
-                 target_actor_params=actor_params, target_critic_params=critic_params,
-                 actor_opt_state=actor_opt.init(actor_params),
-                 critic_opt_state=critic_opt.init(critic_params), key=k_state)
-
-
 def update(state: State, batch: Batch, step: jax.Array, cfg: Config, act_dim: int,
            max_action: float) -> tuple[State, dict[str, jax.Array]]:
     """One critic step, plus an actor and target step when `step % policy_freq == 0`.
@@ -135,7 +104,7 @@ def update(state: State, batch: Batch, step: jax.Array, cfg: Config, act_dim: in
     Returns:
       (new state, scalar metrics; actor metrics are NaN on critic-only steps).
     """
-    actor, critic, actor_opt, critic_opt = _nets(cfg, act_dim, max_action)
+    actor, critic, actor_opt, critic_opt = networks(cfg, act_dim, max_action)
     key, noise_key = jax.random.split(state.key)
     a_next_data = batch.a_t
 
@@ -196,22 +165,3 @@ def update(state: State, batch: Batch, step: jax.Array, cfg: Config, act_dim: in
         "q_pi": q_pi,
     }
     return state, metrics
-
-
-def act(state: State, obs: jax.Array, cfg: Config, act_dim: int, max_action: float):
-    """Deterministic action for normalised observations obs (..., obs_dim)."""
-    actor = _nets(cfg, act_dim, max_action)[0]
-    return actor.apply(state.actor_params, obs)
-
-
-def param_metrics(state: State, cfg: Config) -> dict[str, jax.Array]:
-    """Parameter norms of each critic head and the actor."""
-    norms = head_norms(state.critic_params, cfg.num_critics)
-    out = {f"critic_param_norm_{h}": norms[h] for h in range(cfg.num_critics)}
-    out["actor_param_norm"] = optax.tree.norm(state.actor_params)
-    return out
-
-
-def critic_q(cfg: Config, head: int = 0):
-    """Pure q(critic_params, obs, act) -> (N,) of one head, for SEEM."""
-    return q_head_fn(cfg.critic_mlp(), head)

@@ -85,7 +85,8 @@ class State:
 
 
 @functools.cache
-def _nets(cfg: Config, act_dim: int, max_action: float):
+def networks(cfg: Config, act_dim: int, max_action: float):
+    """(actor, critic, actor optimizer, critic optimizer) of a TD3-style agent (also ReBRAC's)."""
     actor = Actor(cfg.actor_mlp(), act_dim, max_action)
     critic = Critic(cfg.critic_mlp(), cfg.num_critics)
     return actor, critic, make_optimizer(cfg.optimizer, cfg.lr_actor), \
@@ -93,7 +94,7 @@ def _nets(cfg: Config, act_dim: int, max_action: float):
 
 
 def init(key: jax.Array, obs_dim: int, act_dim: int, max_action: float, cfg: Config) -> State:
-    actor, critic, actor_opt, critic_opt = _nets(cfg, act_dim, max_action)
+    actor, critic, actor_opt, critic_opt = networks(cfg, act_dim, max_action)
     k_actor, k_critic, k_state = jax.random.split(key, 3)
     obs, act = jnp.zeros((1, obs_dim)), jnp.zeros((1, act_dim))
     actor_params = actor.init(k_actor, obs)
@@ -116,7 +117,7 @@ def update(state: State, batch: Batch, step: jax.Array, cfg: Config, act_dim: in
     Returns:
       (new state, scalar metrics; actor metrics are NaN on critic-only steps).
     """
-    actor, critic, actor_opt, critic_opt = _nets(cfg, act_dim, max_action)
+    actor, critic, actor_opt, critic_opt = networks(cfg, act_dim, max_action)
     key, noise_key = jax.random.split(state.key)
 
     # Critic: y = r + γ(1 − d) min_j Q'_j(s', clip(π'(s') + clip(ε))).
@@ -172,7 +173,7 @@ def update(state: State, batch: Batch, step: jax.Array, cfg: Config, act_dim: in
 
 def act(state: State, obs: jax.Array, cfg: Config, act_dim: int, max_action: float):
     """Deterministic action for normalised observations obs (..., obs_dim)."""
-    actor = _nets(cfg, act_dim, max_action)[0]
+    actor = networks(cfg, act_dim, max_action)[0]
     return actor.apply(state.actor_params, obs)
 
 
