@@ -27,10 +27,9 @@ import numpy as np
 
 from seemrl import plotting
 from seemrl.algos import td3bc
-from seemrl.demo import q_ceiling
 from seemrl.diagnostics.verdict import VerdictConfig, verdict
 from seemrl.logging import read_jsonl
-from seemrl.train import TrainConfig, Trainer
+from seemrl.train import TrainConfig, Trainer, q_ceiling
 
 CALIBRATION = [dict(dataset="hopper-medium", fraction=f, gamma=g, layer_norm=ln)
                for f, g, ln in itertools.product((0.01,), (0.9, 0.99), (False, True))]

@@ -76,19 +76,13 @@ def run_demo(cfg: DemoConfig, out: str | pathlib.Path, data_dir=None, progress: 
         trainer = Trainer(train_cfg, algo_cfg, run_dir, prepared=prepared)
         prepared = trainer.p  # both runs share the data, subset and normalisation
         status = trainer.run(progress=progress, console=console)
-        rows[label] = summarize(run_dir, status, q_ceiling(prepared.dataset.rewards,
-                                                          algo_cfg.gamma))
+        rows[label] = summarize(run_dir, status, trainer.q_ceiling)
     title = (f"TD3 without BC (bc_coef 0) on {len(prepared.dataset)} transitions "
              f"({100 * cfg.fraction:g} %) of {cfg.dataset}: plain vs LayerNorm critic "
              "(thin: seeds, bold: mean)")
-    png = plot(out, rows, q_ceiling(prepared.dataset.rewards, 0.99), title)
+    png = plot(out, rows, trainer.q_ceiling, title)
     return {"rows": rows, "png": str(png), "dataset": str(path),
             "transitions": len(prepared.dataset)}
-
-
-def q_ceiling(rewards: np.ndarray, gamma: float) -> float:
-    """The largest |discounted return| possible with these rewards: max|r| / (1 − γ)."""
-    return float(np.max(np.abs(rewards)) / (1.0 - gamma))
 
 
 def summarize(run_dir: pathlib.Path, status: dict, ceiling: float) -> dict[str, Any]:

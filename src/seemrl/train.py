@@ -179,6 +179,12 @@ def init_states(algo, algo_cfg, seeds, obs_dim: int, act_dim: int, max_action: f
     return jax.vmap(lambda k: algo.init(k, obs_dim, act_dim, max_action, algo_cfg))(keys)
 
 
+def q_ceiling(rewards: np.ndarray, gamma: float) -> float:
+    """max|r| / (1 − γ): the largest |discounted return| possible with these rewards, so a
+    bound no correct critic's |Q| can pass."""
+    return float(np.max(np.abs(rewards)) / (1.0 - gamma))
+
+
 def resolve_seed_groups(cfg: TrainConfig) -> int:
     """cfg.seed_groups, or for 0 one group per CPU core (1 on an accelerator), ≤ #seeds."""
     groups = cfg.seed_groups or (os.cpu_count() or 1 if jax.default_backend() == "cpu" else 1)
@@ -276,10 +282,9 @@ class Trainer:
         self.diverged_at: list[int | None] = [None] * len(self.seeds)
         self.scores: dict[str, list] = {"final": [None] * len(self.seeds),
                                         "best": [None] * len(self.seeds)}
-        # No correct critic's |Q| can pass max|r| / (1 − γ): the online verdict and reports use
-        # it as the explosion threshold of this run.
+        # The online verdict and reports use it as the explosion threshold of this run.
         gamma = getattr(algo_cfg, "gamma", None)
-        self.q_ceiling = (float(np.max(np.abs(p.dataset.rewards))) / (1.0 - gamma)
+        self.q_ceiling = (q_ceiling(p.dataset.rewards, gamma)
                           if gamma is not None and gamma < 1.0 else None)
         vcfg = VerdictConfig() if self.q_ceiling is None else VerdictConfig(
             q_floor=self.q_ceiling, q_explode=self.q_ceiling)

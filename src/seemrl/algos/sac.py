@@ -38,7 +38,7 @@ import optax
 from flax import traverse_util
 
 from seemrl import evaluation
-from seemrl.evaluation import REF_SCORES, env_family
+from seemrl.evaluation import REF_SCORES, env_family, make_env
 from seemrl.networks import MLP, Critic, MLPConfig
 
 LOG_STD_MIN, LOG_STD_MAX = -5.0, 2.0
@@ -241,9 +241,7 @@ def evaluate(policy: Callable, params, env_id: str, episodes: int, seed: int,
     One batched policy call per step over all still-running envs; env i is reset with seed
     `seed + i`, so an evaluation is deterministic for a seed.
     """
-    import gymnasium as gym
-
-    envs = [gym.make(env_id) for _ in range(episodes)]
+    envs = [make_env(env_id) for _ in range(episodes)]
     obs = np.stack([e.reset(seed=seed + i)[0] for i, e in enumerate(envs)])
     returns, alive = np.zeros(episodes), np.ones(episodes, bool)
     key = jax.random.PRNGKey(seed)
@@ -281,12 +279,10 @@ def train(config: SACConfig, out_dir: str | Path, log: Callable[[str], None] = p
       {"curves": [{"step", "return_mean", "return_std", "normalized", "wall_s"}, ...],
        "best": the best curve entry}.
     """
-    import gymnasium as gym
-
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.json").write_text(json.dumps(dataclasses.asdict(config), indent=1))
-    env = gym.make(config.env)
+    env = make_env(config.env)
     obs_dim, act_dim = env.observation_space.shape[0], env.action_space.shape[0]
     max_action = float(env.action_space.high[0])
     key_init, key_act, key_upd = run_keys(config.seed)

@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from seemrl.evaluation import ENV_IDS
+from seemrl.evaluation import ENV_IDS, make_env
 from seemrl.types import DataError, Dataset
 
 ENVS = {env: ENV_IDS[env] for env in ("hopper", "walker2d", "halfcheetah")}
@@ -118,13 +118,12 @@ def rollout(act: Callable, params, env_id: str, size: int, seed: int, segment: i
     Returns:
       A Dataset (terminals from `terminated`; timeouts from the time limit or the quota cut).
     """
-    import gymnasium as gym
     import jax
 
     n_envs = max(1, min(n_envs, size))
     quota = np.full(n_envs, size // n_envs) + (np.arange(n_envs) < size % n_envs)
     offset = np.concatenate([[0], np.cumsum(quota)[:-1]])
-    envs = [gym.make(env_id, disable_env_checker=True) for _ in range(n_envs)]
+    envs = [make_env(env_id, disable_env_checker=True) for _ in range(n_envs)]
     obs_dim, act_dim = envs[0].observation_space.shape[0], envs[0].action_space.shape[0]
     cols = {"observations": np.zeros((size, obs_dim), np.float32),
             "actions": np.zeros((size, act_dim), np.float32),
