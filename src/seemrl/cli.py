@@ -323,11 +323,69 @@ def _fresh_folder(path: pathlib.Path) -> pathlib.Path:
     return candidate
 
 
+# -- seemrl repro -----------------------------------------------------------------------------
+def cmd_repro(argv: list[str]) -> int:
+    from seemrl.repro import EXPERIMENTS, SCALES
+
+    p = _Parser(prog="seemrl repro", description="Run one experiment of the paper (or all of "
+                "them): its sweep, figures (PNG), results.json and a Markdown section. "
+                "Finished runs are reused when a command is run again.")
+    p.add_argument("name", choices=[*EXPERIMENTS, "all", "list"], metavar="NAME",
+                   help=f"experiment: {', '.join(EXPERIMENTS)}; 'all' runs every one and writes "
+                        "the results document; 'list' shows them")
+    p.add_argument("--scale", choices=SCALES, default="smoke",
+                   help="smoke: seconds (a check); cpu: what a 2-core machine runs in about an "
+                        "hour (docs/RESULTS.md); paper: the paper's full scale (default smoke)")
+    p.add_argument("--out", help="folder for the experiment folders (default runs/repro/SCALE)")
+    p.add_argument("--data-dir", help="dataset folder (default $SEEMRL_DATA_DIR or "
+                   "~/.seemrl/datasets)")
+    p.add_argument("--doc", default="docs/RESULTS.md",
+                   help="results document written by 'repro all' (default docs/RESULTS.md)")
+    p.add_argument("--engine", choices=("local", "ray"), default="local",
+                   help="where the training runs go (default local)")
+    p.add_argument("--workers", type=int, default=1,
+                   help="local engine: runs trained at once in separate processes (default 1)")
+    p.add_argument("--address", help="ray engine: address of an existing cluster")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    args = p.parse_args(argv)
+    from rich.console import Console
+
+    from seemrl.repro import _common
+
+    console = Console()
+    if args.name == "list":
+        from seemrl.repro import get
+
+        for name in EXPERIMENTS:
+            console.print(f"[bold]{name:13s}[/bold] {get(name).TITLE}")
+        return 0
+    if args.workers < 1:
+        raise ConfigError("--workers must be >= 1")
+    out = pathlib.Path(args.out or f"runs/repro/{args.scale}")
+    kwargs = dict(data_dir=args.data_dir, engine=args.engine, workers=args.workers,
+                  address=args.address, progress=not args.no_progress)
+    try:
+        if args.name == "all":
+            result = _common.run_all(args.scale, out, args.doc, console=console, **kwargs)
+            console.print(f"results document: {result['doc']}")
+            return 0
+        record = _common.run_experiment(args.name, args.scale, out, console=console, **kwargs)
+    except _common.ExperimentUnavailable as e:
+        print(f"seemrl repro {args.name}: {e}", file=sys.stderr)
+        return 2
+    folder = out / args.name
+    console.print(f"{args.name}: {folder / 'results.json'}, {folder / 'section.md'}, "
+                  f"figures {', '.join(record['figures']) or '—'} "
+                  f"({record['seconds']:.0f} s)")
+    return 0
+
+
 COMMANDS = {
     "demo": (cmd_demo, "the built-in demo: TD3 diverges, a LayerNorm critic does not"),
     "train": (cmd_train, "train an offline-RL agent (several seeds side by side)"),
     "diagnose": (cmd_diagnose, "SEEM verdict, growth order and crash step of a run"),
     "data": (cmd_data, "inspect, make and list datasets"),
+    "repro": (cmd_repro, "reproduce an experiment of the paper (figures, tables, RESULTS.md)"),
 }
 
 

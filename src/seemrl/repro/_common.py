@@ -1,0 +1,219 @@
+"""What every experiment shares: its context (scale, folders, data, sweeps, figures), its
+outputs (results.json, section.md, PNGs) and the results document of `repro all`.
+
+Experiment folder (`out/<name>`):
+  results.json  {experiment, title, scale, params, command, machine, seconds, results}
+  section.md    the experiment's section of docs/RESULTS.md (figures linked relatively)
+  *.png         its figures
+  runs/         one run folder per training run (a sweep: re-running skips finished runs)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import json
+import os
+import pathlib
+import platform
+import shutil
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from seemrl import plotting
+from seemrl.config import ConfigError
+from seemrl.repro import EXPERIMENTS, SCALES, get
+from seemrl.sweep import RunResult, RunSpec, run_sweep
+
+
+class ExperimentUnavailable(Exception):
+    """The experiment cannot run here (e.g. its data does not exist); exits non-zero."""
+
+
+@dataclasses.dataclass
+class Outcome:
+    """What an experiment returns: its numbers and the Markdown that reports them."""
+
+    results: dict[str, Any]
+    """JSON-able numbers (per run and aggregated), written to results.json."""
+    markdown: str
+    """Section body: tables and plain statements of what matched the paper and what did not."""
+
+
+@dataclasses.dataclass
+class Context:
+    """Everything an experiment's `run` needs to know and use."""
+
+    name: str
+    scale: str
+    params: dict[str, Any]
+    out: pathlib.Path
+    data_dir: pathlib.Path
+    engine: str = "local"
+    workers: int = 1
+    address: str | None = None
+    progress: bool = True
+    console: Any = None
+    figures: list[pathlib.Path] = dataclasses.field(default_factory=list)
+
+    def dataset(self, name: str, size: int) -> pathlib.Path:
+        """Path of built-in dataset `name` with `size` transitions, made once if missing."""
+        from seemrl.data import generate
+
+        path = generate.dataset_path(name, self.data_dir, size)
+        if path.exists():
+            return path
+        self.log(f"making dataset {name} ({size} transitions) in {self.data_dir}")
+        return generate.make_dataset(name, size=size, data_dir=self.data_dir,
+                                     progress=self.progress)
+
+    def train(self, specs: Sequence[RunSpec]) -> dict[str, RunResult]:
+        """Train the specs (a sweep into out/runs; finished runs are skipped); by name."""
+        results = run_sweep(specs, self.out / "runs", engine=self.engine, workers=self.workers,
+                            address=self.address, progress=self.progress,
+                            console=self.console)
+        failed = [r for r in results if r.outcome == "failed"]
+        for r in failed:
+            self.log(f"[red]run {r.name} failed: {r.error}[/red]")
+        return {r.name: r for r in results}
+
+    def save_figure(self, fig, filename: str) -> pathlib.Path:
+        """Save a matplotlib figure as out/<filename> (PNG) and list it in the section."""
+        path = plotting.save(fig, self.out / filename)
+        if path not in self.figures:
+            self.figures.append(path)
+        return path
+
+    def log(self, message: str) -> None:
+        if self.console is not None:
+            self.console.print(message)
+
+
+def machine() -> dict[str, Any]:
+    import jax
+
+    devices = jax.devices()
+    return {"platform": platform.platform(), "python": platform.python_version(),
+            "cpus": os.cpu_count(), "jax": jax.__version__, "backend": jax.default_backend(),
+            "device": devices[0].device_kind if devices else "?"}
+
+
+def command_line(name: str, scale: str) -> str:
+    return f"seemrl repro {name} --scale {scale}"
+
+
+def run_experiment(name: str, scale: str, out: str | pathlib.Path, *,
+                   data_dir: str | pathlib.Path | None = None, engine: str = "local",
+                   workers: int = 1, address: str | None = None, progress: bool = True,
+                   console=None) -> dict[str, Any]:
+    """Run one experiment at one scale into out/<name>; returns what results.json holds."""
+    from seemrl.data import generate
+
+    module = get(name)
+    if scale not in SCALES:
+        raise ConfigError(f"unknown scale '{scale}' (choose from {', '.join(SCALES)})")
+    ctx = Context(name=name, scale=scale, params=dict(module.SCALES[scale]),
+                  out=pathlib.Path(out) / name,
+                  data_dir=pathlib.Path(data_dir) if data_dir else generate.default_data_dir(),
+                  engine=engine, workers=workers, address=address, progress=progress,
+                  console=console)
+    ctx.out.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    outcome = module.run(ctx)
+    seconds = time.perf_counter() - t0
+    record = {"experiment": name, "title": module.TITLE, "scale": scale, "params": ctx.params,
+              "command": command_line(name, scale), "machine": machine(),
+              "date": datetime.date.today().isoformat(), "seconds": seconds,
+              "figures": [p.name for p in ctx.figures], "results": outcome.results}
+    _atomic_text(ctx.out / "results.json", json.dumps(record, indent=1, default=_json_default))
+    _atomic_text(ctx.out / "section.md", section(record, outcome.markdown))
+    return record
+
+
+def section(record: dict[str, Any], body: str) -> str:
+    """The experiment's Markdown section: header, how it was run, figures, body."""
+    m = record["machine"]
+    params = ", ".join(f"{k} = {_short(v)}" for k, v in record["params"].items())
+    lines = [f"## {record['experiment']}: {record['title']}", "",
+             f"Command: `{record['command']}` ({record['seconds'] / 60:.1f} min on "
+             f"{m['cpus']} CPU cores, {m['backend']} backend ({m['device']}), "
+             f"jax {m['jax']}, {record['date']}).", "",
+             f"Scale `{record['scale']}`: {params}.", ""]
+    for fig in record["figures"]:
+        lines += [f"![{record['experiment']}: {fig}]({fig})", ""]
+    lines += [body.strip(), ""]
+    return "\n".join(lines)
+
+
+def _short(value: Any) -> str:
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(map(str, value)) + "]"
+    return str(value)
+
+
+def _json_default(o):
+    if hasattr(o, "item"):
+        return o.item()
+    if hasattr(o, "tolist"):
+        return o.tolist()
+    if isinstance(o, pathlib.Path):
+        return str(o)
+    raise TypeError(type(o))
+
+
+def _atomic_text(path: pathlib.Path, text: str) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def write_results_doc(out: str | pathlib.Path, names: Sequence[str], doc: str | pathlib.Path,
+                      unavailable: dict[str, str]) -> pathlib.Path:
+    """docs/RESULTS.md from the experiments' section.md files; figures copied beside it."""
+    out, doc = pathlib.Path(out), pathlib.Path(doc)
+    fig_dir = doc.parent / "results"
+    fig_dir.mkdir(parents=True, exist_ok=True)
+    parts = ["# Results", "",
+             "Generated by `seemrl repro all --scale "
+             f"{_scale_of(out, names)}`: every number, table and figure below comes from the "
+             "runs that command made; nothing is typed in by hand. Each section says how it "
+             "was run and where it agrees or disagrees with the paper.", ""]
+    for name in names:
+        if name in unavailable:
+            parts += [f"## {name}", "", f"Not run: {unavailable[name]}", ""]
+            continue
+        exp = out / name
+        text = (exp / "section.md").read_text()
+        for fig in json.loads((exp / "results.json").read_text())["figures"]:
+            target = f"{name}-{fig}"
+            shutil.copyfile(exp / fig, fig_dir / target)
+            text = text.replace(f"]({fig})", f"](results/{target})")
+        parts.append(text)
+    _atomic_text(doc, "\n".join(parts))
+    return doc
+
+
+def _scale_of(out: pathlib.Path, names: Sequence[str]) -> str:
+    for name in names:
+        path = out / name / "results.json"
+        if path.is_file():
+            return json.loads(path.read_text())["scale"]
+    return "?"
+
+
+def run_all(scale: str, out: str | pathlib.Path, doc: str | pathlib.Path | None, *,
+            console=None, **kwargs) -> dict[str, Any]:
+    """Every experiment at `scale` (unavailable ones noted), then the results document."""
+    records, unavailable = {}, {}
+    for name in EXPERIMENTS:
+        if console is not None:
+            console.rule(f"repro {name} --scale {scale}")
+        try:
+            records[name] = run_experiment(name, scale, out, console=console, **kwargs)
+        except ExperimentUnavailable as e:
+            unavailable[name] = str(e)
+            if console is not None:
+                console.print(f"[yellow]{name}: {e}[/yellow]")
+    path = write_results_doc(out, EXPERIMENTS, doc, unavailable) if doc else None
+    return {"records": records, "unavailable": unavailable, "doc": str(path) if path else None}
