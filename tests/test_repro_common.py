@@ -1,0 +1,96 @@
+"""The repro framework: output layout, the results document and the CLI's errors.
+
+A fake experiment module (no training) stands in for the real ones, whose own smoke tests
+live beside this file.
+"""
+
+import json
+import sys
+import types
+
+import pytest
+
+import seemrl.repro
+from seemrl import cli
+from seemrl.repro import _common
+
+
+def _fake_module(name: str, unavailable: bool = False) -> types.ModuleType:
+    mod = types.ModuleType(f"seemrl.repro.{name}")
+    mod.TITLE = f"{name} title"
+    mod.SCALES = {"smoke": {"points": 3}, "cpu": {"points": 30}, "paper": {"points": 300}}
+
+    def run(ctx):
+        if unavailable:
+            raise _common.ExperimentUnavailable("no data for it here")
+        plt = _common.plotting.pyplot()
+        fig, ax = plt.subplots()
+        xs = list(range(ctx.params["points"]))
+        ax.plot(xs, [x * x for x in xs])
+        ctx.save_figure(fig, "curve.png")
+        total = sum(x * x for x in xs)
+        return _common.Outcome({"sum_of_squares": total}, f"The sum is {total}.")
+
+    mod.run = run
+    return mod
+
+
+@pytest.fixture
+def fake_experiments(monkeypatch):
+    names = ("alpha", "beta")
+    for name, unavailable in (("alpha", False), ("beta", True)):
+        monkeypatch.setitem(sys.modules, f"seemrl.repro.{name}", _fake_module(name, unavailable))
+    monkeypatch.setattr(seemrl.repro, "EXPERIMENTS", names)
+    monkeypatch.setattr(_common, "EXPERIMENTS", names)
+    return names
+
+
+def test_run_experiment_writes_results_section_and_figure(fake_experiments, tmp_path):
+    record = _common.run_experiment("alpha", "smoke", tmp_path, data_dir=tmp_path / "data",
+                                    progress=False)
+    folder = tmp_path / "alpha"
+    saved = json.loads((folder / "results.json").read_text())
+    assert saved == json.loads(json.dumps(record))
+    assert saved["params"] == {"points": 3}
+    assert saved["results"]["sum_of_squares"] == sum(x * x for x in range(3))
+    assert saved["command"] == "seemrl repro alpha --scale smoke"
+    assert saved["figures"] == ["curve.png"] and (folder / "curve.png").stat().st_size > 0
+    section = (folder / "section.md").read_text()
+    assert section.startswith("## alpha: alpha title")
+    assert "`seemrl repro alpha --scale smoke`" in section
+    assert "](curve.png)" in section and "The sum is 5." in section
+
+
+def test_run_all_writes_document_with_figures_and_unavailable(fake_experiments, tmp_path):
+    doc = tmp_path / "docs" / "RESULTS.md"
+    result = _common.run_all("smoke", tmp_path / "out", doc, data_dir=tmp_path / "data",
+                             progress=False)
+    assert set(result["records"]) == {"alpha"}
+    assert result["unavailable"] == {"beta": "no data for it here"}
+    text = doc.read_text()
+    assert "`seemrl repro all --scale smoke`" in text
+    assert "](results/alpha-curve.png)" in text
+    assert (doc.parent / "results" / "alpha-curve.png").is_file()
+    assert "## beta" in text and "Not run: no data for it here" in text
+
+
+def test_cli_repro_unavailable_exits_2_and_list_works(fake_experiments, tmp_path, capsys):
+    assert cli.main(["repro", "beta", "--out", str(tmp_path), "--no-progress"]) == 2
+    assert "no data for it here" in capsys.readouterr().err
+    assert cli.main(["repro", "list"]) == 0
+    assert "alpha title" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["repro", "nonsense"], "invalid choice"),
+    (["repro", "surge", "--scale", "huge"], "invalid choice"),
+    (["repro", "surge", "--workers", "0"], "--workers must be >= 1"),
+])
+def test_cli_repro_bad_input_is_one_line_exit_2(argv, message, tmp_path, capsys):
+    with pytest.raises(SystemExit) as e:
+        code = cli.main([*argv, "--out", str(tmp_path / "o")])
+        raise SystemExit(code)
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "o").exists()
