@@ -380,12 +380,83 @@ def cmd_repro(argv: list[str]) -> int:
     return 0
 
 
+# -- seemrl sweep -----------------------------------------------------------------------------
+def cmd_sweep(argv: list[str]) -> int:
+    from rich.console import Console
+
+    from seemrl import algos, sweep
+    from seemrl.train import TrainConfig
+
+    p = _Parser(prog="seemrl sweep", description="Train a grid of runs (datasets x algorithms "
+                "x option values), each training all its seeds side by side, into OUT/<run>. "
+                "Running the same command again skips finished runs and resumes started ones. "
+                "Ends with a summary table; exit code 1 when a run failed. See docs/SWEEPS.md.")
+    p.add_argument("--grid", metavar="FILE", help="YAML/JSON grid file (datasets, algos, seeds, "
+                   "grid, fixed); flags override it")
+    p.add_argument("--dataset", nargs="+", dest="datasets", default=[], metavar="DATASET",
+                   help="datasets (an axis): .hdf5/.npz files, Minari ids or built-in names")
+    p.add_argument("--algo", nargs="+", dest="algos", default=[], metavar="ALGO",
+                   help=f"algorithms (an axis): {', '.join(algos.ALGORITHMS)} (default td3bc)")
+    p.add_argument("--set", action="append", dest="axes", default=[], metavar="KEY=V1,V2",
+                   help="an axis: any option of seemrl train and its values, read as YAML "
+                        "(layer_norm=true,false  fraction=1,0.1  critic_hidden=[64,64],[256,"
+                        "256]); repeatable; axes are part of the run names")
+    p.add_argument("--fix", action="append", default=[], metavar="KEY=VALUE",
+                   help="an option for every run, e.g. an algorithm's (bc_coef=0); repeatable "
+                        "(the data and run options also have their own flags below)")
+    p.add_argument("--out", default="runs/sweep", metavar="DIR",
+                   help="sweep folder: OUT/<run> per run and OUT/sweep.json (default runs/sweep)")
+    p.add_argument("--engine", choices=sweep.ENGINES, default="local",
+                   help="local: this machine (default); ray: a Ray cluster, one task per run "
+                        "(pip install seemrl[ray])")
+    p.add_argument("--workers", type=int, default=1, metavar="N", help="local engine: runs "
+                   "trained at once, each in its own process with cores/N seed groups (default "
+                   "1: one after another, in this process)")
+    p.add_argument("--address", metavar="ADDR", help="ray engine: address of an existing "
+                   "cluster (default: a local Ray instance)")
+    p.add_argument("--cpus-per-run", type=int, default=1, metavar="N",
+                   help="ray engine: CPUs each run reserves (default 1)")
+    p.add_argument("--retries", type=int, default=1, metavar="N",
+                   help="a failing run is tried again this many times (default 1)")
+    p.add_argument("--dry-run", action="store_true", help="list the runs; train nothing")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_config_flags(p, TrainConfig, "options of every run", skip=("dataset", "algo"))
+    args = vars(p.parse_args(argv))
+    own = {k: args.pop(k) for k in ("grid", "datasets", "algos", "axes", "fix", "out", "engine",
+                                    "workers", "address", "cpus_per_run", "retries", "dry_run",
+                                    "no_progress")}
+    axes = [sweep.parse_axis(t) for t in own["axes"]]
+    if len({k for k, _ in axes}) < len(axes):
+        raise ConfigError("--set names an option twice (give all its values in one --set)")
+    fixed = {**dict(sweep.parse_fixed(t) for t in own["fix"]), **args}
+    grid = sweep.read_grid(own["grid"]) if own["grid"] else None
+    specs = sweep.combine(grid, datasets=own["datasets"], algos=own["algos"], axes=dict(axes),
+                          fixed=fixed).specs()
+    console = Console()
+    if own["dry_run"]:
+        sweep.validate(specs)
+        sweep.print_plan(specs, own["out"], console)
+        return 0
+    try:
+        results = sweep.run_sweep(specs, own["out"], engine=own["engine"],
+                                  workers=own["workers"], address=own["address"],
+                                  retries=own["retries"], progress=not own["no_progress"],
+                                  console=console, cpus_per_run=own["cpus_per_run"])
+    except KeyboardInterrupt:
+        print("seemrl sweep: interrupted; run the same command again to continue (finished "
+              "runs are skipped, started ones resume)", file=sys.stderr)
+        return 130
+    sweep.print_summary(results, console, title=str(own["out"]))
+    return 1 if any(r.outcome == "failed" for r in results) else 0
+
+
 COMMANDS = {
     "demo": (cmd_demo, "the built-in demo: TD3 diverges, a LayerNorm critic does not"),
     "train": (cmd_train, "train an offline-RL agent (several seeds side by side)"),
     "diagnose": (cmd_diagnose, "SEEM verdict, growth order and crash step of a run"),
     "data": (cmd_data, "inspect, make and list datasets"),
     "repro": (cmd_repro, "reproduce an experiment of the paper (figures, tables, RESULTS.md)"),
+    "sweep": (cmd_sweep, "train a grid of runs locally or on Ray; re-running skips finished ones"),
 }
 
 

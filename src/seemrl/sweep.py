@@ -1,29 +1,66 @@
-"""Sweeps: many training runs, each in its own run folder, resumable as a whole.
+"""Sweeps: a grid of training runs, each in its own run folder, resumable as a whole.
 
-A sweep is a list of `RunSpec`s (a name, the `TrainConfig` options and the algorithm's
-options). `run_sweep` trains each one into `out/<name>`:
+A grid is datasets × algorithms × option values. Every grid point is one run that trains all
+the sweep's seeds side by side (the efficient way on a CPU) into `out/<name>`, where the name
+reads the point, e.g. `hopper-medium_td3bc_fraction-0.1_layer_norm-true`::
 
-* a run whose `status.json` says it reached its last step is skipped (re-launching a sweep
-  only trains what is missing);
-* a run that stopped part-way (interrupted, or a checkpoint left behind) is resumed;
-* a run that raises is retried `retries` times, then reported as failed with its one-line
-  error; the other runs go on.
+    seemrl sweep --dataset hopper-medium walker2d-medium --algo td3bc iql \\
+        --set layer_norm=true,false --set fraction=1,0.1 --seeds 0 1 2 --steps 10000 \\
+        --out runs/sweep1
 
-Engines: `local` (the default) runs the runs one after another in this process, each training
-its seeds side by side, or across `workers` processes; `ray` sends each run to a Ray cluster.
+or from a grid file (`seemrl sweep --grid grid.yaml`; flags override it)::
+
+    datasets: [hopper-medium, walker2d-medium]
+    algos: [td3bc, iql]
+    seeds: [0, 1, 2]
+    grid: {layer_norm: [true, false], fraction: [1.0, 0.1]}  # every combination; in names
+    fixed: {steps: 10000, eval_episodes: 5}                 # every run; not in names
+
+Options are `seemrl train`'s (TrainConfig, or the algorithm's Config). One that only some of
+the algorithms have applies to their runs and is left out of the others' runs and names; one
+that none has is an error. Every run's options are validated before anything trains.
+
+Re-launching the same sweep: a finished run (status.json at its last step, or every seed
+diverged) is skipped; a started one resumes from its checkpoint (a larger `steps` extends
+finished runs); one that stopped before its first checkpoint starts again in a clean folder.
+A folder holding a run with other options is reported failed, never overwritten. A failing
+run is retried `retries` times, then reported with its one-line error (error.txt keeps the
+traceback) while the others go on. `out/sweep.json` records the specs and every run's
+outcome, rewritten atomically as runs finish.
+
+Engines: `local` trains one run at a time in this process (`workers=1`) or `workers` runs at
+once in spawned processes (JAX is not fork-safe); `ray` sends each run to Ray as a task, on
+the cluster at `address` or on a local instance (`pip install seemrl[ray]`). docs/SWEEPS.md
+has the details.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import datetime
+import hashlib
+import itertools
 import json
+import os
 import pathlib
+import re
+import shutil
 import time
 import traceback
 from collections.abc import Sequence
 from typing import Any
 
+from seemrl import checkpoint
+from seemrl import config as config_lib
 from seemrl.config import ConfigError
+
+ENGINES = ("local", "ray")
+GRID_KEYS = ("datasets", "algos", "seeds", "grid", "fixed")
+MAY_CHANGE = ("steps", "eval_every", "eval_episodes", "checkpoint_every", "tensorboard",
+              "wandb_project", "seed_groups")
+"""Options a run folder may be resumed (or skipped) under with another value; any other
+difference from its config.json means the folder holds another run."""
+RUN_FILES = ("config.json", "metrics.jsonl", "status.json", "normalizer.json", "error.txt")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,6 +93,134 @@ class RunResult:
     seconds: float = 0.0
 
 
+# -- the grid ---------------------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class Grid:
+    """Datasets × algorithms × option values: one run per combination, all seeds in each."""
+
+    datasets: tuple[str, ...]
+    algos: tuple[str, ...] = ("td3bc",)
+    axes: dict[str, tuple[Any, ...]] = dataclasses.field(default_factory=dict)
+    """Option -> the values it takes; every combination is a run, named by its values."""
+    fixed: dict[str, Any] = dataclasses.field(default_factory=dict)
+    """Option -> its value in every run (seeds, steps, ...); not part of the run names."""
+
+    def specs(self) -> list[RunSpec]:
+        """One spec per grid point (datasets, then algorithms, then the axes in name order)."""
+        from seemrl import algos as algos_lib
+        from seemrl.train import TrainConfig
+
+        if not self.datasets:
+            raise ConfigError("no dataset given (--dataset NAME_OR_FILE ..., or `datasets:` "
+                              "in the grid file)")
+        if not self.algos:
+            raise ConfigError("no algorithm given (--algo NAME ...)")
+        train_names = _field_names(TrainConfig)
+        classes = {a: algos_lib.get(a).Config for a in dict.fromkeys(self.algos)}
+        for key in (*self.axes, *self.fixed):
+            if key in ("dataset", "algo"):
+                raise ConfigError(f"'{key}' is an axis of its own: give it with --{key} (or "
+                                  f"`{key}s:` in the grid file)")
+            if key not in train_names and not any(key in _field_names(c)
+                                                  for c in classes.values()):
+                raise ConfigError(f"unknown option '{key}' (neither a TrainConfig option nor "
+                                  f"one of {', '.join(classes)}'s; see seemrl train --help)")
+        if "seeds" in self.axes:
+            raise ConfigError("seeds train side by side in every run: give them with --seeds "
+                              "(or `seeds:`), not as an axis")
+        both = sorted(set(self.axes) & set(self.fixed))
+        if both:
+            raise ConfigError(f"option(s) {', '.join(both)} given both as an axis and fixed")
+        specs = []
+        for dataset, algo in itertools.product(dict.fromkeys(self.datasets), classes):
+            def owner(key, cls=classes[algo]):
+                """The config class an option belongs to in this algorithm's runs, or None."""
+                return (TrainConfig if key in train_names else
+                        cls if key in _field_names(cls) else None)
+
+            fixed = {k: _coerce(owner(k), k, v) for k, v in self.fixed.items() if owner(k)}
+            axes = {k: _axis_values(owner(k), k, self.axes[k])
+                    for k in sorted(self.axes) if owner(k)}
+            for values in itertools.product(*axes.values()):
+                point = dict(zip(axes, values, strict=True))
+                options = {**fixed, **point}
+                train = {"dataset": dataset, "algo": algo,
+                         **{k: v for k, v in options.items() if k in train_names}}
+                specs.append(RunSpec(run_name(dataset, algo, point), train,
+                                     {k: v for k, v in options.items() if k not in train_names}))
+        _check_distinct(specs)
+        return specs
+
+
+def read_grid(path: str | pathlib.Path) -> Grid:
+    """A grid file (YAML or JSON): datasets, algos, seeds, grid (axes) and fixed options."""
+    data = config_lib.read_file(path)
+    unknown = sorted(set(data) - set(GRID_KEYS))
+    if unknown:
+        raise ConfigError(f"grid file {path}: unknown key(s) {', '.join(unknown)} (expected "
+                          f"{', '.join(GRID_KEYS)})")
+    axes, fixed = data.get("grid") or {}, data.get("fixed") or {}
+    if not isinstance(axes, dict) or not isinstance(fixed, dict):
+        raise ConfigError(f"grid file {path}: `grid` and `fixed` must map option: value(s)")
+    if "seeds" in data:
+        fixed = {"seeds": data["seeds"], **fixed}
+    return Grid(datasets=_listed(data.get("datasets")), algos=_listed(data.get("algos")),
+                axes={str(k): _listed(v) for k, v in axes.items()},
+                fixed={str(k): v for k, v in fixed.items()})
+
+
+def combine(grid: Grid | None = None, *, datasets: Sequence[str] = (), algos: Sequence[str] = (),
+            axes: dict[str, tuple[Any, ...]] | None = None,
+            fixed: dict[str, Any] | None = None) -> Grid:
+    """`grid` (from a file, or none) overridden by flags: datasets/algos replace its own, an
+    axis or fixed option replaces the file's option of that name, whichever kind it was."""
+    axes, fixed = dict(axes or {}), dict(fixed or {})
+    both = sorted(set(axes) & set(fixed))
+    if both:
+        raise ConfigError(f"option(s) {', '.join(both)} given both as an axis (--set) and "
+                          "fixed")
+    base = grid or Grid(datasets=())
+    merged_axes = {k: v for k, v in base.axes.items() if k not in fixed}
+    merged_fixed = {k: v for k, v in base.fixed.items() if k not in axes}
+    return Grid(datasets=tuple(datasets) or base.datasets,
+                algos=tuple(algos) or base.algos or ("td3bc",),
+                axes={**merged_axes, **axes}, fixed={**merged_fixed, **fixed})
+
+
+def parse_axis(text: str) -> tuple[str, tuple[Any, ...]]:
+    """'KEY=V1,V2,...' -> (key, values), values read as YAML: 'layer_norm=true,false',
+    'critic_hidden=[64,64],[256,256]', 'ln_layers=null,[0]'."""
+    key, values = _parse_assignment(text, "--set KEY=V1,V2,...", "[{}]")
+    return key, tuple(values)
+
+
+def parse_fixed(text: str) -> tuple[str, Any]:
+    """'KEY=VALUE' -> (key, value), the value read as YAML: 'gamma=0.9', 'actor_hidden=[64,64]'."""
+    return _parse_assignment(text, "--fix KEY=VALUE", "{}")
+
+
+def run_name(dataset: str, algo: str, point: dict[str, Any]) -> str:
+    """'<dataset>_<algo>_<key>-<value>...' with the keys sorted; safe as a folder name."""
+    parts = [dataset_label(dataset), algo,
+             *(f"{k}-{_show(v)}" for k, v in sorted(point.items()))]
+    name = re.sub(r"[^A-Za-z0-9._+-]+", "-", "_".join(parts)).lstrip(".") or "run"
+    if len(name) > 120:  # folder names are limited to 255 bytes; keep them readable
+        name = f"{name[:111]}_{hashlib.sha1(name.encode()).hexdigest()[:8]}"
+    return name
+
+
+def dataset_label(dataset: str) -> str:
+    """'hopper-medium' as it is; a file's stem ('runs/x/tiny.npz' -> 'tiny'); a Minari
+    dataset's id ('seemrl/hopper-medium-v0' or its '.../hopper-medium-v0/data' -> the id)."""
+    path = pathlib.PurePath(dataset)
+    if path.name == "data" and len(path.parts) > 1:
+        path = path.parent
+    if path.suffix.lower() in (".hdf5", ".h5", ".npz"):
+        return path.stem
+    return path.name or dataset
+
+
+# -- one run ----------------------------------------------------------------------------------
 def read_status(run_dir: str | pathlib.Path) -> dict[str, Any] | None:
     path = pathlib.Path(run_dir) / "status.json"
     if not path.is_file():
@@ -66,12 +231,13 @@ def read_status(run_dir: str | pathlib.Path) -> dict[str, Any] | None:
         return None
 
 
-def is_finished(run_dir: str | pathlib.Path) -> bool:
-    """A run is finished when it reached its last step or every seed stopped (diverged)."""
+def is_finished(run_dir: str | pathlib.Path, steps: int | None = None) -> bool:
+    """A run is finished when it reached its last step (or `steps`, when given: a larger
+    value makes a finished run resumable) or every seed stopped (diverged)."""
     status = read_status(run_dir)
     if status is None:
         return False
-    if status["step"] >= status["steps"]:
+    if status["step"] >= (status["steps"] if steps is None else steps):
         return True
     return bool(status["seeds"]) and not any(s["active"] for s in status["seeds"].values())
 
@@ -79,7 +245,6 @@ def is_finished(run_dir: str | pathlib.Path) -> bool:
 def build_configs(spec: RunSpec):
     """(TrainConfig, algorithm Config) of a spec; ConfigError on unknown options."""
     from seemrl import algos
-    from seemrl import config as config_lib
     from seemrl.train import TrainConfig
 
     train_cfg = config_lib.build(TrainConfig, spec.train)
@@ -87,51 +252,432 @@ def build_configs(spec: RunSpec):
     return train_cfg, algo_cfg
 
 
+def validate(specs: Sequence[RunSpec]) -> None:
+    """Every spec's options build; names distinct. ConfigError naming the run otherwise."""
+    _check_distinct(specs)
+    for spec in specs:
+        try:
+            build_configs(spec)
+        except ConfigError as e:
+            raise ConfigError(f"run {spec.name}: {e}") from None
+
+
+class ForeignRunError(ConfigError):
+    """The run folder holds another run (or no run at all): it is left as it is."""
+
+
 def run_one(spec: RunSpec, out: str | pathlib.Path, progress: bool = False,
-            console=None) -> RunResult:
+            console=None, *, seed_groups: int = 0) -> RunResult:
     """Train one spec into out/<name> (skip if finished, resume if started); never raises
-    for a failing run (the error is in the result), but Ctrl-C propagates."""
+    for a failing run (the error is in the result), but Ctrl-C propagates.
+
+    `seed_groups` is the run's seed groups when its spec does not set them (0: automatic);
+    a resumed run keeps the ones it started with, so it continues exactly.
+    """
     from seemrl.train import Trainer
 
     run_dir = pathlib.Path(out) / spec.name
     t0 = time.perf_counter()
-    if is_finished(run_dir):
-        return RunResult(spec.name, str(run_dir), "skipped", read_status(run_dir))
     try:
         train_cfg, algo_cfg = build_configs(spec)
-        resume = (run_dir / "checkpoint.msgpack").is_file()
-        trainer = Trainer(train_cfg, algo_cfg, run_dir)
-        status = trainer.run(resume=resume, progress=progress, console=console)
+        saved = _saved_config(run_dir)
+        if saved is not None:
+            _check_same_run(run_dir, saved, train_cfg, algo_cfg)
+        if is_finished(run_dir, train_cfg.steps):
+            return RunResult(spec.name, str(run_dir), "skipped", read_status(run_dir))
+        resume = checkpoint.exists(run_dir)
+        if not resume:
+            _clear_partial(run_dir)  # JsonlLogger appends: a fresh start needs a clean folder
+        if "seed_groups" not in spec.train:
+            groups = ((saved or {}).get("train") or {}).get("seed_groups", 0) if resume \
+                else seed_groups
+            train_cfg = dataclasses.replace(train_cfg, seed_groups=groups)
+        status = Trainer(train_cfg, algo_cfg, run_dir).run(resume=resume, progress=progress,
+                                                           console=console)
     except KeyboardInterrupt:
         raise
     except Exception as e:  # noqa: BLE001 - reported per run, the sweep goes on
-        error = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
-        (pathlib.Path(out) / spec.name).mkdir(parents=True, exist_ok=True)
-        (run_dir / "error.txt").write_text(traceback.format_exc())
-        return RunResult(spec.name, str(run_dir), "failed", read_status(run_dir), error,
+        if not isinstance(e, ForeignRunError):  # never write into another run's folder
+            run_dir.mkdir(parents=True, exist_ok=True)
+            (run_dir / "error.txt").write_text(traceback.format_exc())
+        status = None if isinstance(e, ForeignRunError) else read_status(run_dir)
+        return RunResult(spec.name, str(run_dir), "failed", status, _one_line(e),
                          seconds=time.perf_counter() - t0)
+    (run_dir / "error.txt").unlink(missing_ok=True)  # from an earlier, failed attempt
     return RunResult(spec.name, str(run_dir), "finished", status,
                      seconds=time.perf_counter() - t0)
 
 
+def run_with_retries(spec: RunSpec, out: str | pathlib.Path, retries: int = 1,
+                     progress: bool = False, console=None, seed_groups: int = 0) -> RunResult:
+    """`run_one`, tried again up to `retries` times while it fails."""
+    t0 = time.perf_counter()
+    for attempt in range(1 + retries):
+        result = run_one(spec, out, progress=progress, console=console, seed_groups=seed_groups)
+        result.attempts = attempt + 1
+        if result.outcome != "failed":
+            break
+    result.seconds = time.perf_counter() - t0
+    return result
+
+
+# -- the sweep --------------------------------------------------------------------------------
 def run_sweep(specs: Sequence[RunSpec], out: str | pathlib.Path, *, engine: str = "local",
               workers: int = 1, address: str | None = None, retries: int = 1,
-              progress: bool = True, console=None) -> list[RunResult]:
-    """Train every spec into out/<spec.name>; returns one result per spec, in order."""
-    names = [s.name for s in specs]
-    if len(set(names)) != len(names):
-        raise ConfigError("sweep run names must be distinct")
-    if engine not in ("local", "ray"):
+              progress: bool = True, console=None, cpus_per_run: int = 1) -> list[RunResult]:
+    """Train every spec into out/<spec.name>; returns one result per spec, in order.
+
+    Args:
+      engine: 'local' (this process, or `workers` spawned processes) or 'ray'.
+      workers: local engine: runs trained at once, each in its own process.
+      address: ray engine: the cluster to join (default: start a local instance).
+      retries: a failing run is tried again this many times, then reported as failed.
+      progress: a progress bar per run (workers=1) or a line per finished run.
+      cpus_per_run: ray engine: CPUs each run's task reserves (also its seed groups).
+
+    Raises:
+      ConfigError: a bad option in any spec, duplicate names or a bad engine setting, before
+        anything trains.
+    """
+    specs = list(specs)
+    if engine not in ENGINES:
         raise ConfigError(f"unknown sweep engine '{engine}' (choose local or ray)")
+    if workers < 1 or retries < 0 or cpus_per_run < 1:
+        raise ConfigError("workers and cpus_per_run must be >= 1, retries >= 0")
+    validate(specs)
+    ray = _import_ray() if engine == "ray" else None
     out = pathlib.Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    record = SweepRecord(out, specs, engine=engine, workers=workers, address=address,
+                         retries=retries)
+    if ray is not None:
+        return _run_ray(ray, specs, out, record, address, retries, cpus_per_run, progress,
+                        console)
+    if workers > 1 and len(specs) > 1:
+        return _run_processes(specs, out, record, workers, retries, progress, console)
     results = []
-    for spec in specs:
-        result = None
-        for attempt in range(1 + retries):
-            result = run_one(spec, out, progress=progress, console=console)
-            result.attempts = attempt + 1
-            if result.outcome != "failed":
-                break
+    for i, spec in enumerate(specs):
+        if progress:
+            _say(console, f"[bold][{i + 1}/{len(specs)}] {spec.name}[/bold]")
+        record.update(i, outcome="running")
+        try:
+            result = run_with_retries(spec, out, retries, progress=progress, console=console)
+        except KeyboardInterrupt:
+            record.update(i, outcome="interrupted")
+            raise
+        record.add(i, result)
         results.append(result)
     return results
+
+
+class SweepRecord:
+    """out/sweep.json: the sweep's settings, and each run's spec and outcome so far
+    (pending, running, finished, skipped, failed, interrupted); rewritten atomically."""
+
+    def __init__(self, out: pathlib.Path, specs: Sequence[RunSpec], **settings):
+        self.path = out / "sweep.json"
+        self.data = {"settings": settings, "started": _now(), "updated": _now(), "runs": [
+            {"name": s.name, "train": s.train, "algo": s.algo, "outcome": "pending"}
+            for s in specs]}
+        self._write()
+
+    def update(self, i: int, **fields) -> None:
+        self.data["runs"][i].update(fields)
+        self.data["updated"] = _now()
+        self._write()
+
+    def add(self, i: int, result: RunResult) -> None:
+        self.update(i, outcome=result.outcome, error=result.error, attempts=result.attempts,
+                    seconds=round(result.seconds, 1), run_dir=result.run_dir)
+
+    def _write(self) -> None:
+        checkpoint.atomic_write_json(self.path, json.loads(json.dumps(self.data, default=str)))
+
+
+def _run_processes(specs, out, record, workers, retries, progress, console):
+    import concurrent.futures as cf
+    import multiprocessing
+
+    _make_builtin_datasets(specs, console)  # once, here, not raced by the workers
+    groups = max(1, (os.cpu_count() or 1) // workers)  # seed groups per run: cores shared
+    results: list[RunResult | None] = [None] * len(specs)
+    pool = cf.ProcessPoolExecutor(min(workers, len(specs)),
+                                  mp_context=multiprocessing.get_context("spawn"))
+    try:
+        futures = {pool.submit(run_with_retries, spec, str(out), retries, False, None, groups): i
+                   for i, spec in enumerate(specs)}
+        for done, fut in enumerate(cf.as_completed(futures), 1):
+            i = futures[fut]
+            results[i] = _gathered(fut.result, specs[i], out)
+            record.add(i, results[i])
+            if progress:
+                _say(console, _done_line(done, len(specs), results[i]))
+    except KeyboardInterrupt:
+        pool.shutdown(wait=False, cancel_futures=True)
+        for i, r in enumerate(results):
+            if r is None:
+                record.update(i, outcome="interrupted")
+        raise
+    pool.shutdown()
+    return results
+
+
+def _run_ray(ray, specs, out, record, address, retries, cpus_per_run, progress, console):
+    started = not ray.is_initialized()
+    if not address:
+        _make_builtin_datasets(specs, console)  # a local instance shares this disk
+    if started:
+        ray.init(**({"address": address} if address else {"include_dashboard": False}))
+    task = ray.remote(num_cpus=cpus_per_run, max_retries=retries)(_ray_task)
+    cwd, out_abs = os.getcwd(), str(out.resolve())
+    refs = {task.remote(spec, out_abs, retries, cpus_per_run, cwd): i
+            for i, spec in enumerate(specs)}
+    results: list[RunResult | None] = [None] * len(specs)
+    pending = list(refs)
+    try:
+        while pending:
+            (ref,), pending = ray.wait(pending, num_returns=1)
+            i = refs[ref]
+            results[i] = _gathered(lambda ref=ref: ray.get(ref), specs[i], out)
+            record.add(i, results[i])
+            if progress:
+                _say(console, _done_line(len(specs) - len(pending), len(specs), results[i]))
+    except KeyboardInterrupt:
+        for ref in pending:
+            ray.cancel(ref)
+            record.update(refs[ref], outcome="interrupted")
+        raise
+    finally:
+        if started:
+            ray.shutdown()
+    return results
+
+
+def _ray_task(spec: RunSpec, out: str, retries: int, seed_groups: int, cwd: str) -> RunResult:
+    """A run as a Ray task: relative dataset paths mean what they meant to the driver."""
+    if os.path.isdir(cwd):
+        os.chdir(cwd)
+    return run_with_retries(spec, out, retries, seed_groups=seed_groups)
+
+
+def _import_ray():
+    try:
+        import ray
+    except ImportError:
+        raise ConfigError("the ray engine needs Ray: pip install seemrl[ray]") from None
+    return ray
+
+
+def _gathered(get, spec: RunSpec, out) -> RunResult:
+    """A worker's result, or a failed one when the worker itself died."""
+    try:
+        return get()
+    except KeyboardInterrupt:
+        raise
+    except Exception as e:  # noqa: BLE001 - a crashed worker is one failed run
+        run_dir = pathlib.Path(out) / spec.name
+        return RunResult(spec.name, str(run_dir), "failed", read_status(run_dir),
+                         f"worker died: {_one_line(e)}", attempts=1)
+
+
+def _make_builtin_datasets(specs: Sequence[RunSpec], console) -> None:
+    """Make missing built-in datasets (e.g. 'hopper-medium') before runs use them at once."""
+    names = {s.train["dataset"] for s in specs if isinstance(s.train.get("dataset"), str)}
+    names = {n for n in names if "/" not in n and not pathlib.Path(n).exists()}
+    if not names:
+        return
+    from seemrl.data import generate
+
+    for name in sorted(names):
+        if generate.parse_name(name) is None:
+            continue
+        try:
+            generate.resolve_builtin(name)
+        except Exception as e:  # noqa: BLE001 - the runs that need it report it
+            _say(console, f"[red]dataset {name}: {_one_line(e)}[/red]")
+
+
+# -- the summary ------------------------------------------------------------------------------
+def summary_rows(results: Sequence[RunResult]) -> list[dict[str, Any]]:
+    """Per run: outcome, seeds diverged, final and best score (mean over seeds), seconds."""
+    rows = []
+    for r in results:
+        seeds = list(((r.status or {}).get("seeds") or {}).values())
+        mean = lambda key, seeds=seeds: _mean([s.get(key) for s in seeds])
+        rows.append({"run": r.name, "outcome": r.outcome,
+                     "diverged": sum(s.get("diverged_at") is not None for s in seeds),
+                     "seeds": len(seeds), "final_score": mean("final_score"),
+                     "best_score": mean("best_score"),
+                     "seconds": r.seconds if r.outcome != "skipped" else None,
+                     "error": r.error})
+    return rows
+
+
+def print_summary(results: Sequence[RunResult], console=None, title: str = "sweep") -> None:
+    """The summary table (rich), then each failed run's error."""
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+
+    console = console or Console()
+    rows = summary_rows(results)
+    counts = {o: sum(r["outcome"] == o for r in rows) for o in ("finished", "skipped", "failed")}
+    table = Table(title=f"{title}: " + ", ".join(f"{n} {o}" for o, n in counts.items() if n))
+    table.add_column("run", overflow="fold")
+    table.add_column("outcome")
+    for col in ("diverged", "final score", "best score", "time"):
+        table.add_column(col, justify="right")
+    fmt = lambda v: "—" if v is None else f"{v:.1f}"
+    for r in rows:
+        table.add_row(r["run"], f"[{_COLOUR[r['outcome']]}]{r['outcome']}[/]",
+                      f"{r['diverged']}/{r['seeds']}" if r["seeds"] else "—",
+                      fmt(r["final_score"]), fmt(r["best_score"]),
+                      "—" if r["seconds"] is None else f"{r['seconds']:.0f} s")
+    console.print(table)
+    for r in rows:
+        if r["error"]:
+            console.print(f"[red]{escape(r['run'])}[/red]: {escape(r['error'])}")
+
+
+def print_plan(specs: Sequence[RunSpec], out, console=None) -> None:
+    """The runs a sweep would train (and which are finished already), without training."""
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"{out}: {len(specs)} runs")
+    table.add_column("run", overflow="fold")
+    for col in ("dataset", "algo", "seeds", "steps", "folder"):
+        table.add_column(col)
+    for s in specs:
+        cfg, algo_cfg = build_configs(s)
+        run_dir = pathlib.Path(out) / s.name
+        saved, state = _saved_config(run_dir), ""
+        if saved is not None:
+            try:
+                _check_same_run(run_dir, saved, cfg, algo_cfg)
+                state = "finished" if is_finished(run_dir, cfg.steps) else "started"
+            except ForeignRunError:
+                state = "[red]another run[/red]"
+        table.add_row(s.name, cfg.dataset, cfg.algo, " ".join(map(str, cfg.seeds)),
+                      str(cfg.steps), state)
+    (console or Console()).print(table)
+
+
+# -- helpers ----------------------------------------------------------------------------------
+def _field_names(cls: type) -> set[str]:
+    return {f.name for f in dataclasses.fields(cls)}
+
+
+def _listed(value) -> tuple[Any, ...]:
+    if value is None:
+        return ()
+    return tuple(value) if isinstance(value, list | tuple) else (value,)
+
+
+def _coerce(cls: type, key: str, value: Any) -> Any:
+    if isinstance(value, str) and value.lower() in ("none", "null"):
+        value = None
+    return config_lib.coerce(cls, key, value)
+
+
+def _axis_values(cls: type, key: str, values: Sequence[Any]) -> tuple[Any, ...]:
+    if not values:
+        raise ConfigError(f"option '{key}' has no values")
+    coerced = tuple(_coerce(cls, key, v) for v in values)
+    if len({_show(v) for v in coerced}) < len(coerced):
+        raise ConfigError(f"option '{key}' lists a value twice: {list(values)}")
+    return coerced
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, tuple | list):
+        return "x".join(map(_show, value)) or "none"
+    return "none" if value is None else str(value)
+
+
+def _parse_assignment(text: str, usage: str, template: str):
+    import yaml
+
+    key, sep, value = text.partition("=")
+    key = key.strip().replace("-", "_")
+    if not sep or not key or not value.strip():
+        raise ConfigError(f"cannot read {text!r}: expected {usage}")
+    try:
+        return key, yaml.safe_load(template.format(value))
+    except yaml.YAMLError:
+        raise ConfigError(f"cannot read the value(s) of {text!r}: expected {usage}") from None
+
+
+def _check_distinct(specs: Sequence[RunSpec]) -> None:
+    seen: set[str] = set()
+    twice = sorted({s.name for s in specs if s.name in seen or seen.add(s.name)})
+    if twice:
+        raise ConfigError(f"sweep run names must be distinct: {', '.join(twice)} "
+                          "(two datasets with the same file name?)")
+
+
+def _saved_config(run_dir: pathlib.Path) -> dict[str, Any] | None:
+    try:
+        return json.loads((run_dir / "config.json").read_text())
+    except (FileNotFoundError, NotADirectoryError, json.JSONDecodeError):
+        return None
+
+
+def _check_same_run(run_dir, saved: dict[str, Any], train_cfg, algo_cfg) -> None:
+    now = {"train": config_lib.to_dict(train_cfg), "algo": config_lib.to_dict(algo_cfg)}
+    changed = sorted(k for part in now for k in set(now[part]) & set(saved.get(part) or {})
+                     if k not in MAY_CHANGE and now[part][k] != saved[part][k])
+    if changed:
+        raise ForeignRunError(f"{run_dir} holds a run with other {', '.join(changed)}: remove "
+                              "it or choose another --out")
+
+
+def _clear_partial(run_dir: pathlib.Path) -> None:
+    """Remove what a run that stopped before its first checkpoint left behind."""
+    if not run_dir.is_dir() or not any(run_dir.iterdir()):
+        return
+    if not any((run_dir / f).exists() for f in RUN_FILES):
+        raise ForeignRunError(f"{run_dir} exists and is not a seemrl run folder: remove it "
+                              "or choose another --out")
+    shutil.rmtree(run_dir)
+
+
+def _one_line(e: BaseException) -> str:
+    """The error in one line; its type only where the message is not one of seemrl's own."""
+    from seemrl.types import DataError
+
+    text = " ".join(str(e).split())
+    if isinstance(e, ConfigError | DataError) and text:
+        return text
+    return f"{type(e).__name__}: {text}" if text else type(e).__name__
+
+
+def _mean(values: list[Any]) -> float | None:
+    values = [v for v in values if v is not None]
+    return sum(values) / len(values) if values else None
+
+
+def _now() -> str:
+    return datetime.datetime.now().isoformat(timespec="seconds")
+
+
+def _say(console, message: str) -> None:
+    if console is None:
+        from rich.console import Console
+
+        console = Console()
+    console.print(message)
+
+
+_COLOUR = {"finished": "green", "skipped": "dim", "failed": "red"}
+
+
+def _done_line(done: int, total: int, r: RunResult) -> str:
+    from rich.markup import escape
+
+    extra = f": {escape(r.error)}" if r.error else f" ({r.seconds:.0f} s)" if r.seconds else ""
+    return f"[{done}/{total}] {escape(r.name)} [{_COLOUR[r.outcome]}]{r.outcome}[/]{extra}"

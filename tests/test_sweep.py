@@ -1,0 +1,298 @@
+import json
+import sys
+
+import pytest
+
+from seemrl import sweep
+from seemrl.cli import main
+from seemrl.config import ConfigError
+from seemrl.logging import read_jsonl
+from seemrl.sweep import Grid, RunResult, RunSpec, run_sweep
+from seemrl.train import Trainer
+
+TINY = dict(seeds=(0, 1), steps=20, log_every=10, eval_episodes=0, seem_every=0,
+            checkpoint_every=0, batch_size=32)
+NETS = dict(critic_hidden=(32, 32), actor_hidden=(32, 32))
+FLAGS = ["--seeds", "0", "1", "--steps", "20", "--log-every", "10", "--eval-episodes", "0",
+         "--seem-every", "0", "--checkpoint-every", "0", "--batch-size", "32",
+         "--fix", "critic_hidden=[32,32]", "--fix", "actor_hidden=[32,32]", "--no-progress"]
+
+
+def two_runs(dataset, **train):
+    """Two runs of a tiny TD3+BC that differ in their data only (rewards ×1 and ×2), so the
+    second reuses the first one's compiled update (see `compile_once`)."""
+    return [RunSpec(f"r{scale}", {"dataset": str(dataset), "algo": "td3bc", "reward_scale": scale,
+                                  **TINY, **train}, NETS) for scale in (1, 2)]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def compile_once(tmp_path_factory):
+    """A persistent XLA cache for this module, here and in the worker processes and Ray tasks
+    it starts: every run here trains the same tiny networks, so only the first one compiles
+    (compiling is most of a 20-step run's time)."""
+    import jax
+    from jax.experimental.compilation_cache import compilation_cache
+
+    path = str(tmp_path_factory.mktemp("xla_cache"))
+    names = ("jax_compilation_cache_dir", "jax_persistent_cache_min_compile_time_secs",
+             "jax_persistent_cache_min_entry_size_bytes")
+    saved = {name: getattr(jax.config, name) for name in names}
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("JAX_COMPILATION_CACHE_DIR", path)
+        env.setenv("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+        compilation_cache.reset_cache()
+        jax.config.update("jax_compilation_cache_dir", path)
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
+        yield
+        for name, value in saved.items():
+            jax.config.update(name, value)
+        compilation_cache.reset_cache()
+
+
+def run_cli(argv, capsys):
+    code = main(["sweep", *map(str, argv)])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def steps_logged(run_dir):
+    return sorted((r["step"], r["seed"]) for r in read_jsonl(run_dir / "metrics.jsonl"))
+
+
+def outcomes(out):
+    record = json.loads((out / "sweep.json").read_text())
+    return {r["name"]: r["outcome"] for r in record["runs"]}
+
+
+# -- the grid ---------------------------------------------------------------------------------
+def test_grid_expands_datasets_algos_and_axes_into_named_runs():
+    grid = Grid(datasets=("hopper-medium", "data/walker.npz"), algos=("td3bc", "iql"),
+                axes={"layer_norm": (True, False), "fraction": ("1", 0.1)},
+                fixed={"seeds": [0, 1, 2], "steps": 100, "gamma": 0.9})
+    specs = grid.specs()
+    assert len(specs) == 2 * 2 * 2 * 2
+    names = [s.name for s in specs]
+    assert names[0] == "hopper-medium_td3bc_fraction-1_layer_norm-true"
+    assert "walker_iql_fraction-0.1_layer_norm-false" in names
+    spec = specs[1]  # axes vary in name order, the last fastest
+    assert spec.name == "hopper-medium_td3bc_fraction-1_layer_norm-false"
+    assert spec.train == {"dataset": "hopper-medium", "algo": "td3bc", "seeds": (0, 1, 2),
+                          "steps": 100, "fraction": 1.0}
+    assert spec.algo == {"gamma": 0.9, "layer_norm": False}
+    sweep.validate(specs)
+
+
+def test_an_option_of_some_algorithms_applies_to_their_runs_only():
+    specs = Grid(datasets=("d.npz",), algos=("td3bc", "iql"),
+                 axes={"bc_coef": (0, 1)}, fixed={"expectile": 0.9}).specs()
+    assert [s.name for s in specs] == ["d_td3bc_bc_coef-0", "d_td3bc_bc_coef-1", "d_iql"]
+    assert specs[0].algo == {"bc_coef": 0.0} and specs[2].algo == {"expectile": 0.9}
+
+
+@pytest.mark.parametrize("grid, message", [
+    (Grid(datasets=("d",), axes={"layer_nrom": (True,)}), "unknown option 'layer_nrom'"),
+    (Grid(datasets=("d",), axes={"layer_norm": ("maybe",)}), "layer_norm"),
+    (Grid(datasets=("d",), axes={"seeds": ((0,), (1,))}), "side by side"),
+    (Grid(datasets=("d",), axes={"dataset": ("a", "b")}), "--dataset"),
+    (Grid(datasets=("d",), axes={"fraction": (1, 1.0)}), "twice"),
+    (Grid(datasets=("a/d.npz", "b/d.npz")), "distinct"),
+    (Grid(datasets=("d",), algos=("td4",)), "unknown algorithm"),
+    (Grid(datasets=()), "no dataset"),
+])
+def test_bad_grids_are_one_clear_error(grid, message):
+    with pytest.raises(ConfigError, match=message):
+        sweep.validate(grid.specs())
+
+
+def test_values_that_build_no_config_fail_validation():
+    specs = Grid(datasets=("d",), axes={"fraction": (2.0,)}).specs()
+    with pytest.raises(ConfigError, match=r"run d_td3bc_fraction-2: .*fraction"):
+        sweep.validate(specs)
+
+
+def test_axis_and_fixed_values_are_read_as_yaml():
+    assert sweep.parse_axis("layer-norm=true,false") == ("layer_norm", (True, False))
+    assert sweep.parse_axis("critic_hidden=[64,64],[256]") == ("critic_hidden",
+                                                                ([64, 64], [256]))
+    assert sweep.parse_fixed("actor_hidden=[64, 64]") == ("actor_hidden", [64, 64])
+    with pytest.raises(ConfigError, match="KEY=V1,V2"):
+        sweep.parse_axis("layer_norm")
+
+
+def test_run_names_are_stable_and_safe():
+    point = {"ln_layers": None, "critic_hidden": (64, 64), "lr_critic": 3e-4, "activation": "a/b"}
+    name = sweep.run_name("/data/x/hopper medium.hdf5", "td3bc", point)
+    assert name == ("hopper-medium_td3bc_activation-a-b_critic_hidden-64x64_ln_layers-none_"
+                    "lr_critic-0.0003")
+    assert sweep.run_name("d", "iql", dict(reversed(point.items()))) == name.replace(
+        "hopper-medium_td3bc", "d_iql")
+    assert sweep.dataset_label("seemrl/hopper-medium-v0") == "hopper-medium-v0"
+    assert sweep.dataset_label("~/minari/hopper-medium-v0/data") == "hopper-medium-v0"
+    long = sweep.run_name("d", "td3bc", {f"option_{i}": i for i in range(30)})
+    assert len(long) <= 120 and long != sweep.run_name("d", "td3bc", {"option_0": 0})
+
+
+def test_grid_file_and_flags_combine(tmp_path):
+    path = tmp_path / "grid.yaml"
+    path.write_text("datasets: [a.npz, b.npz]\nalgos: iql\nseeds: [0, 1]\n"
+                    "grid:\n  layer_norm: [true, false]\n  expectile: [0.7, 0.9]\n"
+                    "fixed:\n  steps: 50\n  fraction: 0.5\n")
+    grid = sweep.combine(sweep.read_grid(path), datasets=["c.npz"],
+                         axes={"fraction": (1, 0.1)}, fixed={"expectile": 0.8, "steps": 60})
+    specs = grid.specs()
+    assert [s.name for s in specs] == ["c_iql_fraction-1_layer_norm-true",
+                                       "c_iql_fraction-1_layer_norm-false",
+                                       "c_iql_fraction-0.1_layer_norm-true",
+                                       "c_iql_fraction-0.1_layer_norm-false"]
+    assert specs[0].train["steps"] == 60 and specs[0].train["seeds"] == (0, 1)
+    assert specs[0].algo == {"expectile": 0.8, "layer_norm": True}
+    path.write_text("datasets: [a]\nsweep: {}\n")
+    with pytest.raises(ConfigError, match="unknown key"):
+        sweep.read_grid(path)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--set", "no_such_option=1,2"], "unknown option 'no_such_option'"),
+    (["--set", "fraction=1,7"], "fraction"),
+    (["--fix", "layer_norm=maybe"], "layer_norm"),
+    (["--set", "gamma=0.9", "--fix", "gamma=0.99"], "both"),
+    (["--set", "gamma=0.9", "--set", "gamma=0.99"], "twice"),
+    (["--engine", "ray", "--set", "gamma=2"], "gamma"),
+])
+def test_bad_options_exit_2_before_anything_trains(argv, message, hopper_npz, tmp_path, capsys):
+    out = tmp_path / "sweep"
+    code, _, err = run_cli(["--dataset", hopper_npz, "--out", out, *FLAGS, *argv], capsys)
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1
+    assert not out.exists()
+
+
+# -- running ----------------------------------------------------------------------------------
+def test_sweep_trains_every_run_then_skips_them(hopper_npz, tmp_path, capsys):
+    out = tmp_path / "sweep"
+    argv = ["--dataset", hopper_npz, "--set", "reward_scale=1,2", "--out", out, *FLAGS]
+    code, stdout, err = run_cli(argv, capsys)
+    assert code == 0, err
+    names = ["tiny_data_td3bc_reward_scale-1", "tiny_data_td3bc_reward_scale-2"]
+    assert outcomes(out) == dict.fromkeys(names, "finished")
+    for name in names:
+        assert steps_logged(out / name) == [(10, 0), (10, 1), (20, 0), (20, 1)]
+        assert json.loads((out / name / "config.json").read_text())["algo"]["critic_hidden"] == [
+            32, 32]
+    assert "2 finished" in stdout and "0/2" in stdout
+
+    code, stdout, err = run_cli(argv, capsys)
+    assert code == 0, err
+    assert outcomes(out) == dict.fromkeys(names, "skipped") and "2 skipped" in stdout
+    assert steps_logged(out / names[0]) == [(10, 0), (10, 1), (20, 0), (20, 1)]
+
+    # Other options under the same names: reported, the finished runs left as they are.
+    code, stdout, _ = run_cli([*argv, "--fix", "gamma=0.9"], capsys)
+    assert code == 1 and "holds a run with other gamma" in stdout
+    assert json.loads((out / names[0] / "config.json").read_text())["algo"]["gamma"] == 0.99
+
+
+def test_a_failing_run_is_retried_and_reported_while_the_others_finish(hopper_npz, tmp_path,
+                                                                       capsys):
+    specs = [RunSpec("missing", {**two_runs(hopper_npz)[0].train,
+                                 "dataset": str(tmp_path / "missing.npz")}, NETS),
+             two_runs(hopper_npz)[0]]
+    results = run_sweep(specs, tmp_path / "sweep", retries=1, progress=False)
+    failed, ok = results
+    assert (failed.outcome, failed.attempts) == ("failed", 2)
+    assert "missing.npz" in failed.error and "no such file" in failed.error
+    assert (tmp_path / "sweep" / "missing" / "error.txt").is_file()
+    assert (ok.outcome, ok.attempts, ok.status["step"]) == ("finished", 1, 20)
+    assert outcomes(tmp_path / "sweep") == {"missing": "failed", "r1": "finished"}
+    sweep.print_summary(results)
+    assert "missing: " in capsys.readouterr().out
+
+
+def test_a_retry_starts_clean_and_more_steps_extend_a_finished_run(hopper_npz, tmp_path,
+                                                                  monkeypatch):
+    original, calls = Trainer.run_chunk, {"n": 0}
+
+    def crash_once(self, logger):
+        calls["n"] += 1
+        if calls["n"] == 2:  # after the first chunk was logged, before any checkpoint
+            raise RuntimeError("flaky machine")
+        return original(self, logger)
+
+    monkeypatch.setattr(Trainer, "run_chunk", crash_once)
+    spec = two_runs(hopper_npz)[0]
+    (result,) = run_sweep([spec], tmp_path, retries=1, progress=False)
+    run_dir = tmp_path / spec.name
+    assert (result.outcome, result.attempts) == ("finished", 2)
+    assert steps_logged(run_dir) == [(10, 0), (10, 1), (20, 0), (20, 1)]  # no duplicates
+    assert not (run_dir / "error.txt").exists()
+
+    longer = RunSpec(spec.name, {**spec.train, "steps": 30}, spec.algo)
+    (result,) = run_sweep([longer], tmp_path, progress=False)
+    assert result.outcome == "finished" and result.status["step"] == 30
+    assert steps_logged(run_dir)[-2:] == [(30, 0), (30, 1)] and len(steps_logged(run_dir)) == 6
+
+
+def test_local_workers_train_runs_in_separate_processes(hopper_npz, tmp_path):
+    results = run_sweep(two_runs(hopper_npz), tmp_path, workers=2, progress=False)
+    assert [r.outcome for r in results] == ["finished", "finished"]
+    assert all(r.status["step"] == 20 for r in results)
+    for r in results:  # the seeds shared the cores: 2 cores / 2 workers
+        saved = json.loads((tmp_path / r.name / "config.json").read_text())
+        assert saved["train"]["seed_groups"] >= 1
+    assert set(outcomes(tmp_path).values()) == {"finished"}
+
+
+@pytest.fixture
+def local_ray():
+    """A local Ray instance for one test (Ray starts its processes with fork+exec)."""
+    ray = pytest.importorskip("ray", reason="the ray engine needs `pip install seemrl[ray]`")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
+             object_store_memory=100 * 2**20)
+    yield ray
+    ray.shutdown()
+
+
+@pytest.mark.filterwarnings("ignore:os.fork:RuntimeWarning")
+def test_ray_engine_runs_a_two_run_sweep_on_a_local_instance(local_ray, hopper_npz, tmp_path,
+                                                             monkeypatch):
+    monkeypatch.chdir(hopper_npz.parent)  # a relative dataset path means the same to the tasks
+    specs = two_runs(hopper_npz.name)
+    results = run_sweep(specs, tmp_path / "sweep", engine="ray", progress=False)
+    assert [r.outcome for r in results] == ["finished", "finished"], [r.error for r in results]
+    assert outcomes(tmp_path / "sweep") == {"r1": "finished", "r2": "finished"}
+    assert local_ray.is_initialized()  # the test's instance is left to the test
+    again = run_sweep(specs, tmp_path / "sweep", engine="ray", progress=False)
+    assert [r.outcome for r in again] == ["skipped", "skipped"]
+
+
+def test_the_ray_engine_without_ray_says_how_to_install_it(hopper_npz, tmp_path, monkeypatch,
+                                                           capsys):
+    monkeypatch.setitem(sys.modules, "ray", None)  # import ray -> ImportError
+    with pytest.raises(ConfigError, match=r"pip install seemrl\[ray\]"):
+        run_sweep(two_runs(hopper_npz), tmp_path / "sweep", engine="ray")
+    assert not (tmp_path / "sweep").exists()
+    code, _, err = run_cli(["--dataset", hopper_npz, "--engine", "ray", "--out",
+                            tmp_path / "sweep", *FLAGS], capsys)
+    assert code == 2 and "pip install seemrl[ray]" in err
+
+
+def test_summary_rows_count_diverged_seeds_and_average_scores():
+    seeds = {"0": {"diverged_at": 500, "final_score": 10.0, "best_score": 30.0},
+             "1": {"diverged_at": None, "final_score": 20.0, "best_score": 20.0},
+             "2": {"diverged_at": None, "final_score": None, "best_score": None}}
+    rows = sweep.summary_rows([
+        RunResult("a", "out/a", "finished", {"seeds": seeds}, seconds=12.0),
+        RunResult("b", "out/b", "skipped", {"seeds": seeds}),
+        RunResult("c", "out/c", "failed", None, "DataError: no such file")])
+    assert rows[0] | {"seconds": 0} == {"run": "a", "outcome": "finished", "diverged": 1,
+                                        "seeds": 3, "final_score": 15.0, "best_score": 25.0,
+                                        "seconds": 0, "error": None}
+    assert rows[0]["seconds"] == 12.0 and rows[1]["seconds"] is None
+    assert rows[2]["seeds"] == 0 and rows[2]["final_score"] is None
+
+
+def test_dry_run_lists_the_runs_and_trains_nothing(hopper_npz, tmp_path, capsys):
+    code, stdout, err = run_cli(["--dataset", hopper_npz, "--algo", "td3bc", "iql", "--set",
+                                 "layer_norm=true,false", "--out", tmp_path / "s", "--dry-run",
+                                 *FLAGS], capsys)
+    assert code == 0, err
+    assert "4 runs" in stdout and not (tmp_path / "s").exists()
