@@ -1,0 +1,343 @@
+"""AntMaze (SPEC §5.7, the paper's Table 1): Diffusion-QL with a LayerNorm critic against
+TD3+BC and IQL, normalised score = mean of the last evaluations.
+
+Runs only where AntMaze data *and* an evaluation env exist; seemrl never downloads either:
+
+* Data: D4RL-format `antmaze-*.hdf5` files in the data folder (`--data-dir`), and Minari
+  AntMaze datasets (ids containing "antmaze", e.g. `D4RL/antmaze/umaze-v1`) under
+  `$MINARI_DATASETS_PATH` (default `~/.minari/datasets`).
+* Env: Gymnasium-Robotics' AntMaze (`pip install gymnasium-robotics`, not a dependency).
+  Minari AntMaze datasets were collected in it and record their evaluation env spec, so they
+  are evaluated in exactly that env, with their observation dict flattened the way the data is
+  (keys achieved_goal, desired_goal, observation, concatenated in that order, as gymnasium's
+  FlattenObservation does). D4RL-format files come from D4RL's mujoco-py AntMaze, whose maze
+  frame (start cell at the origin, y axis flipped) and 29-dim observation differ from
+  Gymnasium-Robotics'; no env here reproduces it, so they are found but not scored.
+
+Without data or env the experiment raises `ExperimentUnavailable` (the CLI exits 2) naming
+what it looked for and where. Training without evaluation (Q and SEEM only) was considered
+and not done: Table 1 is a table of scores, and LayerNorm's effect on Q and SEEM is what the
+surge and regularizers experiments already show on data this machine has.
+
+Agents (presets diffql-antmaze, iql-antmaze; TD3+BC from td3bc-locomotion):
+* Diffusion-QL, the SEEM authors' AntMaze variant: TD3-style guidance α 2, LN critic 256×3
+  mish (Linear → LN → mish), rewards ×10, max-Q backup over 10 samples. Differences from the
+  authors', from algos/diffql.py: no return-prioritised sampling on medium/large (not in the
+  driver); ε-net trained on continuous t; DPM-Solver (3 steps, order 2) in the backup and at
+  evaluation; argmax instead of softmax(Q) action selection.
+* IQL: τ 0.9, β 10, rewards r − 1 (Kostrikov et al. 2021).
+* TD3+BC: its locomotion settings with rewards r − 1 as for IQL (TD3+BC has no AntMaze
+  setting of its own).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import pathlib
+import re
+from typing import Any
+
+import numpy as np
+
+from seemrl.repro._common import Context, ExperimentUnavailable, Outcome
+from seemrl.sweep import RunSpec
+
+TITLE = "AntMaze (Table 1): Diffusion-QL with a LayerNorm critic vs TD3+BC and IQL"
+
+TASKS = ("umaze", "umaze-diverse", "medium-play", "medium-diverse", "large-play",
+         "large-diverse")
+# [paper] Table 1, normalised score (mean of the last 10 evaluations, 10 seeds), via SPEC §5.7:
+# Diffusion-QL + LN per task, and the average of each method.
+PAPER_DIFFQL_LN = {"umaze": 94.3, "umaze-diverse": 88.5, "medium-play": 85.6,
+                   "medium-diverse": 83.9, "large-play": 65.4, "large-diverse": 67.1}
+PAPER_AVERAGE = {"diffql-ln": 80.8, "td3bc": 16.4, "iql": 63.0, "diffql (no LN)": 29.6}
+
+# agent -> (preset, overrides on top of it)
+AGENTS: dict[str, tuple[str, dict[str, Any]]] = {
+    "diffql-ln": ("diffql-antmaze", {}),
+    "td3bc": ("td3bc-locomotion", {"reward_bias": -1.0}),
+    "iql": ("iql-antmaze", {}),
+}
+OBS_KEYS = ("achieved_goal", "desired_goal", "observation")
+COLORS = {"diffql-ln": "C0", "td3bc": "C1", "iql": "C2"}
+
+_BASE: dict[str, Any] = {"agents": list(AGENTS), "tasks": list(TASKS)}
+SCALES = {
+    "smoke": {**_BASE, "seeds": [0], "steps": 200, "log_every": 100, "eval_every": 100,
+              "eval_episodes": 2, "last_evals": 1, "seem_every": 100},
+    "cpu": {**_BASE, "tasks": ["umaze"], "seeds": [0, 1], "steps": 50_000,
+            "log_every": 1000, "eval_every": 10_000, "eval_episodes": 10, "last_evals": 3,
+            "seem_every": 10_000},
+    "paper": {**_BASE, "seeds": list(range(10)), "steps": 1_000_000, "log_every": 1000,
+              "eval_every": 50_000, "eval_episodes": 100, "last_evals": 10,
+              "seem_every": 10_000},
+}
+
+
+# --------------------------------------------------------------------- data and env discovery
+
+
+@dataclasses.dataclass(frozen=True)
+class Source:
+    """One AntMaze dataset found locally."""
+
+    task: str
+    """umaze, umaze-diverse, medium-play, ... (the file's or id's own name if unrecognised)."""
+    kind: str
+    """'d4rl' (an hdf5 file) or 'minari' (a dataset's data directory)."""
+    location: pathlib.Path
+
+    def describe(self) -> str:
+        return f"{self.location.name} ({self.kind}, {self.task})" if self.kind == "d4rl" \
+            else f"{self.task} (minari, {self.location.parent})"
+
+
+_TASK = re.compile(r"(umaze-diverse|umaze|medium-play|medium-diverse|large-play|large-diverse)")
+
+
+def _task(name: str) -> str:
+    m = _TASK.search(name.lower())
+    return m.group(1) if m else name
+
+
+def find_data(data_dir: pathlib.Path, minari_root: pathlib.Path) -> list[Source]:
+    """D4RL-format `antmaze-*.hdf5` / `.h5` files directly in `data_dir`, and Minari
+    datasets under `minari_root` whose id contains "antmaze" (never downloads)."""
+    found = []
+    if data_dir.is_dir():
+        for path in sorted(data_dir.iterdir()):
+            if path.is_file() and path.name.lower().startswith("antmaze-") \
+                    and path.suffix.lower() in (".hdf5", ".h5"):
+                found.append(Source(_task(path.stem[len("antmaze-"):]), "d4rl", path))
+    if minari_root.is_dir():
+        for meta in sorted(minari_root.glob("**/data/metadata.json")):
+            dataset_id = meta.parent.parent.relative_to(minari_root).as_posix()
+            if "antmaze" in dataset_id.lower():
+                found.append(Source(_task(dataset_id.split("/")[-1]), "minari", meta.parent))
+    return found
+
+
+def env_available() -> bool:
+    return importlib.util.find_spec("gymnasium_robotics") is not None
+
+
+def check(data_dir: pathlib.Path, minari_root: pathlib.Path) -> list[Source]:
+    """The Minari sources to run; ExperimentUnavailable (one line) when nothing can be scored."""
+    sources = find_data(data_dir, minari_root)
+    looked = (f"D4RL-format antmaze-*.hdf5 files in {data_dir} (--data-dir) and Minari "
+              f"AntMaze datasets (e.g. D4RL/antmaze/umaze-v1) under {minari_root} "
+              "($MINARI_DATASETS_PATH)")
+    if not sources:
+        raise ExperimentUnavailable(
+            f"no AntMaze data: looked for {looked}; seemrl never downloads: get them with "
+            "`minari download D4RL/antmaze/umaze-v1` (pip install minari) or put D4RL files "
+            "there")
+    names = ", ".join(s.describe() for s in sources)
+    if not env_available():
+        raise ExperimentUnavailable(
+            f"found AntMaze data ({names}) but no AntMaze evaluation env: Gymnasium-Robotics is "
+            "not installed (pip install gymnasium-robotics); Table 1 is a table of scores, so "
+            "nothing was trained")
+    usable = [s for s in sources if s.kind == "minari"]
+    if not usable:
+        raise ExperimentUnavailable(
+            f"found only D4RL-format AntMaze files ({names}); they cannot be scored in "
+            "Gymnasium-Robotics' AntMaze (different maze frame and observations than D4RL's "
+            "mujoco-py env): use the Minari datasets D4RL/antmaze/*-v1 instead")
+    return usable
+
+
+# ------------------------------------------------------------------------ env and datasets
+
+
+def make_flat_env(spec_json: str, **kwargs):
+    """The dataset's recorded evaluation env with its Dict observation flattened (sorted keys:
+    achieved_goal, desired_goal, observation), i.e. the vector the data is converted to."""
+    import gymnasium as gym
+    import gymnasium_robotics
+
+    gym.register_envs(gymnasium_robotics)
+    from gymnasium.envs.registration import EnvSpec
+
+    env = gym.make(EnvSpec.from_json(spec_json), **kwargs)
+    keys = tuple(env.observation_space.spaces)
+    if keys != OBS_KEYS:
+        raise ValueError(f"AntMaze observation keys {keys}, expected {OBS_KEYS}")
+    return gym.wrappers.FlattenObservation(env)
+
+
+def prepare_source(source: Source, out: pathlib.Path) -> tuple[pathlib.Path, str]:
+    """Write the Minari dataset as a flat-observation .npz (once) and register its flat
+    evaluation env in this process; returns (npz path, env id)."""
+    import json
+
+    import gymnasium as gym
+
+    from seemrl.data import load_minari, save_npz
+
+    meta = json.loads((source.location / "metadata.json").read_text())
+    spec_json = meta.get("eval_env_spec") or meta.get("env_spec")
+    if not spec_json:
+        raise ExperimentUnavailable(f"{source.location}: the Minari dataset records no env spec")
+    env_id = f"seemrl/FlatAntMaze-{source.task}-v0"
+    if env_id not in gym.registry:
+        gym.register(env_id, entry_point=make_flat_env, kwargs={"spec_json": spec_json})
+    path = out / "data" / f"antmaze-{source.task}.npz"
+    if not path.is_file():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        dataset = load_minari(source.location, obs_keys=OBS_KEYS)
+        dataset.metadata["env_id"] = env_id
+        save_npz(path, dataset)
+    return path, env_id
+
+
+def run_specs(params: dict[str, Any], datasets: dict[str, tuple[pathlib.Path, str]]
+              ) -> list[RunSpec]:
+    """One run per (task, agent): the agent's preset, the scale's length and seeds."""
+    from seemrl.presets import load_preset
+    from seemrl.train import TrainConfig
+
+    train_names = {f.name for f in dataclasses.fields(TrainConfig)}
+    specs = []
+    for task, (path, env_id) in datasets.items():
+        for agent in params["agents"]:
+            preset, overrides = AGENTS[agent]
+            flat = {**load_preset(preset), **overrides}
+            train = {k: v for k, v in flat.items() if k in train_names}
+            train.update(dataset=str(path), env=env_id, seeds=list(params["seeds"]),
+                         **{k: params[k] for k in ("steps", "log_every", "eval_every",
+                                                   "eval_episodes", "seem_every")})
+            algo = {k: v for k, v in flat.items() if k not in train_names}
+            if "lr_decay_steps" in algo:        # cosine decay over the run, as in the preset
+                algo["lr_decay_steps"] = params["steps"]
+            if "actor_decay_steps" in algo:
+                algo["actor_decay_steps"] = params["steps"]
+            specs.append(RunSpec(f"{task}-{agent}", train, algo))
+    return specs
+
+
+# -------------------------------------------------------------------------------- results
+
+
+def collect(run_dir: pathlib.Path, seeds: list[int], last: int) -> dict[str, Any]:
+    """Per seed: mean of the last `last` normalised scores, divergence, last SEEM and Q."""
+    from seemrl import logging as log_lib
+    from seemrl import plotting
+
+    path = run_dir / "metrics.jsonl"
+    records = log_lib.read_jsonl(path) if path.is_file() else []   # a run that failed early
+    out: dict[str, Any] = {"score": [], "curves": [], "last_seem": [], "last_q": []}
+    for seed in seeds:
+        steps, scores = plotting.series(records, "eval/normalized_score", seed)
+        out["curves"].append((steps.tolist(), scores.tolist()))
+        out["score"].append(float(np.mean(scores[-last:])) if len(scores) else None)
+        _, seem = plotting.series(records, "seem/normalized", seed)
+        _, q = plotting.series(records, "train/q_mean", seed)
+        out["last_seem"].append(float(seem[-1]) if len(seem) else None)
+        out["last_q"].append(float(q[-1]) if len(q) else None)
+    return out
+
+
+def table(results: dict[str, dict[str, dict[str, Any]]], params: dict[str, Any]) -> str:
+    """Markdown: score per task and agent (mean ± std over seeds) with the paper's numbers."""
+    agents = params["agents"]
+    lines = ["| task | " + " | ".join(agents) + " | paper: Diffusion-QL + LN |",
+             "|---" * (len(agents) + 2) + "|"]
+    for task, per_agent in results.items():
+        cells = []
+        for agent in agents:
+            s = [v for v in per_agent[agent]["score"] if v is not None]
+            cells.append(f"{np.mean(s):.1f} ± {np.std(s):.1f}" if s else "–")
+        lines.append(f"| {task} | " + " | ".join(cells)
+                     + f" | {PAPER_DIFFQL_LN.get(task, '–')} |")
+    averages = {a: _average(results, a) for a in agents}
+    lines.append("| average (these tasks) | " + " | ".join(
+        f"{averages[a]:.1f}" if averages[a] is not None else "–" for a in agents) + " | "
+        + _fmt_avg(_paper_avg_over(results)) + " |")
+    lines.append("| paper average (6 tasks) | " + " | ".join(
+        str(PAPER_AVERAGE.get(a, "–")) for a in agents) + f" | {PAPER_AVERAGE['diffql-ln']} |")
+    return "\n".join(lines)
+
+
+def _average(results, agent: str) -> float | None:
+    means = [np.mean([v for v in per[agent]["score"] if v is not None])
+             for per in results.values() if any(v is not None for v in per[agent]["score"])]
+    return float(np.mean(means)) if means else None
+
+
+def _paper_avg_over(results) -> float | None:
+    vals = [PAPER_DIFFQL_LN[t] for t in results if t in PAPER_DIFFQL_LN]
+    return float(np.mean(vals)) if vals else None
+
+
+def _fmt_avg(v: float | None) -> str:
+    return "–" if v is None else f"{v:.1f}"
+
+
+def statements(results, params: dict[str, Any]) -> list[str]:
+    out = ["**Against the paper.**"]
+    ours, paper = _average(results, "diffql-ln"), _paper_avg_over(results)
+    if ours is not None and paper is not None:
+        gap = ours - paper
+        out.append(f"- Diffusion-QL + LN averages {ours:.1f} on these tasks against the paper's "
+                   f"{paper:.1f} on the same tasks: "
+                   + ("matches within 10 points." if abs(gap) <= 10 else
+                      f"{abs(gap):.1f} points {'lower' if gap < 0 else 'higher'}, not a match"
+                      + (f" (at {params['steps']:,} steps against the paper's 1M)."
+                         if params["steps"] < 1_000_000 else ".")))
+    for agent in ("td3bc", "iql"):
+        mine = _average(results, agent)
+        if mine is not None and ours is not None:
+            out.append(f"- {agent}: {mine:.1f} ({'below' if mine < ours else 'not below'} "
+                       f"Diffusion-QL + LN, as the paper's ordering "
+                       f"{'predicts' if mine < ours else 'does not predict'}).")
+    return out
+
+
+def figure(results, params: dict[str, Any]):
+    from seemrl import plotting
+
+    plt = plotting.pyplot()
+    tasks = list(results)
+    fig, axes = plt.subplots(1, len(tasks), figsize=(4.5 * len(tasks), 4), squeeze=False)
+    for ax, task in zip(axes[0], tasks, strict=True):
+        for agent in params["agents"]:
+            curves = [(np.asarray(s), np.asarray(v)) for s, v in results[task][agent]["curves"]]
+            plotting.seeds_and_mean(ax, curves, COLORS[agent], agent)
+        if task in PAPER_DIFFQL_LN:
+            ax.axhline(PAPER_DIFFQL_LN[task], color=COLORS["diffql-ln"], ls="--", lw=0.8,
+                       label="paper: Diffusion-QL + LN")
+        ax.set(xlabel="gradient step", ylabel="normalised score (0 = never, 100 = expert)",
+               title=f"antmaze-{task}")
+        ax.legend(fontsize=8)
+    fig.suptitle("AntMaze: normalised score during training (seeds thin, mean bold)")
+    fig.tight_layout()
+    return fig
+
+
+def run(ctx: Context) -> Outcome:
+    from seemrl.data.minari import minari_root
+
+    params = ctx.params
+    sources = check(ctx.data_dir, minari_root())
+    if ctx.engine != "local" or ctx.workers != 1:
+        raise ExperimentUnavailable("antmaze evaluates in an env registered in this process: "
+                                    "run it with the local engine and one worker")
+    by_task = {s.task: s for s in sources if s.task in params["tasks"]}
+    if not by_task:
+        raise ExperimentUnavailable(f"AntMaze data found for {sorted({s.task for s in sources})}"
+                                    f" but this scale runs {params['tasks']}")
+    datasets = {task: prepare_source(s, ctx.out) for task, s in by_task.items()}
+    runs = ctx.train(run_specs(params, datasets))
+    results = {task: {agent: collect(pathlib.Path(runs[f"{task}-{agent}"].run_dir),
+                                     params["seeds"], params["last_evals"])
+                      for agent in params["agents"]} for task in datasets}
+    ctx.save_figure(figure(results, params), "antmaze_scores.png")
+    md = [table(results, params), "", *statements(results, params), "",
+          f"Score = mean of the last {params['last_evals']} evaluations "
+          f"({params['eval_episodes']} episodes each, every {params['eval_every']:,} steps), "
+          f"{len(params['seeds'])} seeds, {params['steps']:,} steps. Data: "
+          + ", ".join(s.describe() for s in by_task.values()) + "."]
+    return Outcome({"tasks": results, "paper": {"diffql_ln": PAPER_DIFFQL_LN,
+                                                "average": PAPER_AVERAGE}}, "\n".join(md))
