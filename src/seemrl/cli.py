@@ -80,8 +80,6 @@ def _split_config(data: dict[str, Any], algo_cls: type) -> tuple[dict, dict]:
 
 
 # -- seemrl train -----------------------------------------------------------------------------
-RESUME_OVERRIDABLE = ("steps", "eval_every", "eval_episodes", "checkpoint_every", "tensorboard",
-                      "wandb_project")
 
 
 def _train_parser(prog: str, algo_name: str) -> argparse.ArgumentParser:
@@ -106,7 +104,7 @@ def _train_parser(prog: str, algo_name: str) -> argparse.ArgumentParser:
 
 def cmd_train(argv: list[str]) -> int:
     from seemrl import algos
-    from seemrl.train import TrainConfig, train
+    from seemrl.train import RESUME_OVERRIDABLE, TrainConfig, train
 
     pre = argparse.ArgumentParser(add_help=False)
     pre.add_argument("--algo")

@@ -56,10 +56,6 @@ from seemrl.config import ConfigError
 
 ENGINES = ("local", "ray")
 GRID_KEYS = ("datasets", "algos", "seeds", "grid", "fixed")
-MAY_CHANGE = ("steps", "eval_every", "eval_episodes", "checkpoint_every", "tensorboard",
-              "wandb_project", "seed_groups")
-"""Options a run folder may be resumed (or skipped) under with another value; any other
-difference from its config.json means the folder holds another run."""
 RUN_FILES = ("config.json", "metrics.jsonl", "status.json", "normalizer.json", "error.txt")
 
 
@@ -628,9 +624,14 @@ def _saved_config(run_dir: pathlib.Path) -> dict[str, Any] | None:
 
 
 def _check_same_run(run_dir, saved: dict[str, Any], train_cfg, algo_cfg) -> None:
+    """Raise if run_dir holds another run: options differ beyond what a resume may change
+    (and seed_groups, which a resumed run takes from its config.json)."""
+    from seemrl.train import RESUME_OVERRIDABLE
+
     now = {"train": config_lib.to_dict(train_cfg), "algo": config_lib.to_dict(algo_cfg)}
     changed = sorted(k for part in now for k in set(now[part]) & set(saved.get(part) or {})
-                     if k not in MAY_CHANGE and now[part][k] != saved[part][k])
+                     if k not in (*RESUME_OVERRIDABLE, "seed_groups")
+                     and now[part][k] != saved[part][k])
     if changed:
         raise ForeignRunError(f"{run_dir} holds a run with other {', '.join(changed)}: remove "
                               "it or choose another --out")

@@ -118,6 +118,11 @@ class TrainConfig:
 RUN_INFO_KEYS = ("env_id", "dataset_size", "q_ceiling", "dataset_metadata")
 """Facts a saved config.json records beside its `train` and `algo` sections (not options)."""
 
+RESUME_OVERRIDABLE = ("steps", "eval_every", "eval_episodes", "checkpoint_every", "tensorboard",
+                      "wandb_project")
+"""Options a stopped run may be resumed with another value of (extending it, logging more or
+less); any other change would make the resumed run a different run."""
+
 
 @dataclasses.dataclass
 class Prepared:
