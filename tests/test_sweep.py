@@ -3,11 +3,13 @@ import sys
 
 import pytest
 
+from seemrl import grid as grid_lib
 from seemrl import sweep
 from seemrl.cli import main
 from seemrl.config import ConfigError
+from seemrl.grid import Grid
 from seemrl.logging import read_jsonl
-from seemrl.sweep import Grid, RunResult, RunSpec, run_sweep
+from seemrl.sweep import RunResult, RunSpec, run_sweep
 from seemrl.train import Trainer
 
 TINY = dict(seeds=(0, 1), steps=20, log_every=10, eval_episodes=0, seem_every=0,
@@ -111,25 +113,25 @@ def test_values_that_build_no_config_fail_validation():
 
 
 def test_axis_and_fixed_values_are_read_as_yaml():
-    assert sweep.parse_axis("layer-norm=true,false") == ("layer_norm", (True, False))
-    assert sweep.parse_axis("critic_hidden=[64,64],[256]") == ("critic_hidden",
+    assert grid_lib.parse_axis("layer-norm=true,false") == ("layer_norm", (True, False))
+    assert grid_lib.parse_axis("critic_hidden=[64,64],[256]") == ("critic_hidden",
                                                                 ([64, 64], [256]))
-    assert sweep.parse_fixed("actor_hidden=[64, 64]") == ("actor_hidden", [64, 64])
+    assert grid_lib.parse_fixed("actor_hidden=[64, 64]") == ("actor_hidden", [64, 64])
     with pytest.raises(ConfigError, match="KEY=V1,V2"):
-        sweep.parse_axis("layer_norm")
+        grid_lib.parse_axis("layer_norm")
 
 
 def test_run_names_are_stable_and_safe():
     point = {"ln_layers": None, "critic_hidden": (64, 64), "lr_critic": 3e-4, "activation": "a/b"}
-    name = sweep.run_name("/data/x/hopper medium.hdf5", "td3bc", point)
+    name = grid_lib.run_name("/data/x/hopper medium.hdf5", "td3bc", point)
     assert name == ("hopper-medium_td3bc_activation-a-b_critic_hidden-64x64_ln_layers-none_"
                     "lr_critic-0.0003")
-    assert sweep.run_name("d", "iql", dict(reversed(point.items()))) == name.replace(
+    assert grid_lib.run_name("d", "iql", dict(reversed(point.items()))) == name.replace(
         "hopper-medium_td3bc", "d_iql")
-    assert sweep.dataset_label("seemrl/hopper-medium-v0") == "hopper-medium-v0"
-    assert sweep.dataset_label("~/minari/hopper-medium-v0/data") == "hopper-medium-v0"
-    long = sweep.run_name("d", "td3bc", {f"option_{i}": i for i in range(30)})
-    assert len(long) <= 120 and long != sweep.run_name("d", "td3bc", {"option_0": 0})
+    assert grid_lib.dataset_label("seemrl/hopper-medium-v0") == "hopper-medium-v0"
+    assert grid_lib.dataset_label("~/minari/hopper-medium-v0/data") == "hopper-medium-v0"
+    long = grid_lib.run_name("d", "td3bc", {f"option_{i}": i for i in range(30)})
+    assert len(long) <= 120 and long != grid_lib.run_name("d", "td3bc", {"option_0": 0})
 
 
 def test_grid_file_and_flags_combine(tmp_path):
@@ -137,7 +139,7 @@ def test_grid_file_and_flags_combine(tmp_path):
     path.write_text("datasets: [a.npz, b.npz]\nalgos: iql\nseeds: [0, 1]\n"
                     "grid:\n  layer_norm: [true, false]\n  expectile: [0.7, 0.9]\n"
                     "fixed:\n  steps: 50\n  fraction: 0.5\n")
-    grid = sweep.combine(sweep.read_grid(path), datasets=["c.npz"],
+    grid = grid_lib.combine(grid_lib.read_grid(path), datasets=["c.npz"],
                          axes={"fraction": (1, 0.1)}, fixed={"expectile": 0.8, "steps": 60})
     specs = grid.specs()
     assert [s.name for s in specs] == ["c_iql_fraction-1_layer_norm-true",
@@ -148,7 +150,7 @@ def test_grid_file_and_flags_combine(tmp_path):
     assert specs[0].algo == {"expectile": 0.8, "layer_norm": True}
     path.write_text("datasets: [a]\nsweep: {}\n")
     with pytest.raises(ConfigError, match="unknown key"):
-        sweep.read_grid(path)
+        grid_lib.read_grid(path)
 
 
 @pytest.mark.parametrize("argv, message", [

@@ -383,6 +383,7 @@ def cmd_sweep(argv: list[str]) -> int:
     from rich.console import Console
 
     from seemrl import algos, sweep
+    from seemrl import grid as grid_lib
     from seemrl.train import TrainConfig
 
     p = _Parser(prog="seemrl sweep", description="Train a grid of runs (datasets x algorithms "
@@ -423,12 +424,12 @@ def cmd_sweep(argv: list[str]) -> int:
     own = {k: args.pop(k) for k in ("grid", "datasets", "algos", "axes", "fix", "out", "engine",
                                     "workers", "address", "cpus_per_run", "retries", "dry_run",
                                     "no_progress")}
-    axes = [sweep.parse_axis(t) for t in own["axes"]]
+    axes = [grid_lib.parse_axis(t) for t in own["axes"]]
     if len({k for k, _ in axes}) < len(axes):
         raise ConfigError("--set names an option twice (give all its values in one --set)")
-    fixed = {**dict(sweep.parse_fixed(t) for t in own["fix"]), **args}
-    grid = sweep.read_grid(own["grid"]) if own["grid"] else None
-    specs = sweep.combine(grid, datasets=own["datasets"], algos=own["algos"], axes=dict(axes),
+    fixed = {**dict(grid_lib.parse_fixed(t) for t in own["fix"]), **args}
+    grid = grid_lib.read_grid(own["grid"]) if own["grid"] else None
+    specs = grid_lib.combine(grid, datasets=own["datasets"], algos=own["algos"], axes=dict(axes),
                           fixed=fixed).specs()
     console = Console()
     if own["dry_run"]:
