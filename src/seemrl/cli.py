@@ -430,7 +430,7 @@ def cmd_sweep(argv: list[str]) -> int:
     fixed = {**dict(grid_lib.parse_fixed(t) for t in own["fix"]), **args}
     grid = grid_lib.read_grid(own["grid"]) if own["grid"] else None
     specs = grid_lib.combine(grid, datasets=own["datasets"], algos=own["algos"], axes=dict(axes),
-                          fixed=fixed).specs()
+                             fixed=fixed).specs()
     console = Console()
     if own["dry_run"]:
         sweep.validate(specs)
