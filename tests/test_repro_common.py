@@ -94,3 +94,26 @@ def test_cli_repro_bad_input_is_one_line_exit_2(argv, message, tmp_path, capsys)
     err = capsys.readouterr().err.strip()
     assert message in err and len(err.splitlines()) == 1
     assert not (tmp_path / "o").exists()
+
+
+def test_collect_assembles_document_without_training(fake_experiments, tmp_path, monkeypatch):
+    out, doc = tmp_path / "out", tmp_path / "docs" / "RESULTS.md"
+    _common.run_experiment("alpha", "cpu", out, data_dir=tmp_path / "data", progress=False)
+    with pytest.raises(_common.ExperimentUnavailable):
+        _common.run_experiment("beta", "cpu", out, data_dir=tmp_path / "data", progress=False)
+
+    def no_training(ctx):
+        raise AssertionError("collect must not run experiments")
+
+    monkeypatch.setattr(sys.modules["seemrl.repro.alpha"], "run", no_training)
+    assert cli.main(["repro", "all", "--scale", "cpu", "--collect", "--out", str(out),
+                     "--doc", str(doc), "--no-progress"]) == 0
+    text = doc.read_text()
+    assert "`seemrl repro all --scale cpu --collect`" in text
+    assert "`seemrl repro alpha --scale cpu`" in text and "](results/alpha-curve.png)" in text
+    assert "Not run: no data for it here" in text
+    # At another scale nothing was run: each experiment says how to run it.
+    assert cli.main(["repro", "all", "--scale", "smoke", "--collect", "--out", str(out),
+                     "--doc", str(doc), "--no-progress"]) == 0
+    assert "no results at scale smoke yet (run `seemrl repro alpha --scale smoke`)" in \
+        doc.read_text()

@@ -344,6 +344,9 @@ def cmd_repro(argv: list[str]) -> int:
     p.add_argument("--workers", type=int, default=1,
                    help="local engine: runs trained at once in separate processes (default 1)")
     p.add_argument("--address", help="ray engine: address of an existing cluster")
+    p.add_argument("--collect", action="store_true",
+                   help="with 'all': train nothing, assemble the results document from the "
+                        "experiments already run at this scale in --out")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     args = p.parse_args(argv)
     from rich.console import Console
@@ -359,12 +362,15 @@ def cmd_repro(argv: list[str]) -> int:
         return 0
     if args.workers < 1:
         raise ConfigError("--workers must be >= 1")
+    if args.collect and args.name != "all":
+        raise ConfigError("--collect goes with 'repro all' (it assembles the results document)")
     out = pathlib.Path(args.out or f"runs/repro/{args.scale}")
     kwargs = dict(data_dir=args.data_dir, engine=args.engine, workers=args.workers,
                   address=args.address, progress=not args.no_progress)
     try:
         if args.name == "all":
-            result = _common.run_all(args.scale, out, args.doc, console=console, **kwargs)
+            result = _common.run_all(args.scale, out, args.doc, collect=args.collect,
+                                     console=console, **kwargs)
             console.print(f"results document: {result['doc']}")
             return 0
         record = _common.run_experiment(args.name, args.scale, out, console=console, **kwargs)
