@@ -56,6 +56,9 @@ class Context:
     progress: bool = True
     console: Any = None
     figures: list[pathlib.Path] = dataclasses.field(default_factory=list)
+    runs: dict[str, int] = dataclasses.field(
+        default_factory=lambda: {"trained": 0, "reused": 0, "failed": 0})
+    """Training runs of this invocation: trained now, reused (finished before), failed."""
 
     def dataset(self, name: str, size: int) -> pathlib.Path:
         """Path of built-in dataset `name` with `size` transitions, made once if missing."""
@@ -73,6 +76,8 @@ class Context:
         results = run_sweep(specs, self.out / "runs", engine=self.engine, workers=self.workers,
                             address=self.address, progress=self.progress,
                             console=self.console)
+        for r in results:
+            self.runs[{"finished": "trained", "skipped": "reused"}.get(r.outcome, "failed")] += 1
         failed = [r for r in results if r.outcome == "failed"]
         for r in failed:
             self.log(f"[red]run {r.name} failed: {r.error}[/red]")
@@ -130,7 +135,8 @@ def run_experiment(name: str, scale: str, out: str | pathlib.Path, *,
     record = {"experiment": name, "title": module.TITLE, "scale": scale, "params": ctx.params,
               "command": command_line(name, scale), "machine": machine(),
               "date": datetime.date.today().isoformat(), "seconds": seconds,
-              "figures": [p.name for p in ctx.figures], "results": outcome.results}
+              "runs": ctx.runs, "figures": [p.name for p in ctx.figures],
+              "results": outcome.results}
     _atomic_text(ctx.out / "results.json", json.dumps(record, indent=1, default=_json_default))
     _atomic_text(ctx.out / "section.md", section(record, outcome.markdown))
     return record
@@ -140,10 +146,14 @@ def section(record: dict[str, Any], body: str) -> str:
     """The experiment's Markdown section: header, how it was run, figures, body."""
     m = record["machine"]
     params = ", ".join(f"{k} = {_short(v)}" for k, v in record["params"].items())
+    runs = record.get("runs") or {}
+    reused = (f"; {runs['reused']} of {runs['reused'] + runs['trained']} training runs were "
+              "reused from an earlier invocation of the same command, so their time is not in "
+              "it" if runs.get("reused") else "")
     lines = [f"## {record['experiment']}: {record['title']}", "",
              f"Command: `{record['command']}` ({record['seconds'] / 60:.1f} min on "
              f"{m['cpus']} CPU cores, {m['backend']} backend ({m['device']}), "
-             f"jax {m['jax']}, {record['date']}).", "",
+             f"jax {m['jax']}, {record['date']}{reused}).", "",
              f"Scale `{record['scale']}`: {params}.", ""]
     for fig in record["figures"]:
         lines += [f"![{record['experiment']}: {fig}]({fig})", ""]
