@@ -1,18 +1,27 @@
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
+from seemrl.algos import common, iql, td3bc
+from seemrl.config import ConfigError
+from seemrl.diagnostics import probe as probe_lib
+from seemrl.diagnostics.tracking import critic_spec
 from seemrl.networks import (
     MLP,
     Actor,
     Critic,
     MLPConfig,
     QNetwork,
+    SpectralDense,
     head_params,
     num_linear_layers,
     q_head_fn,
+    spectral_norm_estimate,
 )
+from seemrl.types import Batch
 
 
 def param_names(config, in_dim=5):
@@ -95,8 +104,189 @@ def test_actor_bounded():
     assert a.shape == (50, 2) and float(jnp.abs(a).max()) <= 0.5
 
 
-@pytest.mark.parametrize("bad", [dict(norm="batchnorm"), dict(placement="middle"),
-                                 dict(activation="swish2"), dict(norm_layers=(5,))])
+@pytest.mark.parametrize("bad", [dict(norm="groupnorm"), dict(placement="middle"),
+                                 dict(activation="swish2"), dict(norm_layers=(5,)),
+                                 dict(dropout=1.0), dict(dropout=-0.1)])
 def test_bad_mlp_config(bad):
     with pytest.raises(ValueError):
         MLPConfig(hidden=(8, 8), **bad)
+
+
+# ------------------------------------------------- regularisers (SPEC §5.8): defaults first
+
+
+def test_defaults_have_params_only_and_plain_dense_layers():
+    """The default critic is what it always was: one "params" collection, nn.Dense layers,
+    no train-mode differences (so existing checkpoints and param names stay valid)."""
+    cfg = MLPConfig()
+    assert not cfg.has_train_mode and cfg.fast_ntk
+    obs, act = jnp.ones((3, 4)), jnp.ones((3, 2))
+    critic = Critic(cfg)
+    variables = critic.init(jax.random.PRNGKey(0), obs, act)
+    assert set(variables) == {"params"}
+    np.testing.assert_array_equal(critic.apply(variables, obs, act, train=True),
+                                  critic.apply(variables, obs, act))
+    options = td3bc.Config()
+    assert options.critic_mlp() == MLPConfig()
+    assert common.make_optimizer("adam", 1e-3).init(variables)[0].__class__.__name__ == \
+        "ScaleByAdamState"
+
+
+def test_spectral_norm_estimate_matches_svd():
+    for shape, seed in [((14, 256), 0), ((256, 256), 1), ((64, 1), 2)]:
+        w = jax.random.uniform(jax.random.PRNGKey(seed), shape, minval=-0.1, maxval=0.1)
+        exact = np.linalg.svd(np.asarray(w), compute_uv=False)[0]
+        estimate = float(spectral_norm_estimate(w))
+        assert 0.98 * exact <= estimate <= exact * (1 + 1e-5)
+
+
+def test_spectral_dense_has_unit_norm_and_plain_init():
+    x = jnp.ones((2, 32))
+    layer = SpectralDense(64)
+    params = layer.init(jax.random.PRNGKey(0), x)
+    plain = nn.Dense(64).init(jax.random.PRNGKey(0), x)
+    assert jax.tree.structure(params) == jax.tree.structure(plain)
+    kernel = params["params"]["kernel"] * 50.0  # a "trained", much larger kernel
+    kernel = kernel.at[:, 0].mul(10.0)  # with one clearly dominant direction
+    effective = kernel / spectral_norm_estimate(kernel)
+    assert np.linalg.svd(np.asarray(effective), compute_uv=False)[0] == pytest.approx(1, 1e-3)
+    # The layer is invariant to the scale of its kernel (what bounds its Lipschitz constant).
+    y1 = layer.apply(params, x)
+    scaled = {"params": {**params["params"], "kernel": params["params"]["kernel"] * 1e3}}
+    np.testing.assert_allclose(layer.apply(scaled, x), y1, rtol=1e-4, atol=1e-5)
+    # Only hidden layers are normalised; parameter names are those of the plain MLP.
+    cfg = MLPConfig(hidden=(8, 8), spectral_norm=True)
+    assert param_names(cfg) == param_names(MLPConfig(hidden=(8, 8)))
+    assert not cfg.fast_ntk
+
+
+def test_dropout_only_in_training_passes():
+    cfg = MLPConfig(hidden=(64, 64), dropout=0.5)
+    obs, act = jnp.ones((4, 3)), jnp.ones((4, 2))
+    critic = Critic(cfg)
+    variables = critic.init(jax.random.PRNGKey(0), obs, act)
+    plain = Critic(MLPConfig(hidden=(64, 64))).apply(variables, obs, act)
+    np.testing.assert_array_equal(critic.apply(variables, obs, act), plain)  # deterministic
+    train = lambda k: critic.apply(variables, obs, act, train=True,
+                                   rngs={"dropout": jax.random.PRNGKey(k)})
+    np.testing.assert_array_equal(train(1), train(1))
+    assert not np.allclose(train(1), train(2))
+    assert not np.allclose(train(1), plain)
+    q = train(1)  # the two heads draw their own masks: ratios to the plain net differ
+    assert not np.allclose(q[0] / plain[0], q[1] / plain[1])
+    assert cfg.has_train_mode and cfg.fast_ntk  # SEEM's deterministic net is a plain MLP
+
+
+def test_batchnorm_train_uses_batch_statistics_eval_running_averages():
+    cfg = MLPConfig(hidden=(16, 16), norm="batchnorm")
+    assert param_names(cfg) == {"dense_0", "norm_0", "dense_1", "norm_1", "out"}
+    critic = Critic(cfg)
+    x = jax.random.normal(jax.random.PRNGKey(1), (32, 5))
+    obs, act = x[:, :3], x[:, 3:]
+    variables = critic.init(jax.random.PRNGKey(0), obs, act)
+    assert set(variables) == {"params", "batch_stats"}
+    train = lambda v, o: critic.apply(v, o, act, train=True, mutable=["batch_stats"])
+    q, updates = train(variables, obs)
+    # Batch statistics: shifting every sample by the same vector changes nothing in training
+    # (the first layer's batch mean absorbs it), but does change the eval form.
+    q_shifted, _ = train(variables, obs + 3.0)
+    np.testing.assert_allclose(q_shifted, q, rtol=1e-4, atol=1e-4)
+    assert not np.allclose(critic.apply(variables, obs + 3.0, act),
+                           critic.apply(variables, obs, act))
+    # Running averages move 10 % of the way to the batch's mean (PyTorch's momentum 0.1) ...
+    h0 = obs @ variables["params"]["heads"]["mlp"]["dense_0"]["kernel"][0][:3] \
+        + act @ variables["params"]["heads"]["mlp"]["dense_0"]["kernel"][0][3:] \
+        + variables["params"]["heads"]["mlp"]["dense_0"]["bias"][0]
+    np.testing.assert_allclose(updates["batch_stats"]["heads"]["mlp"]["norm_0"]["mean"][0],
+                               0.1 * h0.mean(0), rtol=1e-4, atol=1e-6)
+    # ... and after many passes on one batch the eval form equals the training form.
+    v = variables
+    for _ in range(200):
+        v = {**v, **train(v, obs)[1]}
+    np.testing.assert_allclose(critic.apply(v, obs, act), q, rtol=1e-3, atol=1e-3)
+    # SEEM's q for one head: the eval form, no gradient into the running averages.
+    np.testing.assert_allclose(q_head_fn(cfg, 1)(v, obs, act), critic.apply(v, obs, act)[1],
+                               rtol=1e-6)
+    grads = jax.grad(lambda p: q_head_fn(cfg, 0)(p, obs, act).sum())(v)
+    assert all(float(jnp.abs(g).max()) == 0 for g in jax.tree.leaves(grads["batch_stats"]))
+    assert not cfg.fast_ntk
+
+
+@pytest.mark.parametrize("name", ["adam", "sgd"])
+def test_weight_decay_shrinks_params_with_zero_grads(name):
+    variables = {"params": {"w": jnp.full((3,), 2.0)}, "batch_stats": {"m": jnp.ones(3)}}
+    lr, wd = 0.1, 0.5
+    opt = common.make_optimizer(name, lr, wd)
+    state = opt.init(variables)
+    zeros = jax.tree.map(jnp.zeros_like, variables)
+    updates, _ = opt.update(zeros, state, variables)
+    new = optax.apply_updates(variables, updates)
+    np.testing.assert_allclose(new["params"]["w"], 2.0 * (1 - lr * wd), rtol=1e-6)
+    np.testing.assert_array_equal(new["batch_stats"]["m"], 1.0)  # statistics do not decay
+    plain = common.make_optimizer(name, lr)
+    updates, _ = plain.update(zeros, plain.init(variables), variables)
+    np.testing.assert_array_equal(optax.apply_updates(variables, updates)["params"]["w"], 2.0)
+
+
+def test_network_options_reach_the_critic_and_are_refused_where_not_plumbed():
+    cfg = td3bc.Config(weight_decay=0.1, critic_dropout=0.2, batch_norm=True,
+                       spectral_norm=True, ln_placement="after", ln_layers=(1,))
+    mlp = cfg.critic_mlp()
+    assert (mlp.norm, mlp.placement, mlp.norm_layers, mlp.dropout, mlp.spectral_norm) == (
+        "batchnorm", "after", (1,), 0.2, True)
+    # The regularisers are the critic's only (the LN placement options are shared).
+    plain = td3bc.Config(ln_placement="after", ln_layers=(1,))
+    assert cfg.actor_mlp() == plain.actor_mlp()
+    with pytest.raises(ConfigError, match="alternatives"):
+        td3bc.Config(layer_norm=True, batch_norm=True)
+    with pytest.raises(ConfigError, match="critic_dropout"):
+        iql.Config(critic_dropout=0.1)
+    iql.Config(spectral_norm=True)  # stateless: every algorithm has it
+
+
+def _data(n=64, obs_dim=5, act_dim=2):
+    k = jax.random.split(jax.random.PRNGKey(7), 3)
+    return Batch(jax.random.normal(k[0], (n, obs_dim)),
+                 jax.random.uniform(k[1], (n, act_dim), minval=-1, maxval=1),
+                 jax.random.normal(k[2], (n,)), jax.random.normal(k[0], (n, obs_dim)) + 0.1,
+                 jnp.ones(n))
+
+
+VARIANTS = {"weight_decay": dict(weight_decay=0.1), "dropout": dict(critic_dropout=0.2),
+            "batch_norm": dict(batch_norm=True), "spectral_norm": dict(spectral_norm=True),
+            "layer_norm_after": dict(layer_norm=True, ln_placement="after", ln_layers=(0,))}
+
+
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_td3_update_and_seem_for_each_regulariser(variant):
+    """td3bc trains with the option (jit = eager, finite), and SEEM measures its critic (the
+    fast NTK path where it applies, else the generic one on the deterministic network)."""
+    cfg = td3bc.Config(critic_hidden=(32, 32), actor_hidden=(32, 32), bc_coef=0.0,
+                       **VARIANTS[variant])
+    data = _data()
+    state = td3bc.init(jax.random.PRNGKey(0), 5, 2, 1.0, cfg)
+    update = jax.jit(td3bc.update, static_argnums=(3, 4, 5))
+    # Adam turns last-bit differences in tiny gradients into steps of ±lr, and BatchNorm on
+    # 16 samples amplifies rounding: eager and jit then agree to a few lr, not to 1e-5.
+    atol = 2e-3 if variant == "batch_norm" else 1e-5
+    for step in range(3):
+        batch = jax.tree.map(lambda x, s=step: x[16 * s:16 * s + 16], data)
+        eager, _ = td3bc.update(state, batch, jnp.int32(step), cfg, 2, 1.0)
+        state, metrics = update(state, batch, jnp.int32(step), cfg, 2, 1.0)
+        for a, b in zip(jax.tree.leaves(eager), jax.tree.leaves(state), strict=True):
+            np.testing.assert_allclose(a, b, rtol=1e-4, atol=atol)
+        assert np.isfinite(float(metrics["critic_loss"]))
+    if variant == "batch_norm":
+        stats = state.critic_params["batch_stats"]["heads"]["mlp"]["norm_0"]["mean"]
+        assert float(jnp.abs(stats).max()) > 0  # the running averages were updated
+    spec = critic_spec(td3bc, cfg)
+    assert isinstance(spec, MLPConfig) == cfg.critic_mlp().fast_ntk
+    policy = lambda s, o: td3bc.act(s, o, cfg, 2, 1.0)
+    probe = jax.tree.map(lambda x: x[:24], data)
+    metrics, _ = probe_lib.probe_metrics(spec, state.critic_params, policy, state, probe, 0.99)
+    assert np.isfinite(float(metrics["seem/normalized"]))
+    # Both NTK paths measure the same (deterministic) critic.
+    generic, _ = probe_lib.probe_metrics(td3bc.critic_q(cfg, 0), state.critic_params, policy,
+                                         state, probe, 0.99)
+    np.testing.assert_allclose(metrics["seem/normalized"], generic["seem/normalized"],
+                               rtol=1e-3, atol=1e-4)

@@ -8,7 +8,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from seemrl.networks import MLPConfig
+from seemrl.config import ConfigError
+from seemrl.networks import MLPConfig, trainable
 
 
 @dataclasses.dataclass(frozen=True)
@@ -31,12 +32,29 @@ class NetworkOptions:
     """0-based hidden layers that get LayerNorm (default: all)."""
     critic_bias: bool = True
     """Biases in the critic (off gives the homogeneous critic of the growth theory)."""
+    weight_decay: float = 0.0
+    """Weight decay of the critic's parameters: decoupled with adam (AdamW: each step also
+    θ ← θ − lr·wd·θ), an L2 term wd·θ added to the gradient with sgd (the same for plain SGD)."""
+    critic_dropout: float = 0.0
+    """Dropout rate after each hidden layer of the critic, in its TD-regression passes only
+    (targets, the actor's loss, evaluation and SEEM use the deterministic critic)."""
+    batch_norm: bool = False
+    """BatchNorm in the critic where LayerNorm would go (ln_placement, ln_layers apply): batch
+    statistics in the TD-regression pass, running averages (momentum 0.1) everywhere else."""
+    spectral_norm: bool = False
+    """Spectral normalisation of the critic's hidden layers: each kernel divided by its largest
+    singular value (power iteration in every forward pass)."""
+
+    CRITIC_TRAINING = ()
+    """Which of weight_decay, critic_dropout, batch_norm this algorithm's critic training
+    implements (a class attribute, not an option); the others are refused, not ignored."""
 
     def critic_mlp(self) -> MLPConfig:
+        norm = "layernorm" if self.layer_norm else "batchnorm" if self.batch_norm else "none"
         return MLPConfig(hidden=tuple(self.critic_hidden), activation=self.activation,
-                         norm="layernorm" if self.layer_norm else "none",
-                         placement=self.ln_placement, norm_layers=self.ln_layers,
-                         use_bias=self.critic_bias)
+                         norm=norm, placement=self.ln_placement, norm_layers=self.ln_layers,
+                         use_bias=self.critic_bias, dropout=self.critic_dropout,
+                         spectral_norm=self.spectral_norm)
 
     def actor_mlp(self) -> MLPConfig:
         return MLPConfig(hidden=tuple(self.actor_hidden), activation=self.activation,
@@ -45,6 +63,18 @@ class NetworkOptions:
 
     def __post_init__(self):
         # Validate eagerly so a bad option fails before any data is loaded.
+        if self.layer_norm and self.batch_norm:
+            raise ConfigError("layer_norm and batch_norm are alternatives: choose one")
+        if self.weight_decay < 0:
+            raise ConfigError(f"option 'weight_decay' must be >= 0, got {self.weight_decay}")
+        if not 0.0 <= self.critic_dropout < 1.0:
+            raise ConfigError(f"option 'critic_dropout' must be in [0, 1), got "
+                              f"{self.critic_dropout}")
+        asked = [name for name in ("weight_decay", "critic_dropout", "batch_norm")
+                 if getattr(self, name) and name not in self.CRITIC_TRAINING]
+        if asked:
+            raise ConfigError(f"option(s) {', '.join(asked)} are not implemented for this "
+                              "algorithm's critic (td3bc has them)")
         self.critic_mlp()
         self.actor_mlp()
 
@@ -52,13 +82,31 @@ class NetworkOptions:
 OPTIMIZERS = ("adam", "sgd")
 
 
-def make_optimizer(name: str, lr: float) -> optax.GradientTransformation:
-    """Adam (PyTorch defaults) or plain SGD without momentum (the paper's SGD setting)."""
+def make_optimizer(name: str, lr: float, weight_decay: float = 0.0
+                   ) -> optax.GradientTransformation:
+    """Adam (PyTorch defaults) or plain SGD without momentum (the paper's SGD setting).
+
+    `weight_decay` > 0: adam becomes AdamW (decoupled, θ ← θ − lr·(adam step + wd·θ), as
+    PyTorch's AdamW); sgd gets the L2 term wd·θ added to its gradient (for plain SGD the two
+    coincide). Only the "params" collection of a flax variables dict decays (BatchNorm's
+    running averages are statistics, not weights).
+    """
+    if name not in OPTIMIZERS:
+        raise ValueError(f"unknown optimizer '{name}' (choose from {', '.join(OPTIMIZERS)})")
+    if weight_decay == 0.0:  # the exact transformations (and checkpoint layout) as before
+        return optax.adam(lr, eps=1e-8) if name == "adam" else optax.sgd(lr)
     if name == "adam":
-        return optax.adam(lr, eps=1e-8)
-    if name == "sgd":
-        return optax.sgd(lr)
-    raise ValueError(f"unknown optimizer '{name}' (choose from {', '.join(OPTIMIZERS)})")
+        return optax.adamw(lr, eps=1e-8, weight_decay=weight_decay, mask=_decay_mask)
+    return optax.chain(optax.add_decayed_weights(weight_decay, mask=_decay_mask),
+                       optax.sgd(lr))
+
+
+def _decay_mask(tree):
+    """True on trainable parameters, False on other collections ("batch_stats")."""
+    if isinstance(tree, dict) and "params" in tree:
+        return {k: jax.tree.map(lambda _, keep=(k == "params"): keep, v)
+                for k, v in tree.items()}
+    return jax.tree.map(lambda _: True, tree)
 
 
 def polyak(target, online, tau: float):
@@ -71,29 +119,46 @@ def global_norm(tree) -> jnp.ndarray:
 
 
 def head_norms(critic_params, num_heads: int) -> jnp.ndarray:
-    """(num_heads,) parameter norm of each head of a vmapped `Critic`."""
-    leaves = jax.tree.leaves(critic_params)
+    """(num_heads,) parameter norm of each head of a vmapped `Critic` (its "params" only)."""
+    leaves = jax.tree.leaves(trainable(critic_params))
     return jnp.sqrt(sum(jnp.sum(jnp.square(x).reshape(num_heads, -1), axis=1) for x in leaves))
 
 
 def critic_regression_step(critic, opt: optax.GradientTransformation, params, opt_state,
-                           obs: jnp.ndarray, act: jnp.ndarray, target: jnp.ndarray):
+                           obs: jnp.ndarray, act: jnp.ndarray, target: jnp.ndarray,
+                           dropout_key: jax.Array | None = None):
     """One optimizer step of every critic head towards a fixed TD target.
 
     loss = Σ_heads mean_B (Q_h(s, a) − y)², as the PyTorch originals sum their heads' MSEs.
+    This is the critic's training pass: with dropout it draws masks from `dropout_key`, with
+    BatchNorm it normalises by the batch's statistics and returns the updated running averages
+    in params["batch_stats"] (which get a zero gradient). A critic without either runs the
+    plain deterministic pass.
 
     Args:
       critic: a `networks.Critic`; obs (B, obs_dim), act (B, act_dim); target (B,) y (held
         fixed: no gradient flows into it).
+      dropout_key: needed when the critic has dropout.
     Returns:
       (params, opt_state, loss, q_tm1 (heads, B), grads).
     """
     target = jax.lax.stop_gradient(target)
+    cfg: MLPConfig = critic.config
+    if cfg.dropout > 0.0 and dropout_key is None:
+        raise ValueError("a critic with dropout needs a dropout_key for its training pass")
 
     def loss_fn(p):
-        q_tm1 = critic.apply(p, obs, act)
-        return jnp.sum(jnp.mean(jnp.square(q_tm1 - target[None]), axis=1)), q_tm1
+        if cfg.has_train_mode:
+            rngs = {"dropout": dropout_key} if cfg.dropout > 0.0 else {}
+            q_tm1, stats = critic.apply(p, obs, act, train=True, rngs=rngs,
+                                        mutable=["batch_stats"])
+        else:
+            q_tm1, stats = critic.apply(p, obs, act), {}
+        return jnp.sum(jnp.mean(jnp.square(q_tm1 - target[None]), axis=1)), (q_tm1, stats)
 
-    (loss, q_tm1), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
+    (loss, (q_tm1, stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
     updates, opt_state = opt.update(grads, opt_state, params)
-    return optax.apply_updates(params, updates), opt_state, loss, q_tm1, grads
+    params = optax.apply_updates(params, updates)
+    if stats:
+        params = {**params, **stats}
+    return params, opt_state, loss, q_tm1, grads

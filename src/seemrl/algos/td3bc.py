@@ -10,6 +10,11 @@ with λ = α / mean|Q1(s, π(s))| (no gradient through λ).
 
 Deviations: LayerNorm switches and SGD are options (the SEEM paper's); parameter init matches
 PyTorch's default; the critic loss sums the two heads' MSEs as the original does.
+
+Critic regularisers a user might try instead of LayerNorm (SPEC §5.8), all off by default:
+weight decay (AdamW with adam), dropout, BatchNorm and spectral norm. Dropout and BatchNorm's
+batch statistics act only in the critic's TD-regression pass; the TD target, the actor's loss,
+evaluation and SEEM use the deterministic critic (BatchNorm on its running averages).
 """
 
 from __future__ import annotations
@@ -62,6 +67,8 @@ class Config(NetworkOptions):
     num_critics: int = 2
     """Number of critic heads (the target takes their minimum)."""
 
+    CRITIC_TRAINING = ("weight_decay", "critic_dropout", "batch_norm")
+
     def __post_init__(self):
         super().__post_init__()
         make_optimizer(self.optimizer, self.lr_critic)
@@ -90,7 +97,7 @@ def networks(cfg: Config, act_dim: int, max_action: float):
     actor = Actor(cfg.actor_mlp(), act_dim, max_action)
     critic = Critic(cfg.critic_mlp(), cfg.num_critics)
     return actor, critic, make_optimizer(cfg.optimizer, cfg.lr_actor), \
-        make_optimizer(cfg.optimizer, cfg.lr_critic)
+        make_optimizer(cfg.optimizer, cfg.lr_critic, cfg.weight_decay)
 
 
 def init(key: jax.Array, obs_dim: int, act_dim: int, max_action: float, cfg: Config) -> State:
@@ -119,6 +126,8 @@ def update(state: State, batch: Batch, step: jax.Array, cfg: Config, act_dim: in
     """
     actor, critic, actor_opt, critic_opt = networks(cfg, act_dim, max_action)
     key, noise_key = jax.random.split(state.key)
+    # Split only with dropout, so runs without it draw exactly the keys they always did.
+    key, dropout_key = jax.random.split(key) if cfg.critic_dropout > 0 else (key, None)
 
     # Critic: y = r + γ(1 − d) min_j Q'_j(s', clip(π'(s') + clip(ε))).
     noise = jnp.clip(jax.random.normal(noise_key, batch.a_tm1.shape) * cfg.policy_noise,
@@ -130,13 +139,13 @@ def update(state: State, batch: Batch, step: jax.Array, cfg: Config, act_dim: in
 
     critic_params, critic_opt_state, critic_loss, q_tm1, grads = critic_regression_step(
         critic, critic_opt, state.critic_params, state.critic_opt_state, batch.obs_tm1,
-        batch.a_tm1, target)
+        batch.a_tm1, target, dropout_key)
     state = state.replace(critic_params=critic_params, critic_opt_state=critic_opt_state, key=key)
 
     def actor_step(state: State):
         def actor_loss_fn(params):
             pi = actor.apply(params, batch.obs_tm1)
-            q_pi = critic.apply(state.critic_params, batch.obs_tm1, pi)[0]
+            q_pi = critic.apply(state.critic_params, batch.obs_tm1, pi)[0]  # deterministic
             lmbda = jax.lax.stop_gradient(cfg.alpha / jnp.mean(jnp.abs(q_pi)))
             bc_loss = jnp.mean(jnp.square(pi - batch.a_tm1))
             return -lmbda * jnp.mean(q_pi) + cfg.bc_coef * bc_loss, (bc_loss, jnp.mean(q_pi))

@@ -27,10 +27,13 @@ def draw_probe(data: Batch, size: int, seed: int) -> Batch:
 
 
 def critic_spec(algo, algo_cfg):
-    """What probe_metrics measures: the MLPConfig of a seemrl `Critic` (exact fast NTK path),
-    or head 0 of the algorithm's critic as a pure function (generic path)."""
+    """What probe_metrics measures: the MLPConfig of a seemrl `Critic` (exact fast NTK path)
+    when that path covers it, else head 0 of the algorithm's critic as a pure function (generic
+    path; e.g. BatchNorm or spectral norm, measured on the deterministic network)."""
     critic_mlp = getattr(algo_cfg, "critic_mlp", None)
-    return critic_mlp() if critic_mlp is not None else algo.critic_q(algo_cfg, 0)
+    if critic_mlp is not None and critic_mlp().fast_ntk:
+        return critic_mlp()
+    return algo.critic_q(algo_cfg, 0)
 
 
 class SeemTracker:
