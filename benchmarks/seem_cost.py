@@ -3,22 +3,31 @@
 Reference ("loop"): what the authors' code does — one backward pass per sample in a Python
 loop (here a jitted single-sample grad, the JAX analogue of their per-sample
 `loss.backward()`), Φ(X) and Φ(X*) stacked on the host and divided by √P, the two Gram
-blocks by dense matmul, then a full non-symmetric eigendecomposition.
+blocks by dense matmul, then a full non-symmetric eigendecomposition (LAPACK geev, float64).
 
 Ours: "dense generic" (any q; A = BΦᵀ through chunked JVPs), "dense fast" (the exact MLP
 NTK path), "matrix-free" (Arnoldi on JVP/VJP products + sketched ‖A‖_F). All with the same
 √P convention, so `raw` is comparable too. Times exclude compilation (reported separately as
-`first_call_s`), as in training where a measurement compiles once.
+`first_call_s`), as in training where a measurement compiles once; `steady_s` is the median
+of `--repeats` calls (the reference is timed once: it takes minutes).
+
+Per-stage rows ("stages", JSON only and a short table) time the dense fast path's pieces,
+each beside the previous implementation in the same process, alternating, so their ratio
+holds under the load of a shared machine: A formed from feature differences vs. as the
+difference of two float32 Gram blocks, and the rightmost eigenpair by `krylov.py` on the
+device array vs. ARPACK `eigs(which="LR", ncv=256)` on a float64 host copy.
 
     .venv/bin/python benchmarks/seem_cost.py [--sizes 256 2560] [--loop-limit K]
 
 `--loop-limit K` times only K samples of the per-sample loop and extrapolates that part
-linearly (flagged in the output); the default times the whole loop.
+linearly (flagged in the output); the default times the whole loop. The load average at the
+start and end is recorded: on the shared 2-core machine every absolute time is inflated.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import platform
@@ -30,7 +39,14 @@ import jax.numpy as jnp
 import numpy as np
 
 from seemrl.diagnostics import ntk
-from seemrl.diagnostics.seem import seem, seem_from_matrix, seem_mlp
+from seemrl.diagnostics.seem import (
+    _frobenius,
+    mlp_seem_matrix,
+    seem,
+    seem_from_matrix,
+    seem_mlp,
+    top_eig,
+)
 from seemrl.networks import MLPConfig, QNetwork
 
 OBS_DIM, ACT_DIM, GAMMA = 11, 3, 0.99
@@ -86,28 +102,34 @@ def loop_reference(net, params, obs, act, next_obs, next_act, loop_limit=None):
     return res, {"loop_s": loop_s, "gram_s": gram_s, "eig_s": eig_s}, count < n
 
 
-def _timed(fn):
+def _timed(fn, repeats: int = 3):
+    """(result, first-call seconds incl. compilation, median and min of `repeats` steady calls;
+    one steady call when the first took over a minute)."""
     t = time.perf_counter()
-    fn()                                           # compiles
+    res = fn()                                     # compiles
     first_s = time.perf_counter() - t
-    t = time.perf_counter()
-    res = fn()
-    return res, first_s, time.perf_counter() - t
+    times = []
+    for _ in range(repeats if first_s < 60 else 1):
+        t = time.perf_counter()
+        res = fn()
+        times.append(time.perf_counter() - t)
+    return res, first_s, float(np.median(times)), min(times)
 
 
-def measure_size(n: int, loop_limit: int | None) -> list[dict]:
+def measure_size(n: int, loop_limit: int | None, repeats: int) -> list[dict]:
     """All methods at probe size n; rows carry time, value and error against the loop."""
     net, params, obs, act, next_obs, next_act = _problem(n)
 
     def q(p, o, a):
         return net.apply(p, o, a)
 
+    load = os.getloadavg()[0]
     ref, parts, extrapolated = loop_reference(net, params, obs, act, next_obs, next_act,
                                               loop_limit)
     ref_s = sum(parts.values())
     rows = [{"N": n, "method": "loop (authors)", "first_call_s": None, "steady_s": ref_s,
              **parts, "loop_extrapolated": extrapolated, "normalized": ref.normalized,
-             "raw": ref.raw}]
+             "raw": ref.raw, "load_1min": [load, os.getloadavg()[0]]}]
     data = (params, obs, act, next_obs, next_act, GAMMA)
     methods = {
         "dense generic": lambda: seem(q, *data, method="dense", scale=True),
@@ -115,13 +137,80 @@ def measure_size(n: int, loop_limit: int | None) -> list[dict]:
         "matrix-free": lambda: seem(q, *data, method="matrix_free", scale=True),
     }
     for name, fn in methods.items():
-        res, first_s, steady_s = _timed(fn)
+        load = os.getloadavg()[0]
+        res, first_s, steady_s, min_s = _timed(fn, repeats)
         rows.append({"N": n, "method": name, "first_call_s": first_s, "steady_s": steady_s,
-                     "normalized": res.normalized, "raw": res.raw})
+                     "steady_min_s": min_s, "normalized": res.normalized, "raw": res.raw,
+                     "load_1min": [load, os.getloadavg()[0]]})
     for r in rows:
         r["speedup_vs_loop"] = ref_s / r["steady_s"]
         r["rel_err_normalized"] = abs(r["normalized"] - ref.normalized) / abs(ref.normalized)
         r["rel_err_raw"] = abs(r["raw"] - ref.raw) / abs(ref.raw)
+    return rows
+
+
+def _previous_formation(params, obs, act, next_obs, next_act):
+    """A as the previous fast path formed it: c·G(X*, X) − G(X, X) from two float32 Grams."""
+    fx = ntk.mlp_features(CONFIG, params, obs, act)
+    fs = ntk.mlp_features(CONFIG, params, next_obs, next_act)
+    A = GAMMA * ntk.mlp_gram_from_features(CONFIG, fs, fx)
+    return (A - ntk.mlp_gram_from_features(CONFIG, fx, fx)) / ntk.num_params(params)
+
+
+def _previous_eig(A):
+    """The previous top_eig for N > 300: float64 host copy, ARPACK LR, ncv = 256, 10 restarts."""
+    from scipy.sparse.linalg import eigs
+
+    A = np.asarray(A, np.float64)
+    v0 = np.random.default_rng(0).standard_normal(A.shape[0])
+    w, _ = eigs(A, k=1, which="LR", tol=1e-8, ncv=min(A.shape[0], 256), v0=v0, maxiter=10)
+    return complex(w[0])
+
+
+def measure_stages(n: int, repeats: int) -> list[dict]:
+    """The dense fast path's stages at probe size n, each next to the previous implementation
+    in the same process (alternating calls, medians), with the value each gives."""
+    _, params, obs, act, next_obs, next_act = _problem(n)
+    args = (params, obs, act, next_obs, next_act)
+    features = jax.jit(lambda p, o, a: ntk.mlp_features(CONFIG, p, o, a))
+    form_new = jax.jit(lambda *a: mlp_seem_matrix(CONFIG, *a, GAMMA, scale=True))
+    form_old = jax.jit(_previous_formation)
+    A = jax.block_until_ready(form_new(*args))
+    A_old = jax.block_until_ready(form_old(*args))
+    stages = {
+        "features (X and X*)": (lambda: jax.block_until_ready(
+            (features(params, obs, act), features(params, next_obs, next_act))), None),
+        "form A": (lambda: jax.block_until_ready(form_new(*args)),
+                   lambda: jax.block_until_ready(form_old(*args))),
+        "host copy": (lambda: np.asarray(A), lambda: np.asarray(A_old, np.float64)),
+        "frobenius": (lambda: _frobenius(A), lambda: np.linalg.norm(
+            np.asarray(A_old, np.float64))),
+        "rightmost eigenpair": (lambda: top_eig(A), lambda: _previous_eig(A_old)),
+    }
+    rows = []
+    for name, (new_fn, old_fn) in stages.items():
+        load = os.getloadavg()[0]
+        new_fn(), old_fn and old_fn()              # compile / warm up
+        t_new, t_old = [], []
+        for _ in range(repeats):
+            t = time.perf_counter()
+            new_fn()
+            t_new.append(time.perf_counter() - t)
+            if old_fn:
+                t = time.perf_counter()
+                old_fn()
+                t_old.append(time.perf_counter() - t)
+        row = {"N": n, "stage": name, "now_s": float(np.median(t_new)),
+               "previous_s": float(np.median(t_old)) if t_old else None,
+               "load_1min": [load, os.getloadavg()[0]]}
+        if t_old:
+            row["previous_over_now"] = row["previous_s"] / row["now_s"]
+        rows.append(row)
+    full = np.linalg.eigvals(np.asarray(A, np.float64)) if n <= 1024 else None
+    lam_new, lam_old = top_eig(A)[0], _previous_eig(A_old)
+    rows.append({"N": n, "stage": "values", "eig_now": lam_new.real, "eig_previous":
+                 lam_old.real, "eig_full_geev_of_A_now": None if full is None else
+                 float(full.real.max())})
     return rows
 
 
@@ -144,17 +233,40 @@ def time_probe(n: int) -> dict:
     def call():
         return jax.block_until_ready(measure(cp, ap, probe, memory))
 
-    _, first_s, steady_s = _timed(call)
+    _, first_s, steady_s, _ = _timed(call)
     return {"N": n, "method": "probe_metrics (in training)", "first_call_s": first_s,
             "steady_s": steady_s}
 
 
-def run(sizes, loop_limit):
+def run(sizes, loop_limit, repeats):
     rows = []
     for n in sizes:
-        rows += measure_size(n, loop_limit)
-        print_table([r for r in rows if r["N"] == n])
+        rows += measure_size(n, loop_limit, repeats)
+        print_table([r for r in rows if r["N"] == n and "method" in r])
+        rows += measure_stages(n, repeats)
+        print_stages([r for r in rows if r["N"] == n and "stage" in r])
     return rows
+
+
+def print_stages(rows):
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"dense fast path by stage, N = {rows[0]['N']} (medians, alternating)")
+    for col in ("stage", "now s", "previous s", "previous / now", "load"):
+        table.add_column(col, justify="right")
+    for r in rows:
+        if r["stage"] == "values":
+            continue
+        prev = r["previous_s"]
+        table.add_row(r["stage"], f"{r['now_s']:.3f}", "—" if prev is None else f"{prev:.3f}",
+                      "—" if prev is None else f"{r['previous_over_now']:.1f}×",
+                      f"{r['load_1min'][0]:.1f}")
+    Console(width=140).print(table)
+    v = rows[-1]
+    print(f"rightmost eigenvalue now {v['eig_now']:.9e}, previous {v['eig_previous']:.9e}"
+          + ("" if v["eig_full_geev_of_A_now"] is None
+             else f", full geev {v['eig_full_geev_of_A_now']:.9e}"))
 
 
 def print_table(rows):
@@ -180,12 +292,15 @@ def main():
     parser.add_argument("--loop-limit", type=int, default=None,
                         help="time only this many samples of the per-sample loop and "
                              "extrapolate linearly (flagged in the output)")
+    parser.add_argument("--repeats", type=int, default=3,
+                        help="steady calls per method (the median is reported)")
     parser.add_argument("--probe-sizes", type=int, nargs="*", default=[256, 512, 2560],
                         help="also time the in-training probe_metrics call at these N")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" /
                                               "seem_cost.json"))
     args = parser.parse_args()
-    rows = run(args.sizes, args.loop_limit)
+    load_start = os.getloadavg()
+    rows = run(args.sizes, args.loop_limit, args.repeats)
     for n in args.probe_sizes:
         rows.append(time_probe(n))
         print(f"probe_metrics at N = {n}: {rows[-1]['steady_s']:.3f} s per call "
@@ -193,7 +308,10 @@ def main():
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     meta = {"machine": platform.platform(), "cpu_count": os.cpu_count(),
-            "load_avg_at_end": os.getloadavg(), "jax": jax.__version__,
+            "load_avg_at_start": load_start, "load_avg_at_end": os.getloadavg(),
+            "jax": jax.__version__,
+            # krylov.py limits BLAS to one thread when threadpoolctl is importable.
+            "threadpoolctl": importlib.util.find_spec("threadpoolctl") is not None,
             "backend": jax.default_backend(), "obs_dim": OBS_DIM, "act_dim": ACT_DIM,
             "hidden": list(CONFIG.hidden), "P": ntk.num_params(_problem(2)[1]),
             "times_exclude_compilation": True}

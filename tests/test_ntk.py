@@ -95,3 +95,47 @@ def test_jit_equals_no_jit():
     fast = jax.jit(ntk.mlp_gram, static_argnums=0)(config, params, obs, act)
     np.testing.assert_allclose(fast, ntk.mlp_gram(config, params, obs, act), rtol=1e-5,
                                atol=1e-6)
+
+
+@pytest.mark.parametrize("config", CONFIGS[:3], ids=_config_id)
+def test_td_gram_is_accurate_when_x_star_is_near_x(config):
+    # A = diag(c) G(X*, X) − G(X, X) with X* = X + 1e-3 noise, c = γ(1 − d): on the non-terminal
+    # rows A ≈ (γ − 1)G, a 1 % difference of two Grams. Reference: float64 products of the
+    # float32 per-sample gradients (the authors' recipe).
+    obs, act = _data(40)
+    k = jax.random.split(jax.random.key(7), 2)
+    next_obs = obs + 1e-3 * jax.random.normal(k[0], obs.shape)
+    next_act = act + 1e-3 * jax.random.normal(k[1], act.shape)
+    c = 0.99 * jnp.ones(40).at[::7].set(0.0)
+    net = QNetwork(config)
+    params = jax.jit(net.init)(jax.random.key(5), obs, act)
+
+    def q(p, o, a):
+        return net.apply(p, o, a)
+
+    @jax.jit
+    def compute(params):
+        fx = ntk.mlp_features(config, params, obs, act)
+        fs = ntk.mlp_features(config, params, next_obs, next_act)
+        A, G = ntk.mlp_td_gram_from_features(config, fs, fx, c, with_gxx=True)
+        # In row blocks of 16 (40 rows: the last block padded).
+        A_blk, G_blk = ntk.mlp_td_gram_from_features(config, fs, fx, c, with_gxx=True,
+                                                     chunk_size=16)
+        A_sub = c[:, None] * ntk.mlp_gram_from_features(config, fs, fx) - G
+        return (A, G, A_sub, A_blk, G_blk, ntk.per_sample_grads(q, params, obs, act),
+                ntk.per_sample_grads(q, params, next_obs, next_act))
+
+    A, G, A_sub, A_blk, G_blk, phi, phi_s = (np.asarray(x, np.float64) for x in compute(params))
+    np.testing.assert_allclose(A_blk, A, atol=1e-6 * np.abs(A).max(), rtol=0)
+    np.testing.assert_allclose(G_blk, G, atol=1e-6 * np.abs(G).max(), rtol=0)
+    G_ref = phi @ phi.T
+    A_ref = np.asarray(c, np.float64)[:, None] * (phi_s @ phi.T) - G_ref
+    np.testing.assert_allclose(G, G_ref, atol=2e-6 * np.abs(G_ref).max(), rtol=0)
+    np.testing.assert_allclose(A, A_ref, atol=2e-6 * np.abs(G_ref).max(), rtol=0)
+    rows = np.asarray(c) > 0
+
+    def err(x):
+        return np.linalg.norm((x - A_ref)[rows]) / np.linalg.norm(A_ref[rows])
+
+    # Subtracting the float32 Grams loses ~1e-7·|G| ≈ 1e-5·|A|; the feature differences don't.
+    assert err(A) < 3e-6 and err(A) < err(A_sub) / 3, (err(A), err(A_sub))

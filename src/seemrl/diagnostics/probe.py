@@ -108,12 +108,10 @@ def probe_metrics(critic: MLPConfig | ntk.QFn, critic_params, policy_fn: Callabl
     if cfg is not None:
         fx = ntk.mlp_features(cfg, params, obs, act)
         fs = ntk.mlp_features(cfg, params, obs_next, next_act)
-        g_xx = ntk.mlp_gram_from_features(cfg, fx, fx)
-        g_sx = ntk.mlp_gram_from_features(cfg, fs, fx)
+        A, g_xx = ntk.mlp_td_gram_from_features(cfg, fs, fx, c, with_gxx=True)
     else:
         g_xx = ntk.gram(q, params, obs, act)
-        g_sx = ntk.gram(q, params, obs_next, next_act, obs, act)
-    A = c[:, None] * g_sx - g_xx
+        A = c[:, None] * ntk.gram(q, params, obs_next, next_act, obs, act) - g_xx
     raw = max_real_eig(A)
     fro = jnp.linalg.norm(A)
 

@@ -13,11 +13,12 @@ so the two rarely differ).
 Computation: A = B Φ(X)ᵀ with rows b_i = ∇_θ[γ c_i Q(x*_i) − Q(x_i)] — one per-sample gradient
 per row and one JVP of Q linearised on X, i.e. half the work of forming both Gram blocks.
 
-* method="dense": A formed (chunked, never Φ), then its rightmost eigenpair on the host in
-  float64: LAPACK geev for N ≤ 300, above that ARPACK Arnoldi on the formed matrix (O(N²) per
-  iteration instead of O(N³); full geev if ARPACK does not converge). O(N²P) to form A.
+* method="dense": A formed (chunked, never Φ), then its rightmost eigenpair: LAPACK geev
+  (float64, host) for N ≤ 128, above that Krylov–Schur on the formed matrix (`krylov.py`:
+  ~150–250 products of O(N²) instead of O(N³); full geev if it does not converge). O(N²P) to
+  form A; the fast MLP path (`seem_mlp`) forms it in O(N²·Σwidths).
 * method="matrix_free": A·v = γ c ⊙ Φ*(Φᵀv) − Φ(Φᵀv) by one VJP and two JVPs; the rightmost
-  eigenvalue by implicitly restarted Arnoldi (ARPACK, scipy `eigs(which="LR")`); ‖A‖_F² =
+  eigenvalue by the same Krylov–Schur solver on that operator (`krylov.py`); ‖A‖_F² =
   tr(AᵀA) by a Hutch++-style randomised estimator (exact on a sketched top subspace plus
   Hutchinson on the rest), which is near exact because NTK Grams have fast-decaying spectra.
   O(N·P) memory; use it when N² floats or N³ flops are too much.
@@ -28,19 +29,20 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import warnings
 from collections.abc import Callable, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from seemrl.diagnostics import ntk
+from seemrl.diagnostics import krylov, ntk
 from seemrl.networks import MLPConfig, head_params
 
 AUTO_DENSE_MAX_N = 4096
-FULL_EIG_MAX_N = 300
-ARNOLDI_NCV = 256
-ARNOLDI_MAXITER = 10
+# Above this N the Krylov solver beats LAPACK's full geev even with a basis of ~N vectors
+# (N = 256: 0.02–0.06 s vs 0.05–0.3 s here, the higher numbers under BLAS thread contention).
+FULL_EIG_MAX_N = 128
 
 
 @dataclasses.dataclass(frozen=True)
@@ -96,48 +98,52 @@ def seem_matrix(q: ntk.QFn, params, obs, act, next_obs, next_act, gamma: float =
     return A / ntk.num_params(params) if scale else A
 
 
-def _canonical(lam: complex, vec: np.ndarray) -> tuple[complex, np.ndarray]:
-    """Unit eigenvector, real when λ is; of a complex-conjugate pair the one with Im λ ≥ 0
-    (for a real A the conjugate of an eigenpair is one), so every path reports the same."""
-    vec = vec / np.linalg.norm(vec)
-    if lam.imag < 0:
-        lam, vec = np.conj(lam), np.conj(vec)
-    if np.all(np.abs(vec.imag) < 1e-12):
-        vec = vec.real
-    return complex(lam), vec
+def _as_array(A):
+    """A as given when it is a jax.Array (the Krylov solver then works on its device) or a
+    float32/float64 NumPy array, else as a float64 NumPy array."""
+    if isinstance(A, jax.Array):
+        return A
+    A = np.asarray(A)
+    return A if A.dtype in (np.float32, np.float64) else A.astype(np.float64)
 
 
-def top_eig(A: np.ndarray, eig: str = "auto") -> tuple[complex, np.ndarray]:
-    """The eigenpair of A with the largest real part, on the host in float64.
+def top_eig(A, eig: str = "auto") -> tuple[complex, np.ndarray]:
+    """The eigenpair of A with the largest real part.
 
     Args:
-      A: (N, N) real matrix.
-      eig: "full" (LAPACK geev, O(N³)), "arnoldi" (ARPACK on the formed matrix, O(N²) per
-        iteration: ~100× cheaper at N = 2560), or "auto": full for N ≤ FULL_EIG_MAX_N, else
-        Arnoldi, falling back to full if ARPACK does not converge.
+      A: (N, N) real matrix, a NumPy or jax array (see `krylov.rightmost_eig_krylov` for where
+        the work happens; float32 stays float32 for the products).
+      eig: "full" (LAPACK geev in float64 on the host, O(N³)), "krylov"
+        (`krylov.rightmost_eig_krylov`, O(N²) per product, ~150–250 products for NTK
+        matrices at N = 2560), or "auto": full for N ≤ FULL_EIG_MAX_N, else Krylov, falling
+        back to full (with a warning) if it does not converge.
 
     Returns:
-      (λ, unit eigenvector), canonicalised as in `_canonical`.
+      (λ, unit eigenvector as a NumPy array), canonicalised as in `krylov.canonical`.
     """
-    A = np.asarray(A, np.float64)
+    if eig == "arnoldi":                 # its name while the solver was ARPACK's
+        eig = "krylov"
+    if eig not in ("auto", "full", "krylov"):
+        raise ValueError(f"unknown eig '{eig}' (auto | full | krylov)")
+    A = _as_array(A)
     n = A.shape[0]
-    if eig == "arnoldi" or (eig == "auto" and n > FULL_EIG_MAX_N):
-        from scipy.sparse.linalg import ArpackNoConvergence, eigs
-
-        try:
-            v0 = np.random.default_rng(0).standard_normal(n)
-            # A wide basis and few restarts: NTK spectra have a big negative part and a
-            # cluster near 0, and ARPACK's restarts converge erratically there, while one
-            # 256-vector factorisation usually resolves the rightmost eigenvalue outright.
-            w, v = eigs(A, k=1, which="LR", tol=1e-8, ncv=min(n, ARNOLDI_NCV), v0=v0,
-                        maxiter=ARNOLDI_MAXITER)
-            return _canonical(w[0], v[:, 0])
-        except ArpackNoConvergence:
-            if eig == "arnoldi":
-                raise
-    w, v = np.linalg.eig(A)
+    if eig == "krylov" or (eig == "auto" and n > FULL_EIG_MAX_N):
+        out = krylov.rightmost_eig_krylov(A)
+        if out is not None:
+            return out
+        if eig == "krylov":
+            raise RuntimeError("Krylov–Schur did not converge to the rightmost eigenvalue")
+        warnings.warn(f"rightmost_eig_krylov did not converge (N = {n}); using full eig",
+                      RuntimeWarning, stacklevel=2)
+    w, v = np.linalg.eig(np.asarray(A, np.float64))
     k = int(np.argmax(w.real))
-    return _canonical(w[k], v[:, k])
+    return krylov.canonical(w[k], v[:, k])
+
+
+def _frobenius(A) -> float:
+    """‖A‖_F accumulated in float64 (on the host; free for CPU arrays)."""
+    flat = np.asarray(A).reshape(-1)
+    return float(np.sqrt(np.einsum("i,i->", flat, flat, dtype=np.float64)))
 
 
 # Compiled once per (q, shapes): q is static (hashed by identity), so keep passing the same
@@ -146,16 +152,17 @@ _seem_matrix_jit = jax.jit(seem_matrix, static_argnums=0, static_argnames=("scal
 
 
 def seem_from_matrix(A, eig: str = "auto") -> SeemResult:
-    """Dense SEEM of a formed A (N, N) on the host in float64 (`eig`: see `top_eig`)."""
-    A = np.asarray(A, np.float64)
+    """Dense SEEM of a formed A (N, N), NumPy or jax (`eig`: see `top_eig`); ‖A‖_F is
+    accumulated in float64."""
+    A = _as_array(A)
     lam, vec = top_eig(A, eig)
-    fro = float(np.linalg.norm(A))
+    fro = _frobenius(A)
     return SeemResult(normalized=lam.real / fro if fro > 0 else 0.0, raw=lam.real,
                       frobenius=fro, eigenvalue=lam, eigenvector=vec, method="dense")
 
 
 def _host_max_real_eig(A: np.ndarray) -> np.ndarray:
-    A = np.asarray(A, np.float64)
+    A = np.asarray(A)
     flat = A.reshape((-1,) + A.shape[-2:])
     out = np.array([top_eig(a)[0].real for a in flat], np.float32)
     return out.reshape(A.shape[:-2])
@@ -164,8 +171,8 @@ def _host_max_real_eig(A: np.ndarray) -> np.ndarray:
 def max_real_eig(A: jnp.ndarray) -> jnp.ndarray:
     """max Re λ(A) inside jit / vmap: (..., N, N) -> (...).
 
-    A host callback (`top_eig`, float64), so it works on every backend; under vmap the host
-    receives the whole stack at once.
+    A host callback (`top_eig` on NumPy arrays), so it works on every backend; under vmap the
+    host receives the whole stack at once.
     """
     out = jax.ShapeDtypeStruct(A.shape[:-2], jnp.float32)
     return jax.pure_callback(_host_max_real_eig, out, A, vmap_method="broadcast_all")
@@ -233,12 +240,18 @@ def frobenius_estimate(matmat: Callable, rmatmat: Callable, n: int, *, rank: int
 
 
 def seem_matrix_free(q: ntk.QFn, params, obs, act, next_obs, next_act, gamma: float = 0.99,
-                     done=None, *, scale: bool = False, tol: float = 1e-6, ncv: int = 40,
-                     rank: int = 64, probes: int = 32, seed: int = 0) -> SeemResult:
-    """SEEM without forming A: ARPACK Arnoldi for the rightmost eigenvalue, sketched ‖A‖_F.
+                     done=None, *, scale: bool = False, tol: float = 1e-6,
+                     ncv: int = krylov.KRYLOV_BASIS, rank: int = 64, probes: int = 32,
+                     seed: int = 0) -> SeemResult:
+    """SEEM without forming A: Krylov–Schur for the rightmost eigenvalue, sketched ‖A‖_F.
 
-    Args: as `seem`, plus `tol` (ARPACK relative tolerance), `ncv` (Krylov basis size),
-    `rank`/`probes` (Frobenius estimator, see `frobenius_estimate`), `seed`.
+    The eigensolver is `krylov.rightmost_eig_krylov` on the JVP/VJP operator (at N = 2560:
+    ~200 products, where ARPACK's `eigs(which="LR", ncv=40)` took ~3 000); ARPACK is the
+    fallback if it does not converge.
+
+    Args: as `seem`, plus `tol` (residual tolerance relative to max(|λ|, 1e-3·ρ)), `ncv`
+    (Krylov basis size), `rank`/`probes` (Frobenius estimator, see `frobenius_estimate`),
+    `seed`.
     """
     from scipy.sparse.linalg import LinearOperator, eigs
 
@@ -250,9 +263,14 @@ def seem_matrix_free(q: ntk.QFn, params, obs, act, next_obs, next_act, gamma: fl
         return lambda x: np.asarray(f(params, data, jnp.asarray(x, jnp.float32)), np.float64)
 
     op = LinearOperator((n, n), matvec=host(mv), dtype=np.float64)
-    v0 = np.random.default_rng(seed).standard_normal(n)
-    w, v = eigs(op, k=1, which="LR", tol=tol, ncv=min(ncv, n), v0=v0, maxiter=50 * n)
-    lam, vec = _canonical(w[0], v[:, 0])
+    out = krylov.rightmost_eig_krylov(op, basis=ncv, tol=tol, seed=seed)
+    if out is None:
+        warnings.warn("rightmost_eig_krylov did not converge; using ARPACK", RuntimeWarning,
+                      stacklevel=2)
+        v0 = np.random.default_rng(seed).standard_normal(n)
+        w, v = eigs(op, k=1, which="LR", tol=tol, ncv=min(ncv, n), v0=v0, maxiter=50 * n)
+        out = krylov.canonical(w[0], v[:, 0])
+    lam, vec = out
     fro = frobenius_estimate(host(mm), host(rmm), n, rank=rank, probes=probes, seed=seed)
     return SeemResult(normalized=lam.real / fro if fro > 0 else 0.0, raw=lam.real,
                       frobenius=fro, eigenvalue=lam, eigenvector=vec, method="matrix_free")
@@ -263,8 +281,8 @@ def seem_matrix_free(q: ntk.QFn, params, obs, act, next_obs, next_act, gamma: fl
 
 def seem(q: ntk.QFn, params, obs, act, next_obs, next_act, gamma: float = 0.99, done=None,
          method: str = "auto", *, scale: bool = False, chunk_size: int = 256,
-         tol: float = 1e-6, ncv: int = 40, rank: int = 64, probes: int = 32,
-         seed: int = 0) -> SeemResult:
+         tol: float = 1e-6, ncv: int = krylov.KRYLOV_BASIS, rank: int = 64,
+         probes: int = 32, seed: int = 0) -> SeemResult:
     """SEEM of any pure JAX critic on a probe batch.
 
     Args:
@@ -297,12 +315,12 @@ def seem(q: ntk.QFn, params, obs, act, next_obs, next_act, gamma: float = 0.99, 
 
 def mlp_seem_matrix(config: MLPConfig, params, obs, act, next_obs, next_act,
                     gamma: float = 0.99, done=None, *, scale: bool = False) -> jnp.ndarray:
-    """A for one `QNetwork(config)` head by the fast exact NTK path (jittable): (N, N)."""
+    """A for one `QNetwork(config)` head by the fast exact NTK path (jittable): (N, N).
+
+    Formed without subtracting the two Gram blocks (`ntk.mlp_td_gram_from_features`)."""
     fx = ntk.mlp_features(config, params, obs, act)
     fs = ntk.mlp_features(config, params, next_obs, next_act)
-    c = _mask(gamma, done, obs.shape[0])
-    A = c[:, None] * ntk.mlp_gram_from_features(config, fs, fx)
-    A = A - ntk.mlp_gram_from_features(config, fx, fx)
+    A = ntk.mlp_td_gram_from_features(config, fs, fx, _mask(gamma, done, obs.shape[0]))
     return A / ntk.num_params(ntk._mlp_tree(params)) if scale else A
 
 
