@@ -11,6 +11,9 @@ Calibration runs (hopper-medium) pick the rule's SEEM threshold and persistence 
 (ties: the earlier warning). Held-out runs (other datasets and γ, fixed before they are run)
 then report accuracy, false alarms, misses and how many steps before the explosion the rule
 fired. Results go to OUT/verdict.json and OUT/verdict.md (numbers only from the runs).
+
+The truth, the replay of the verdict and the scoring are `seemrl.repro.predict`'s (the same
+code measures the fixed rule on the larger held-out family of `seemrl repro predict`).
 """
 
 from __future__ import annotations
@@ -23,19 +26,15 @@ import pathlib
 import sys
 import time
 
-import numpy as np
-
-from seemrl import plotting
 from seemrl.algos import td3bc
-from seemrl.diagnostics.verdict import VerdictConfig, verdict
-from seemrl.logging import read_jsonl
-from seemrl.train import TrainConfig, Trainer, q_ceiling
+from seemrl.diagnostics.verdict import VerdictConfig
+from seemrl.repro.predict import CALIBRATION, SeedRun, config, judge, load_seeds, score
+from seemrl.train import TrainConfig, Trainer
 
-CALIBRATION = [dict(dataset="hopper-medium", fraction=f, gamma=g, layer_norm=ln)
-               for f, g, ln in itertools.product((0.01,), (0.9, 0.99), (False, True))]
-HELD_OUT = [dict(dataset=d, fraction=f, gamma=g, layer_norm=ln)
-            for d, f, g, ln in itertools.product(("hopper-expert", "hopper-medium-replay"),
-                                                 (0.01,), (0.99,), (False, True))]
+# CALIBRATION (the runs the rule is fitted on) lives in seemrl.repro.predict, so the held-out
+# family of `seemrl repro predict` can be checked against it.
+HELD_OUT = [config(d, 0.01, 0.99, ln) for d in ("hopper-expert", "hopper-medium-replay")
+            for ln in (False, True)]
 GRID = dict(seem_threshold=(0.02, 0.05, 0.1, 0.2), consecutive=(1, 2, 3, 5))
 
 
@@ -58,7 +57,9 @@ def run_one(spec: dict, args, out: pathlib.Path) -> pathlib.Path:
                       fraction=spec["fraction"], log_every=500, eval_every=0, eval_episodes=0,
                       checkpoint_every=0, seem_every=args.seem_every, seem_probe=128,
                       q_bound=float("inf"))
-    algo = td3bc.Config(bc_coef=0.0, gamma=spec["gamma"], layer_norm=spec["layer_norm"])
+    algo = td3bc.Config(bc_coef=0.0, gamma=spec["gamma"], layer_norm=spec["layer_norm"],
+                        optimizer=spec["optimizer"], tau=spec["tau"],
+                        lr_critic=spec["lr"])
     if run_dir.exists():
         import shutil
 
@@ -67,61 +68,17 @@ def run_one(spec: dict, args, out: pathlib.Path) -> pathlib.Path:
     return run_dir
 
 
-@dataclasses.dataclass
-class SeedRun:
-    run: str
-    seed: int
-    seem_steps: np.ndarray
-    seem: np.ndarray
-    q_steps: np.ndarray
-    q: np.ndarray
-    ceiling: float
-    exploded_at: float | None
-
-
-def load_seeds(run_dir: pathlib.Path) -> list[SeedRun]:
-    from seemrl.data import load_dataset
-    from seemrl.data.subset import subset
-
-    config = json.loads((run_dir / "config.json").read_text())
-    train_cfg, algo_cfg = config["train"], config["algo"]
-    data = subset(load_dataset(train_cfg["dataset"]), train_cfg["fraction"],
-                  train_cfg["data_seed"])
-    ceiling = q_ceiling(data.rewards, algo_cfg["gamma"])
-    records = read_jsonl(run_dir / "metrics.jsonl")
-    out = []
-    for seed in train_cfg["seeds"]:
-        qs, q = plotting.series(records, "train/q_mean", seed)
-        ss, s = plotting.series(records, "seem/normalized", seed)
-        bad = ~np.isfinite(q) | (np.abs(q) > ceiling)
-        out.append(SeedRun(run_dir.name, seed, ss, s, qs, q, ceiling,
-                           float(qs[bad.argmax()]) if bad.any() else None))
-    return out
-
-
 def evaluate(seeds: list[SeedRun], cfg: VerdictConfig) -> dict:
-    tp = fp = fn = tn = 0
-    lead = []
-    for r in seeds:
-        # The Q rules get the run's own ceiling: the rule knows the reward scale and γ.
-        v = verdict(r.seem_steps, r.seem, r.q, dataclasses.replace(
-            cfg, q_floor=r.ceiling, q_explode=r.ceiling), q_steps=r.q_steps)
-        truth = r.exploded_at is not None
-        if v.fired and truth:
-            tp += 1
-            lead.append(r.exploded_at - v.step)
-        elif v.fired:
-            fp += 1
-        elif truth:
-            fn += 1
-        else:
-            tn += 1
-    n = tp + fp + fn + tn
-    return {"runs": n, "accuracy": (tp + tn) / max(n, 1), "true_positive": tp,
-            "false_alarm": fp, "missed": fn, "true_negative": tn,
-            "steps_ahead_median": float(np.median(lead)) if lead else None,
-            "steps_ahead_min": float(np.min(lead)) if lead else None,
-            "fired_before_explosion": int(sum(x > 0 for x in lead))}
+    """The rule `cfg` on these seeds: `seemrl.repro.predict.score` of their records, with the
+    calibration's original summary keys."""
+    s = score([judge(r, cfg) for r in seeds])
+    w = s["warning"]
+    return {"runs": s["seed_runs"], "accuracy": w["accuracy"] or 0.0,
+            "true_positive": w["true_positive"], "false_alarm": w["false_alarm"],
+            "missed": w["missed"], "true_negative": w["true_negative"],
+            "steps_ahead_median": s["steps_ahead"]["median"],
+            "steps_ahead_min": s["steps_ahead"]["min"],
+            "fired_before_explosion": s["prediction"]["true_positive"]}
 
 
 def calibrate(seeds: list[SeedRun]) -> tuple[VerdictConfig, list[dict]]:
