@@ -173,3 +173,45 @@ def test_minari_format_writes_a_loadable_dataset(tmp_path):
     data = load_minari(str(path))
     assert len(data) == SIZE
     assert data.metadata.get("env_id") == gen.ENVS[ENV]
+
+
+@pytest.fixture(scope="module")
+def tiny_sac_run(tmp_path_factory):
+    """A few thousand steps of online SAC on Hopper, snapshots every 1 000 steps."""
+    from seemrl.algos.sac import SACConfig, train
+
+    run = tmp_path_factory.mktemp("sac")
+    cfg = SACConfig(env="Hopper-v5", steps=3_000, start_steps=1_000, chunk=500,
+                    eval_every=1_000, eval_episodes=1, hidden=(32, 32), batch_size=64)
+    result = train(cfg, run, log=lambda s: None)
+    return run, result
+
+
+def test_sac_run_writes_its_curve_and_snapshots(tiny_sac_run):
+    run, result = tiny_sac_run
+    curves = json.loads((run / "curves.json").read_text())
+    assert [c["step"] for c in curves] == [1_000, 2_000, 3_000]
+    assert all(np.isfinite(c["return_mean"]) for c in curves)
+    assert result["best"] in curves
+    assert sorted(p.name for p in (run / "snapshots").iterdir()) == [
+        f"actor_{s:07d}.npz" for s in (1_000, 2_000, 3_000)]
+
+
+def test_select_from_run_picks_only_the_levels_asked_for(tiny_sac_run, tmp_path):
+    from seemrl import policies
+
+    run, _ = tiny_sac_run
+    # A band below any return makes every snapshot an "expert" and none a medium.
+    records = policies.select_from_run(run, tmp_path, log=lambda s: None, top_k=2,
+                                       band=(-1e6, -1e6 + 1), levels=("expert",))
+    assert set(records) == {"hopper-expert"}
+    assert set(registry(tmp_path)) == {"hopper-expert"}
+    assert {p.name for p in tmp_path.glob("*.npz")} == {"hopper_expert.npz"}
+    record = records["hopper-expert"]
+    assert record["train_step"] in (1_000, 2_000, 3_000)
+    assert record["config"]["steps"] == 3_000
+    # A later selection of other levels merges into the same registry.
+    policies.select_from_run(run, tmp_path, log=lambda s: None, levels=("random",))
+    assert set(registry(tmp_path)) == {"hopper-expert", "hopper-random"}
+    loaded = load_policy("hopper-expert", tmp_path)
+    assert loaded.env_id == "Hopper-v5"

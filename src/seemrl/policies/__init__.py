@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +32,8 @@ EVAL_EPISODES = 20
 """Episodes of the final measurement recorded for each picked policy."""
 REPLAY_SNAPSHOTS = 5
 """Policies (untrained actor included) that stand for the training history in medium-replay."""
+LEVELS = ("random", "medium", "expert", "medium-replay")
+"""The levels one SAC run can provide (an env's levels may come from different runs)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -93,8 +95,10 @@ def _measure(policy, params, env_id: str, episodes: int, seed: int) -> dict:
 
 def select_from_run(run_dir: str | Path, out_dir: str | Path = POLICY_DIR,
                     log: Callable[[str], None] = print, top_k: int = 8,
-                    band: tuple[float, float] = MEDIUM_BAND) -> dict[str, dict]:
-    """Picks random / medium / expert / medium-replay from a `seemrl.algos.sac` run.
+                    band: tuple[float, float] = MEDIUM_BAND,
+                    levels: Collection[str] = LEVELS) -> dict[str, dict]:
+    """Picks random / medium / expert / medium-replay (those in `levels`) from a
+    `seemrl.algos.sac` run.
 
     The run's own curve (10 stochastic episodes per snapshot) proposes candidates; they are
     re-measured on EVAL_EPISODES fresh episodes (seed 777000 + train seed) to choose, and the
@@ -159,22 +163,27 @@ def select_from_run(run_dir: str | Path, out_dir: str | Path = POLICY_DIR,
             f"norm {measured['normalized']:.1f}")
 
     init_actor = init_state(cfg, obs_dim, act_dim, run_keys(cfg.seed)[0]).actor
-    pick("random", 0, init_actor, _measure(policy, init_actor, env_id, EVAL_EPISODES, seed))
+    if "random" in levels:
+        pick("random", 0, init_actor,
+             _measure(policy, init_actor, env_id, EVAL_EPISODES, seed))
 
     lo, hi = band
     best = None
-    for c in sorted(curves, key=lambda c: -c["return_mean"])[:top_k]:
+    candidates = sorted(curves, key=lambda c: -c["return_mean"])[:top_k]
+    for c in candidates if "expert" in levels else []:
         params = load_actor(snap[c["step"]])
         m = _measure(policy, params, env_id, EVAL_EPISODES, seed)
         if best is None or m["return_mean"] > best[2]["return_mean"]:
             best = (c["step"], params, m)
     # A run that never got past medium has no expert: shipping its best under that name
     # would mislabel the data.
-    if best[2]["normalized"] > hi:
+    if best is not None and best[2]["normalized"] > hi:
         pick("expert", *best)
-    else:
+    elif best is not None:
         log(f"{env}-expert: not reached (best {best[2]['normalized']:.1f} ≤ {hi}); skipped")
 
+    if not {"medium", "medium-replay"} & set(levels):
+        return _merge(out, records)
     tried = []
     for c in curves:
         if not lo <= c["normalized"] <= hi:
@@ -189,7 +198,12 @@ def select_from_run(run_dir: str | Path, out_dir: str | Path = POLICY_DIR,
         return _merge(out, records)
     hit = [t for t in tried if lo <= t[3]["normalized"] <= hi]
     _, med_step, med_params, med_m = hit[0] if hit else min(tried, key=lambda t: t[0])
-    pick("medium", med_step, med_params, med_m)
+    if "medium" in levels:
+        pick("medium", med_step, med_params, med_m)
+    if "medium-replay" not in levels:
+        return _merge(out, records)
+    if "random" not in levels:
+        save_actor(out / f"{env}_random.npz", init_actor)
 
     grid = sorted(s for s in snap if s < med_step)
     wanted = [round(k * med_step / REPLAY_SNAPSHOTS) for k in range(1, REPLAY_SNAPSHOTS)]
@@ -234,4 +248,12 @@ def retrain(name: str, work_dir: str | Path, out_dir: str | Path,
     config.pop("planned_steps", None)
     cfg = SACConfig(**{**config, "hidden": tuple(config["hidden"])})
     train(cfg, work_dir, log=log)
-    return select_from_run(work_dir, out_dir, log=log)
+    # The levels picked from this same recorded run (an env's expert may come from another).
+    levels = [r["level"] for r in reg.values()
+              if r["env_id"] == reg[name]["env_id"] and _run_config(r) == _run_config(reg[name])]
+    return select_from_run(work_dir, out_dir, log=log, levels=levels)
+
+
+def _run_config(record: dict) -> dict:
+    """The SAC config a record was picked from, without the early-stop bookkeeping."""
+    return {k: v for k, v in record["config"].items() if k not in ("planned_steps", "steps")}
