@@ -215,3 +215,29 @@ def test_select_from_run_picks_only_the_levels_asked_for(tiny_sac_run, tmp_path)
     assert set(registry(tmp_path)) == {"hopper-expert", "hopper-random"}
     loaded = load_policy("hopper-expert", tmp_path)
     assert loaded.env_id == "Hopper-v5"
+
+
+def test_retrain_repeats_the_recorded_run_and_picks_its_levels_again(tiny_sac_run, tmp_path):
+    from seemrl import policies
+
+    run, _ = tiny_sac_run
+    shipped = tmp_path / "shipped"
+    policies.select_from_run(run, shipped, log=lambda s: None, levels=("random",))
+    policies.select_from_run(run, shipped, log=lambda s: None, top_k=1,
+                             band=(-1e6, -1e6 + 1), levels=("expert",))
+    assert policies.same_run("hopper-random", "hopper-expert", shipped)
+    out = tmp_path / "retrained"
+    records = policies.retrain("hopper-random", tmp_path / "work", out, log=lambda s: None,
+                               policy_dir=shipped)
+    # Same recorded config and seed: the same run, step for step.
+    def curve(path):
+        return [{k: v for k, v in c.items() if k != "wall_s"}
+                for c in json.loads((path / "curves.json").read_text())]
+
+    assert curve(tmp_path / "work") == curve(run)
+    assert "hopper-random" in records
+    again = np.load(out / "hopper_random.npz")
+    first = np.load(shipped / "hopper_random.npz")
+    assert sorted(again.files) == sorted(first.files)
+    for key in first.files:
+        np.testing.assert_array_equal(again[key], first[key])

@@ -80,6 +80,13 @@ def dataset_path(name: str, data_dir: str | Path, size: int = DEFAULT_SIZE, seed
     return Path(data_dir).expanduser() / f"{stem}.hdf5"
 
 
+def _policies_needed(env: str, level: str) -> list[str]:
+    """The recorded policies a level's rollouts use."""
+    if level == "medium-expert":
+        return [f"{env}-medium", f"{env}-expert"]
+    return [f"{env}-{level}"]
+
+
 def _segments(env: str, level: str, size: int, policy_dir: Path) -> list[tuple[str, str, int]]:
     """[(policy name, file, transitions)] rolled out one after another for a level."""
     from seemrl.policies import registry
@@ -312,9 +319,15 @@ def make_dataset(name: str, size: int = DEFAULT_SIZE, seed: int = 0,
     policy_dir = None
     if retrain:
         from seemrl.policies import retrain as retrain_policies
+        from seemrl.policies import same_run
 
         policy_dir = data_dir / "policies"
-        retrain_policies(f"{env}-random", data_dir / "runs" / env, policy_dir)
+        retrained: list[str] = []
+        for needed in _policies_needed(env, level):
+            # Levels picked from one SAC run are retrained together, once.
+            if not any(same_run(needed, other) for other in retrained):
+                retrain_policies(needed, data_dir / "runs" / needed, policy_dir)
+                retrained.append(needed)
     t0 = time.time()
     data = build_dataset(name, size, seed, policy_dir, progress, n_envs)
     meta = data.metadata  # no timings in the file: same seed, same bytes

@@ -230,17 +230,20 @@ def _merge(out: Path, records: dict[str, dict]) -> dict[str, dict]:
 
 
 def retrain(name: str, work_dir: str | Path, out_dir: str | Path,
-            log: Callable[[str], None] = print) -> dict[str, dict]:
-    """Re-runs the recorded SAC training behind `name`'s env and picks its policies again.
+            log: Callable[[str], None] = print, policy_dir: Path = POLICY_DIR
+            ) -> dict[str, dict]:
+    """Re-runs the recorded SAC training behind policy `name` and picks again every level
+    that was picked from that run.
 
     Args:
-      name: any shipped policy of the env (e.g. 'hopper-medium'); its recorded config is used.
+      name: a recorded policy (e.g. 'hopper-medium'); its recorded SAC config and seed are used.
       work_dir: where the SAC run (curves, snapshots) goes.
       out_dir: where the picked policies and their policies.json are written.
+      policy_dir: where the records are read (default: the shipped ones).
     """
     from seemrl.algos.sac import SACConfig, train
 
-    reg = registry()
+    reg = registry(policy_dir)
     if name not in reg:
         raise DataError(f"no recorded behaviour policy '{name}' to retrain "
                         f"(have: {', '.join(sorted(reg)) or 'none'})")
@@ -249,11 +252,19 @@ def retrain(name: str, work_dir: str | Path, out_dir: str | Path,
     cfg = SACConfig(**{**config, "hidden": tuple(config["hidden"])})
     train(cfg, work_dir, log=log)
     # The levels picked from this same recorded run (an env's expert may come from another).
-    levels = [r["level"] for r in reg.values()
-              if r["env_id"] == reg[name]["env_id"] and _run_config(r) == _run_config(reg[name])]
+    levels = [r["level"] for other, r in reg.items() if same_run(name, other, policy_dir)]
     return select_from_run(work_dir, out_dir, log=log, levels=levels)
 
 
-def _run_config(record: dict) -> dict:
-    """The SAC config a record was picked from, without the early-stop bookkeeping."""
-    return {k: v for k, v in record["config"].items() if k not in ("planned_steps", "steps")}
+def same_run(a: str, b: str, policy_dir: Path = POLICY_DIR) -> bool:
+    """Whether recorded policies `a` and `b` were picked from the same SAC run (same env,
+    config and seed; a run stopped early is the same run)."""
+    reg = registry(policy_dir)
+
+    def run(name: str) -> tuple:
+        record = reg[name]
+        config = {k: v for k, v in record["config"].items()
+                  if k not in ("planned_steps", "steps")}
+        return record["env_id"], json.dumps(config, sort_keys=True)
+
+    return a in reg and b in reg and run(a) == run(b)
