@@ -78,8 +78,10 @@ class TrainConfig:
     """Measure SEEM every this many steps (0: off). With the default probe it costs < 2 % of
     training time here (benchmarks/seem_cost.py); the authors measured every 10 000 steps."""
     seem_probe: int = 256
-    """Transitions in the fixed SEEM probe batch, drawn once per seed (the authors used 2 560:
-    about 30 % of training time on a 2-core CPU, so not the default)."""
+    """Transitions in the fixed SEEM probe batch, drawn once per seed (all of them when the
+    data is smaller). The authors used 2 560: 0.2 s a measurement on a 2-core CPU with the exact
+    MLP path (~1.5 % of training time every 10 000 steps), but ~6 s with the generic path that
+    BatchNorm and spectral-norm critics need (docs/BENCHMARKS.md), so the default is smaller."""
     q_bound: float = 1e8
     """A seed whose |mean Q| exceeds this (or turns NaN/Inf) is marked diverged and stopped."""
     seed_groups: int = 0
