@@ -107,13 +107,34 @@ def test_fraction_summary_sign_and_trend():
               "diff_best_score_mean": b}
              for f, d, b in ((1.0, -2.0, 1.0), (0.1, 5.0, 6.0), (0.01, 30.0, None))]
     s = fraction.summarize(cells, p)["td3bc"]
-    assert s["grows_as_data_shrinks"] is True
+    assert s["trend_as_data_shrinks"] == "unclear"  # no seed pairs: no error to read
     assert s["by_fraction"]["1"]["same_sign_as_paper"] is False  # paper: +24
     assert s["by_fraction"]["0.01"]["same_sign_as_paper"] is True
     assert (s["same_sign"], s["compared"]) == (2, 3)
     assert s["by_fraction"]["0.01"]["diff_best_sum"] is None
-    cells[2]["diff_final_score_mean"] = -50.0
-    assert fraction.summarize(cells, p)["td3bc"]["grows_as_data_shrinks"] is False
+
+
+def test_fraction_trend_needs_more_than_the_seed_noise():
+    p = {"algos": {"td3bc": {"fractions": [1.0, 0.01]}}}
+
+    def cells(small, best=50.0):
+        return [{"algo": "td3bc", "fraction": f, "diff_final_score": d,
+                 "diff_final_score_mean": float(np.mean(d)), "diff_best_score_mean": None,
+                 "ln": {"best_score": [best, None]}, "no_ln": {"best_score": [3.0, 2.0]}}
+                for f, d in ((1.0, [-5.0, 5.0]), (0.01, small))]
+
+    # 1 %: mean +10 but seed pairs at -10 and +30: within 2 standard errors of 100 %'s 0.
+    s = fraction.summarize(cells([-10.0, 30.0]), p)["td3bc"]
+    assert s["trend_as_data_shrinks"] == "unclear"
+    se = s["by_fraction"]["0.01"]["diff_final_se"]
+    assert se == pytest.approx(np.std([-10.0, 30.0], ddof=1) / np.sqrt(2))
+    trend = lambda small: fraction.summarize(cells(small), p)["td3bc"]["trend_as_data_shrinks"]
+    assert trend([40.0, 44.0]) == "grows"
+    assert trend([-40.0, -44.0]) == "shrinks"
+    assert trend([10.0]) == "unclear"  # one seed pair
+    # Policies that never scored 5 have learned nothing whose difference means anything.
+    untrained = fraction.summarize(cells([40.0, 44.0], best=4.0), p)["td3bc"]
+    assert untrained["trend_as_data_shrinks"] == "untrained"
 
 
 # -- both at smoke scale, through the CLI -------------------------------------------------------
@@ -153,7 +174,8 @@ def test_fraction_smoke(smoke):
         assert c["diff_final_score"] == pytest.approx(want)
     summary = record["results"]["summary"]
     assert set(summary) == set(fraction.ALGOS)
-    assert summary["td3bc"]["grows_as_data_shrinks"] in (True, False)
+    assert summary["td3bc"]["trend_as_data_shrinks"] in ("grows", "shrinks", "unclear",
+                                                         "untrained")
     assert (out / "runs" / "cql-hopper-medium-f1-noln" / "metrics.jsonl").is_file()
     assert "LN − no-LN" in (out / "section.md").read_text()
 

@@ -85,6 +85,11 @@ SCALES: dict[str, dict[str, Any]] = {
 }
 
 
+UNTRAINED_SCORE = 5.0
+"""Normalised score below which a policy has learned nothing to compare (a random hopper
+scores ≈ 1; standing still and falling score ≈ 2–4)."""
+
+
 def run_name(algo: str, dataset: str, fraction: float, layer_norm: bool) -> str:
     return f"{algo}-{dataset}-f{fraction:g}-{'ln' if layer_norm else 'noln'}"
 
@@ -180,8 +185,12 @@ def collect(p: dict[str, Any], run_dirs: dict[str, str]) -> list[dict[str, Any]]
 
 def summarize(cells: list[dict[str, Any]], p: dict[str, Any]) -> dict[str, Any]:
     """Per algorithm: mean LN − no-LN difference per fraction (summed over datasets, as the
-    paper sums), the paper's value, whether the signs agree, and whether the difference grows
-    as data shrinks (difference at the smallest fraction > at 100 %)."""
+    paper sums), the paper's value, whether the signs agree, and the trend as data shrinks:
+    "grows" / "shrinks" when the difference at the smallest fraction is above / below the one at
+    the largest by more than twice their combined standard error over seed pairs, else
+    "unclear" (also with one seed pair: no error to read); "untrained" when no evaluation of
+    either critic reached UNTRAINED_SCORE (policies that fall at once have nothing to compare);
+    None with one fraction."""
     out = {}
     for algo, a in p["algos"].items():
         rows = {}
@@ -192,17 +201,40 @@ def summarize(cells: list[dict[str, Any]], p: dict[str, Any]) -> dict[str, Any]:
             paper = PAPER_DIFF[algo].get(fraction)
             total = _sum(final)
             rows[f"{fraction:g}"] = {
-                "diff_final_sum": total, "diff_best_sum": _sum(best), "paper_sum_9": paper,
+                "diff_final_sum": total, "diff_final_se": _sum_se(mine),
+                "diff_best_sum": _sum(best), "paper_sum_9": paper,
                 "same_sign_as_paper": (None if total is None or paper is None
                                        else bool(np.sign(total) == np.sign(paper)))}
         fr = sorted(a["fractions"])
-        lo, hi = rows[f"{fr[0]:g}"]["diff_final_sum"], rows[f"{fr[-1]:g}"]["diff_final_sum"]
-        grows = None if lo is None or hi is None or len(fr) < 2 else bool(lo > hi)
+        small, large = rows[f"{fr[0]:g}"], rows[f"{fr[-1]:g}"]
+        lo, hi = small["diff_final_sum"], large["diff_final_sum"]
+        trend = None
+        scores = [v for c in cells if c["algo"] == algo for k in ("ln", "no_ln")
+                  for v in c.get(k, {}).get("best_score", []) if v is not None]
+        if lo is not None and hi is not None and len(fr) >= 2:
+            se_lo, se_hi = small["diff_final_se"], large["diff_final_se"]
+            margin = math.inf if se_lo is None or se_hi is None else 2 * math.hypot(se_lo, se_hi)
+            trend = ("grows" if lo - hi > margin else "shrinks" if hi - lo > margin
+                     else "unclear")
+            if scores and max(scores) < UNTRAINED_SCORE:
+                trend = "untrained"
         signs = [r["same_sign_as_paper"] for r in rows.values()
                  if r["same_sign_as_paper"] is not None]
-        out[algo] = {"by_fraction": rows, "grows_as_data_shrinks": grows,
+        out[algo] = {"by_fraction": rows, "trend_as_data_shrinks": trend,
                      "same_sign": sum(signs), "compared": len(signs)}
     return out
+
+
+def _sum_se(cells: list[dict[str, Any]]) -> float | None:
+    """Standard error of a sum over cells of mean per-seed-pair differences (None when some
+    cell has fewer than two pairs)."""
+    var = 0.0
+    for c in cells:
+        d = [x for x in c.get("diff_final_score", []) if x is not None]
+        if len(d) < 2:
+            return None
+        var += float(np.var(d, ddof=1)) / len(d)
+    return math.sqrt(var)
 
 
 # -- figures ---------------------------------------------------------------------------------
@@ -358,9 +390,13 @@ def markdown(cells, summary, p) -> str:
     lines += ["", "### What the numbers show", ""]
     for algo, s in summary.items():
         by = s["by_fraction"]
-        trend = {True: "grows as data shrinks (as in the paper)",
-                 False: "does not grow as data shrinks (the paper's does)",
-                 None: "has no trend to read (one fraction)"}[s["grows_as_data_shrinks"]]
+        trend = {"grows": "grows as data shrinks (as in the paper)",
+                 "shrinks": "shrinks as data shrinks (the paper's grows)",
+                 "unclear": "shows no trend beyond the seed noise (2 standard errors, "
+                            "≥ 2 seeds)",
+                 "untrained": f"is not read: no evaluation of either critic reached "
+                              f"{UNTRAINED_SCORE:g} (the policies fall at once)",
+                 None: "has no trend to read (one fraction)"}[s["trend_as_data_shrinks"]]
         seq = ", ".join(f"{100 * float(f):g} %: {_f(r['diff_final_sum'], True)}"
                         for f, r in by.items())
         lines.append(f"- **{ALGOS[algo]}**: LN − no-LN {seq}; same sign as the paper at "
