@@ -1,0 +1,88 @@
+"""The learning-evidence table of docs/ALGORITHMS.md, from finished `seemrl train` runs.
+
+    python experiments/learning_evidence.py RUN_DIR [RUN_DIR ...] > table.md
+
+Each RUN_DIR is a `seemrl train` folder (config.json, metrics.jsonl, status.json). One row per
+run: algorithm, dataset, steps, seeds, the evaluation curve (mean normalised score over seeds
+at each evaluation), the final and best evaluation, and the score the algorithm's paper
+reports on the D4RL dataset of the same name. Numbers come from the run folders only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import pathlib
+import sys
+
+import numpy as np
+
+PUBLISHED = {
+    # Normalised scores on D4RL v2 from each algorithm's paper (CQL: the IQL paper's rerun,
+    # as CQL's own table is on v0 data).
+    "td3bc": {"hopper-medium": 59.3, "walker2d-medium": 83.7, "source": "Fujimoto & Gu 2021"},
+    "iql": {"hopper-medium": 66.3, "walker2d-medium": 78.3, "source": "Kostrikov et al. 2021"},
+    "cql": {"hopper-medium": 58.5, "walker2d-medium": 72.5, "source": "Kostrikov et al. 2021"},
+    "diffql": {"hopper-medium": 90.5, "walker2d-medium": 87.0, "source": "Wang et al. 2022"},
+    "rebrac": {"hopper-medium": 102.0, "walker2d-medium": 82.5, "source": "Tarasov et al. 2023"},
+}
+NAMES = {"td3bc": "TD3+BC", "iql": "IQL", "cql": "CQL", "diffql": "Diffusion-QL",
+         "rebrac": "ReBRAC"}
+
+
+def row(run: pathlib.Path) -> dict:
+    config = json.loads((run / "config.json").read_text())
+    train = config["train"]
+    status = json.loads((run / "status.json").read_text())
+    curve: dict[int, list[float]] = {}
+    for line in (run / "metrics.jsonl").read_text().splitlines():
+        m = json.loads(line)
+        if "eval/normalized_score" in m:
+            curve.setdefault(m["step"], []).append(m["eval/normalized_score"])
+    steps = sorted(curve)
+    means = [float(np.mean(curve[s])) for s in steps]
+    seeds = status["seeds"]
+    dataset = pathlib.Path(str(train["dataset"])).name.split("-v0")[0]
+    return {"algo": train["algo"], "dataset": dataset, "steps": status["step"],
+            "planned_steps": status["steps"], "seeds": sorted(int(s) for s in seeds),
+            "fraction": train["fraction"], "batch_size": train["batch_size"],
+            "curve_steps": steps, "curve": means,
+            "final": float(np.mean([s["final_score"] for s in seeds.values()])),
+            "best": float(np.mean([s["best_score"] for s in seeds.values()])),
+            "published": PUBLISHED.get(train["algo"], {}).get(dataset)}
+
+
+def markdown(rows: list[dict]) -> str:
+    lines = ["| algorithm | dataset | steps | seeds | batch | normalised score at each "
+             "evaluation | final | best | paper (D4RL) |", "|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        curve = ", ".join(f"{v:.1f}" for v in r["curve"])
+        every = r["curve_steps"][0] if r["curve_steps"] else 0
+        paper = "—" if r["published"] is None else (
+            f"{r['published']:.1f} ({PUBLISHED[r['algo']]['source']})")
+        steps = f"{r['steps']:,}" + ("" if r["steps"] == r["planned_steps"]
+                                     else f" of {r['planned_steps']:,}")
+        lines.append(f"| {NAMES.get(r['algo'], r['algo'])} | {r['dataset']} | {steps} | "
+                     f"{', '.join(map(str, r['seeds']))} | {r['batch_size']} | every "
+                     f"{every:,}: {curve} | {r['final']:.1f} | {r['best']:.1f} | {paper} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("runs", nargs="+", type=pathlib.Path)
+    p.add_argument("--json", type=pathlib.Path, help="also write the rows as JSON here")
+    args = p.parse_args(argv)
+    missing = [r for r in args.runs if not (r / "status.json").is_file()]
+    if missing:
+        print(f"error: not a finished seemrl run folder: {missing[0]}", file=sys.stderr)
+        return 2
+    rows = [row(r) for r in args.runs]
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=1))
+    print(markdown(rows))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
