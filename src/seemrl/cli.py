@@ -246,16 +246,19 @@ def _print_dataset_list(data_dir) -> None:
     data_dir = pathlib.Path(data_dir) if data_dir else generate.default_data_dir()
     policies = registry()
     table = Table(title=f"seemrl datasets (folder: {data_dir})")
-    for col in ("name", "behaviour policy score", "on disk", "transitions", "avg return",
+    for col in ("name", "policy score", "on disk", "transitions", "avg return",
                 "MB"):
-        table.add_column(col, justify="left" if col == "name" else "right")
+        # Names are what users copy into `data make`: never cut them, even in a narrow pipe.
+        table.add_column(col, justify="left" if col == "name" else "right",
+                         no_wrap=col == "name", min_width=25 if col == "name" else None)
     for r in generate.list_datasets(data_dir):
         policy = policies.get(r["name"], {}).get("normalized")
         size = r.get("size_bytes")
         table.add_row(r["name"], _cell(policy), _cell(r.get("on_disk")),
                       _cell(r.get("transitions")), _cell(r.get("avg_return")),
                       _cell(size / 2**20 if size else None))
-    Console().print(table)
+    # Piped output has no terminal width to fit: give the table room instead of 80 columns.
+    Console(**({} if sys.stdout.isatty() else {"width": 100})).print(table)
 
 
 def _cell(value) -> str:
