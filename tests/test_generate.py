@@ -241,3 +241,17 @@ def test_retrain_repeats_the_recorded_run_and_picks_its_levels_again(tiny_sac_ru
     assert sorted(again.files) == sorted(first.files)
     for key in first.files:
         np.testing.assert_array_equal(again[key], first[key])
+
+
+def test_shipped_levels_know_which_run_they_came_from():
+    from seemrl.policies import same_run
+
+    for env in ("hopper", "walker2d", "halfcheetah"):
+        # random and medium-replay are the start and history of the medium policy's run.
+        assert same_run(f"{env}-medium", f"{env}-medium-replay")
+        assert same_run(f"{env}-random", f"{env}-medium")
+    assert same_run("hopper-medium", "hopper-expert")
+    # HalfCheetah's expert comes from a second, longer run (docs/DATASETS.md).
+    assert not same_run("halfcheetah-medium", "halfcheetah-expert")
+    assert not same_run("hopper-medium", "walker2d-medium")
+    assert not same_run("hopper-medium", "no-such-policy")

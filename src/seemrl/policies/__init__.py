@@ -252,19 +252,18 @@ def retrain(name: str, work_dir: str | Path, out_dir: str | Path,
     cfg = SACConfig(**{**config, "hidden": tuple(config["hidden"])})
     train(cfg, work_dir, log=log)
     # The levels picked from this same recorded run (an env's expert may come from another).
-    levels = [r["level"] for other, r in reg.items() if same_run(name, other, policy_dir)]
+    levels = [r["level"] for r in reg.values() if _run_key(r) == _run_key(reg[name])]
     return select_from_run(work_dir, out_dir, log=log, levels=levels)
 
 
+def _run_key(record: dict) -> tuple[str, str]:
+    """What identifies the SAC run a record was picked from: env, config and seed (a run
+    stopped early is the same run, so the step counts are left out)."""
+    config = {k: v for k, v in record["config"].items() if k not in ("planned_steps", "steps")}
+    return record["env_id"], json.dumps(config, sort_keys=True)
+
+
 def same_run(a: str, b: str, policy_dir: Path = POLICY_DIR) -> bool:
-    """Whether recorded policies `a` and `b` were picked from the same SAC run (same env,
-    config and seed; a run stopped early is the same run)."""
+    """Whether recorded policies `a` and `b` were picked from the same SAC run."""
     reg = registry(policy_dir)
-
-    def run(name: str) -> tuple:
-        record = reg[name]
-        config = {k: v for k, v in record["config"].items()
-                  if k not in ("planned_steps", "steps")}
-        return record["env_id"], json.dumps(config, sort_keys=True)
-
-    return a in reg and b in reg and run(a) == run(b)
+    return a in reg and b in reg and _run_key(reg[a]) == _run_key(reg[b])
