@@ -17,6 +17,8 @@ import sys
 
 import numpy as np
 
+from seemrl.logging import read_jsonl
+
 PUBLISHED = {
     # Normalised scores on D4RL v2 from each algorithm's paper (CQL: the IQL paper's rerun,
     # as CQL's own table is on v0 data).
@@ -35,8 +37,7 @@ def row(run: pathlib.Path) -> dict:
     train = config["train"]
     status = json.loads((run / "status.json").read_text())
     curve: dict[int, list[float]] = {}
-    for line in (run / "metrics.jsonl").read_text().splitlines():
-        m = json.loads(line)
+    for m in read_jsonl(run / "metrics.jsonl"):
         if "eval/normalized_score" in m:
             curve.setdefault(m["step"], []).append(m["eval/normalized_score"])
     steps = sorted(curve)

@@ -258,7 +258,7 @@ def _print_dataset_list(data_dir) -> None:
                       _cell(r.get("transitions")), _cell(r.get("avg_return")),
                       _cell(size / 2**20 if size else None))
     # Piped output has no terminal width to fit: give the table room instead of 80 columns.
-    Console(**({} if sys.stdout.isatty() else {"width": 100})).print(table)
+    Console(width=None if sys.stdout.isatty() else 100).print(table)
 
 
 def _cell(value) -> str:
