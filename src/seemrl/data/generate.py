@@ -80,11 +80,15 @@ def dataset_path(name: str, data_dir: str | Path, size: int = DEFAULT_SIZE, seed
     return Path(data_dir).expanduser() / f"{stem}.hdf5"
 
 
+def _policy_levels(level: str) -> list[str]:
+    """The recorded policy levels a dataset level rolls out: medium-expert is medium's and
+    expert's rollouts, half each; every other level its own policy (or snapshots)."""
+    return ["medium", "expert"] if level == "medium-expert" else [level]
+
+
 def _policies_needed(env: str, level: str) -> list[str]:
     """The recorded policies a level's rollouts use."""
-    if level == "medium-expert":
-        return [f"{env}-medium", f"{env}-expert"]
-    return [f"{env}-{level}"]
+    return [f"{env}-{lvl}" for lvl in _policy_levels(level)]
 
 
 def _segments(env: str, level: str, size: int, policy_dir: Path) -> list[tuple[str, str, int]]:
@@ -99,16 +103,16 @@ def _segments(env: str, level: str, size: int, policy_dir: Path) -> list[tuple[s
                             "retrain it (make_dataset(..., retrain=True))")
         return reg[f"{env}-{lvl}"]
 
-    if level == "medium-expert":
-        return [(f"{env}-medium", rec("medium")["file"], size // 2),
-                (f"{env}-expert", rec("expert")["file"], size - size // 2)]
     if level == "medium-replay":
         snaps = rec("medium-replay")["snapshots"]
         counts = [int(size * s["share"]) for s in snaps]
         counts[-1] += size - sum(counts)  # rounding leftovers go to the last snapshot
         return [(f"{env}-medium-replay", s["file"], n)
                 for s, n in zip(snaps, counts, strict=True) if n > 0]
-    return [(f"{env}-{level}", rec(level)["file"], size)]
+    levels = _policy_levels(level)
+    counts = [size // len(levels)] * len(levels)
+    counts[-1] += size - sum(counts)
+    return [(f"{env}-{lvl}", rec(lvl)["file"], n) for lvl, n in zip(levels, counts, strict=True)]
 
 
 def rollout(act: Callable, params, env_id: str, size: int, seed: int, segment: int = 0,
