@@ -11,7 +11,7 @@ import pytest
 
 from seemrl.data import generate as gen
 from seemrl.data.d4rl import load_d4rl
-from seemrl.policies import load_policy, registry
+from seemrl.policies import POLICY_DIR, load_policy, registry
 from seemrl.types import DataError
 
 SIZE = 2_000
@@ -149,6 +149,54 @@ def test_resolve_builtin_reuses_a_verified_file_and_rejects_a_tampered_one(made,
         f.write(bytes([byte[0] ^ 0xFF]))
     with pytest.raises(DataError, match="checksum"):
         gen.resolve_builtin(f"{ENV}-expert", tmp_path)
+
+
+def _summary(path) -> dict:
+    return json.loads(path.with_name(path.name + ".json").read_text())
+
+
+def test_datasets_made_with_since_replaced_policies_are_flagged(made, tmp_path, capsys):
+    root, paths = made
+    policies = tmp_path / "policies"
+    shutil.copytree(POLICY_DIR, policies)
+    info = {level: _summary(path) for level, path in paths.items()}
+    assert all(gen.changed_policies(i, policies) == [] for i in info.values())
+
+    shutil.copy(policies / f"{ENV}_medium.npz", policies / f"{ENV}_expert.npz")  # retrained
+    assert gen.changed_policies(info["expert"], policies) == [f"{ENV}_expert.npz"]
+    assert gen.changed_policies(info["medium-expert"], policies) == [f"{ENV}_expert.npz"]
+    assert gen.changed_policies(info["medium"], policies) == []
+
+    # Made before policy digests were recorded: the policy's measured return tells.
+    undigested = [{k: v for k, v in u.items() if k != "sha256"}
+                  for u in json.loads(info["medium"]["policies"])]
+    old = {**info["medium"], "policies": json.dumps(undigested)}
+    assert gen.changed_policies(old, policies) == []
+    reg = json.loads((policies / "policies.json").read_text())
+    reg[f"{ENV}-medium"]["return_mean"] += 1.0
+    # Replay snapshots picked again from another run: the set of files differs.
+    snaps = reg[f"{ENV}-medium-replay"]["snapshots"]
+    dropped = snaps.pop()
+    snaps[-1]["share"] += dropped["share"]
+    (policies / "policies.json").write_text(json.dumps(reg))
+    assert gen.changed_policies(old, policies) == [f"{ENV}_medium.npz"]
+    assert gen.changed_policies(info["medium-replay"], policies) == [dropped["file"]]
+
+    # With the shipped policies: a summary recording another digest is stale, and reusing
+    # the file warns but keeps it.
+    default = gen.dataset_path(f"{ENV}-medium", tmp_path)
+    for suffix in ("", ".sha256"):
+        shutil.copy(str(paths["medium"]) + suffix, str(default) + suffix)
+    edited = [{**u, "sha256": "0" * 64} for u in json.loads(info["medium"]["policies"])]
+    default.with_name(default.name + ".json").write_text(
+        json.dumps({**info["medium"], "policies": json.dumps(edited)}))
+    capsys.readouterr()
+    assert gen.resolve_builtin(f"{ENV}-medium", tmp_path) == default
+    err = capsys.readouterr().err
+    assert "changed" in err and f"{ENV}_medium.npz" in err and len(err.splitlines()) == 1
+    rows = {r["path"]: r for r in gen.list_datasets(tmp_path) if r["on_disk"]}
+    assert rows[str(default)]["stale"] is True
+    assert all(r["stale"] is False for r in gen.list_datasets(root) if r["on_disk"])
 
 
 def test_bad_names_and_unwritable_directories_are_data_errors(tmp_path):

@@ -251,12 +251,17 @@ def _print_dataset_list(data_dir) -> None:
         # Names are what users copy into `data make`: never cut them, even in a narrow pipe.
         table.add_column(col, justify="left" if col == "name" else "right",
                          no_wrap=col == "name", min_width=25 if col == "name" else None)
-    for r in generate.list_datasets(data_dir):
+    rows = generate.list_datasets(data_dir)
+    for r in rows:
         policy = policies.get(r["name"], {}).get("normalized")
         size = r.get("size_bytes")
-        table.add_row(r["name"], _cell(policy), _cell(r.get("on_disk")),
+        on_disk = "stale" if r.get("stale") else _cell(r.get("on_disk"))
+        table.add_row(r["name"], _cell(policy), on_disk,
                       _cell(r.get("transitions")), _cell(r.get("avg_return")),
                       _cell(size / 2**20 if size else None))
+    if any(r.get("stale") for r in rows):
+        table.caption = ("stale: made with behaviour policies that have changed since; "
+                         "`seemrl data make NAME` remakes it")
     # Piped output has no terminal width to fit: give the table room instead of 80 columns.
     Console(width=None if sys.stdout.isatty() else 100).print(table)
 

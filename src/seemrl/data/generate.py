@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -200,7 +201,8 @@ def build_dataset(name: str, size: int = DEFAULT_SIZE, seed: int = 0,
             parts.append(rollout(pol.act, pol.params, env_id, n, seed, k, n_envs, advance))
             used.append({"policy": pname, "file": file, "transitions": n,
                          "return_mean": pol.info.get("return_mean"),
-                         "normalized": pol.info.get("normalized")})
+                         "normalized": pol.info.get("normalized"),
+                         "sha256": sha256(policy_dir / file)})
     data = _concat(parts)
     rets, complete = complete_episode_returns(data, _max_steps(env_id))
     lo, hi = REF_SCORES[env]
@@ -296,6 +298,37 @@ def verify_checksum(path: str | Path) -> None:
                         "make the dataset again")
 
 
+def changed_policies(info: dict[str, Any], policy_dir: Path | None = None) -> list[str]:
+    """The behaviour-policy files that differ from those a made dataset was rolled out with.
+
+    Empty when `data make` would roll out the same policies today. `info` is the dataset's
+    metadata (or its `.json` summary). Files made before policy digests were recorded are
+    compared by their policies' measured returns and by the snapshot files used.
+    """
+    from seemrl.policies import POLICY_DIR, registry
+
+    policy_dir = Path(policy_dir or POLICY_DIR)
+    used = json.loads(info.get("policies") or "[]")
+    try:
+        env, level = _check_name(str(info.get("name", "")))
+        now = [file for _, file, _ in _segments(env, level, int(info["size"]), policy_dir)]
+    except (DataError, KeyError):
+        return sorted({u["file"] for u in used})  # no longer shipped at all
+    changed = {u["file"] for u in used} ^ set(now)
+    reg = registry(policy_dir)
+    for u in used:
+        path = policy_dir / u["file"]
+        if u["file"] in changed or not path.exists():
+            changed.add(u["file"])
+        elif "sha256" in u:
+            if u["sha256"] != sha256(path):
+                changed.add(u["file"])
+        elif u.get("return_mean") is not None:
+            if u["return_mean"] != reg.get(u["policy"], {}).get("return_mean"):
+                changed.add(u["file"])
+    return sorted(changed)
+
+
 def make_dataset(name: str, size: int = DEFAULT_SIZE, seed: int = 0,
                  data_dir: str | Path | None = None, fmt: str = "hdf5", progress: bool = True,
                  retrain: bool = False, n_envs: int = N_ENVS) -> Path:
@@ -359,7 +392,8 @@ def list_datasets(data_dir: str | Path) -> list[dict[str, Any]]:
     """One row per known dataset (default size and seed) plus any other made variants.
 
     Row keys: name, can_make (its behaviour policies are shipped), on_disk, path,
-    size_bytes, transitions, avg_return (of complete episodes; None when not on disk).
+    size_bytes, transitions, avg_return (of complete episodes; None when not on disk), stale
+    (made with behaviour policies that have changed since; None when not on disk).
     """
     from seemrl.policies import registry
 
@@ -368,18 +402,18 @@ def list_datasets(data_dir: str | Path) -> list[dict[str, Any]]:
     rows = []
     for name in dataset_names():
         env, level = name.split("-", 1)
-        needs = {"medium-expert": ["medium", "expert"]}.get(level, [level])
-        can = all(f"{env}-{lvl}" in reg for lvl in needs)
+        can = all(f"{env}-{lvl}" in reg for lvl in _policy_levels(level))
         default = dataset_path(name, data_dir)
         found = sorted(data_dir.glob(f"{env}-{level}-{DATASET_VERSION}*.hdf5"))
         for path in found or [default]:
             row = {"name": name, "can_make": can, "on_disk": path.exists(), "path": str(path),
-                   "size_bytes": None, "transitions": None, "avg_return": None}
+                   "size_bytes": None, "transitions": None, "avg_return": None, "stale": None}
             if path.exists():
                 side = path.with_name(path.name + ".json")
                 info = json.loads(side.read_text()) if side.exists() else {}
                 row.update(size_bytes=path.stat().st_size, transitions=info.get("transitions"),
-                           avg_return=info.get("avg_return"))
+                           avg_return=info.get("avg_return"),
+                           stale=bool(changed_policies(info)) if info else None)
             rows.append(row)
     return rows
 
@@ -388,7 +422,9 @@ def resolve_builtin(name: str, data_dir: str | Path | None = None) -> Path | Non
     """The HDF5 file of built-in dataset `name`, made on first use (with a progress bar).
 
     Returns None when `name` is not one of seemrl's datasets (the caller tries other sources).
-    A file already on disk is reused after its checksum is verified.
+    A file already on disk is reused after its checksum is verified; a warning says when it
+    was made with behaviour policies that have changed since (the file is kept: runs already
+    made on it stay comparable; `seemrl data make NAME` replaces it).
     """
     if parse_name(name) is None:
         return None
@@ -396,5 +432,11 @@ def resolve_builtin(name: str, data_dir: str | Path | None = None) -> Path | Non
     path = dataset_path(name, data_dir)
     if path.exists():
         verify_checksum(path)
+        side = path.with_name(path.name + ".json")
+        changed = changed_policies(json.loads(side.read_text())) if side.exists() else []
+        if changed:
+            print(f"warning: {path} was made with behaviour policies that have changed since "
+                  f"({', '.join(changed)}); using it as it is (`seemrl data make {name}` "
+                  "remakes it)", file=sys.stderr)
         return path
     return make_dataset(name, data_dir=data_dir, progress=True)
