@@ -16,9 +16,11 @@ The critic penalty needs the dataset's next action, `batch.a_t` (the driver fill
 `Dataset.with_next_actions`). A Batch with `a_t=None` trains with the critic penalty off and
 logs `critic_bc_penalty` as NaN, so the gap is visible.
 
-Deviations: PyTorch default init (the authors use Flax defaults with a small uniform output
-layer); the squared BC distances are summed over action dimensions as in the authors' code;
-LayerNorm placement and layers are options (default `after`, all layers).
+Deviations: PyTorch's default init for every layer, biases included (the authors' code
+draws kernels the same way but sets hidden biases to 0.1 and draws the output layers from
+U(±1e-3) for the actor and U(±3e-3) for the critic); LayerNorm placement and layers are
+options (default `after`, all layers, as the authors'). As in the authors' code, the squared
+BC distances are summed over action dimensions.
 """
 
 from __future__ import annotations
