@@ -9,7 +9,13 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from seemrl.data.normalize import EPS, Normalizer, normalize_dataset, scale_rewards
+from seemrl.data.normalize import (
+    EPS,
+    Normalizer,
+    normalize_dataset,
+    return_range_scale,
+    scale_rewards,
+)
 from seemrl.types import DataError, Dataset
 
 
@@ -112,3 +118,31 @@ def test_scale_rewards(obs):
     for bad in (float("nan"), float("inf"), "2"):
         with pytest.raises(DataError, match="scale"):
             scale_rewards(ds, scale=bad)
+
+
+def test_return_range_scale_is_1000_over_the_spread_of_episode_returns(obs):
+    ds = make_dataset(obs)
+    ends = np.zeros(len(obs), bool)
+    ends[[4, 9, len(obs) - 1]] = True  # three episodes, the last one possibly cut
+    ds = Dataset(**{**ds.__dict__, "episode_ends": ends})
+    rets = [ds.rewards[a:b].sum(dtype=np.float64) for a, b in ((0, 5), (5, 10), (10, len(obs)))]
+    np.testing.assert_allclose(return_range_scale(ds), 1000.0 / (max(rets) - min(rets)),
+                               rtol=1e-6)
+    one = Dataset(**{**ds.__dict__, "episode_ends": np.arange(len(obs)) == len(obs) - 1})
+    with pytest.raises(DataError, match="return"):
+        return_range_scale(one)
+
+
+def test_train_option_returns_rescales_before_the_subset(hopper_npz):
+    from seemrl.config import ConfigError
+    from seemrl.data import load_dataset
+    from seemrl.train import TrainConfig, prepare
+
+    base = dict(dataset=hopper_npz, eval_episodes=0, fraction=0.5, normalize_states=False)
+    raw = prepare(TrainConfig(**base)).dataset
+    scaled = prepare(TrainConfig(**base, reward_normalization="returns")).dataset
+    expect = return_range_scale(load_dataset(hopper_npz))
+    np.testing.assert_allclose(scaled.rewards, raw.rewards * expect, rtol=1e-5, atol=1e-6)
+    assert scaled.metadata["reward_scale"] == pytest.approx(expect)
+    with pytest.raises(ConfigError, match="reward_normalization"):
+        TrainConfig(**base, reward_normalization="iql")

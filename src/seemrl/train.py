@@ -61,6 +61,9 @@ class TrainConfig:
     """Seed of the random subset; shared by all training seeds so they see the same data."""
     normalize_states: bool = True
     """Z-normalise states with the training subset's mean and std (+1e-3), as TD3+BC does."""
+    reward_normalization: str = "none"
+    """'returns': first multiply rewards by 1000 / (max − min episode return) of the whole
+    dataset, IQL's rule for D4RL locomotion (the iql- and cql-locomotion presets); 'none'."""
     reward_scale: float = 1.0
     """Rewards are transformed to r·scale + bias."""
     reward_bias: float = 0.0
@@ -101,6 +104,9 @@ class TrainConfig:
             raise ConfigError(f"option 'fraction' must be in (0, 1], got {self.fraction}")
         if self.subset_mode not in ("transitions", "trajectories"):
             raise ConfigError("option 'subset_mode' must be 'transitions' or 'trajectories'")
+        if self.reward_normalization not in ("none", "returns"):
+            raise ConfigError("option 'reward_normalization' must be 'none' or 'returns', got "
+                              f"{self.reward_normalization!r}")
         if not self.seeds or len(set(self.seeds)) != len(self.seeds):
             raise ConfigError(f"option 'seeds' needs distinct seeds, got {list(self.seeds)}")
         for name in ("steps", "batch_size", "log_every"):
@@ -143,10 +149,13 @@ class Prepared:
 def prepare(cfg: TrainConfig) -> Prepared:
     """Load, subset, transform and check the data against the evaluation env."""
     from seemrl.data import load_dataset
-    from seemrl.data.normalize import Normalizer, scale_rewards
+    from seemrl.data.normalize import Normalizer, return_range_scale, scale_rewards
     from seemrl.data.subset import subset
 
     dataset = load_dataset(cfg.dataset).with_next_actions()
+    if cfg.reward_normalization == "returns":
+        # Measured on the whole dataset, before any subset cuts its episodes apart.
+        dataset = scale_rewards(dataset, return_range_scale(dataset))
     if cfg.fraction < 1.0:
         dataset = subset(dataset, cfg.fraction, cfg.data_seed, mode=cfg.subset_mode)
     if cfg.reward_scale != 1.0 or cfg.reward_bias != 0.0:
