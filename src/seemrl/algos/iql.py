@@ -16,8 +16,8 @@ meaningful (an MSE actor would weight only a distance), and the mean is determin
 Deviations: LayerNorm switches for critic, value net and actor (the SEEM paper's); PyTorch
 default init (the authors use orthogonal init); no dropout (the paper uses none on D4RL
 locomotion / AntMaze); the reward rescaling the paper applies (locomotion: ×1000 / return
-range of the dataset; AntMaze: r − 1) is a dataset transform (`reward_scale`, `reward_bias`
-in the presets), not part of the update.
+range of the dataset; AntMaze: r − 1) is a dataset transform (`reward_normalization:
+returns` and `reward_bias` in the presets), not part of the update.
 """
 
 from __future__ import annotations
