@@ -318,14 +318,15 @@ def changed_policies(info: dict[str, Any], policy_dir: Path | None = None) -> li
     reg = registry(policy_dir)
     for u in used:
         path = policy_dir / u["file"]
-        if u["file"] in changed or not path.exists():
-            changed.add(u["file"])
+        if not path.exists():
+            same = False
         elif "sha256" in u:
-            if u["sha256"] != sha256(path):
-                changed.add(u["file"])
-        elif u.get("return_mean") is not None:
-            if u["return_mean"] != reg.get(u["policy"], {}).get("return_mean"):
-                changed.add(u["file"])
+            same = u["sha256"] == sha256(path)
+        else:  # made before digests were recorded: the policy's measured return tells
+            same = (u.get("return_mean") is None
+                    or u["return_mean"] == reg.get(u["policy"], {}).get("return_mean"))
+        if not same:
+            changed.add(u["file"])
     return sorted(changed)
 
 

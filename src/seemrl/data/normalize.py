@@ -103,13 +103,13 @@ def normalize_dataset(dataset: Dataset, normalizer: Normalizer) -> Dataset:
 def return_range_scale(dataset: Dataset) -> float:
     """1000 / (max − min) of the dataset's episode returns (the last, possibly cut, episode
     included): IQL's reward normalisation on D4RL locomotion (Kostrikov et al. 2021, App. B),
-    which CQL's reruns use as well. Multiply the rewards by it with `scale_rewards`."""
+    which CORL applies to CQL as well. Multiply the rewards by it with `scale_rewards`."""
     returns = dataset.episode_returns()
     spread = float(returns.max() - returns.min()) if len(returns) else 0.0
     if not spread > 0.0:
         raise DataError("reward normalisation by the return range needs episodes with "
-                        f"different returns; this dataset has {len(returns)} episode(s) with "
-                        "one return")
+                        f"different returns; all {len(returns)} episode(s) of this dataset "
+                        "have the same return")
     return 1000.0 / spread
 
 
