@@ -14,11 +14,8 @@ import pathlib
 import sys
 
 from seemrl.data.generate import ENVS, LEVELS
+from seemrl.evaluation import normalized_score
 from seemrl.policies import registry
-
-
-def normalized(ret: float, lo: float, hi: float) -> float:
-    return 100 * (ret - lo) / (hi - lo)
 
 
 def rows(data_dirs: list[pathlib.Path]) -> list[dict]:
@@ -35,8 +32,8 @@ def rows(data_dirs: list[pathlib.Path]) -> list[dict]:
                     "policy_normalized": record and record["normalized"], "step": step,
                     "episodes": s["episodes"], "complete": s.get("episodes_complete"),
                     "avg_return": s["avg_return"],
-                    "avg_normalized": normalized(s["avg_return"], s["ref_min_score"],
-                                                 s["ref_max_score"]),
+                    "avg_normalized": float(normalized_score(
+                        s["avg_return"], (s["ref_min_score"], s["ref_max_score"]))),
                     "mib": (path.with_suffix("").stat().st_size / 2**20
                             if path.with_suffix("").exists() else None),
                     "seconds": s.get("make_seconds")})
