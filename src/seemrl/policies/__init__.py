@@ -247,13 +247,14 @@ def retrain(name: str, work_dir: str | Path, out_dir: str | Path,
     if name not in reg:
         raise DataError(f"no recorded behaviour policy '{name}' to retrain "
                         f"(have: {', '.join(sorted(reg)) or 'none'})")
-    config = dict(reg[name]["config"])
+    # The records picked from this same run (an env's expert may come from another). A run
+    # key leaves out the step count, so the run is trained as far as its longest record went.
+    same = [r for r in reg.values() if _run_key(r) == _run_key(reg[name])]
+    config = dict(reg[name]["config"], steps=max(r["config"]["steps"] for r in same))
     config.pop("planned_steps", None)
     cfg = SACConfig(**{**config, "hidden": tuple(config["hidden"])})
     train(cfg, work_dir, log=log)
-    # The levels picked from this same recorded run (an env's expert may come from another).
-    levels = [r["level"] for r in reg.values() if _run_key(r) == _run_key(reg[name])]
-    return select_from_run(work_dir, out_dir, log=log, levels=levels)
+    return select_from_run(work_dir, out_dir, log=log, levels=[r["level"] for r in same])
 
 
 def _run_key(record: dict) -> tuple[str, str]:
