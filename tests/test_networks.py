@@ -106,10 +106,44 @@ def test_actor_bounded():
 
 @pytest.mark.parametrize("bad", [dict(norm="groupnorm"), dict(placement="middle"),
                                  dict(activation="swish2"), dict(norm_layers=(5,)),
-                                 dict(dropout=1.0), dict(dropout=-0.1)])
+                                 dict(dropout=1.0), dict(dropout=-0.1), dict(out_bound=0.0)])
 def test_bad_mlp_config(bad):
     with pytest.raises(ValueError):
         MLPConfig(hidden=(8, 8), **bad)
+
+
+@pytest.mark.parametrize("algo", [td3bc, iql])
+def test_edac_init_sets_hidden_biases_and_small_output_layers(algo):
+    """init_scheme edac: PyTorch kernels (the same draws as torch), every hidden bias 0.1, the
+    output layer U(±3e-3) in critics and value nets and U(±1e-3) in actors."""
+    torch_cfg, edac_cfg = algo.Config(), algo.Config(init_scheme="edac")
+    nets = [("critic", torch_cfg.critic_mlp(), edac_cfg.critic_mlp(), 3e-3),
+            ("actor", torch_cfg.actor_mlp(), edac_cfg.actor_mlp(), 1e-3)]
+    if algo is iql:
+        nets.append(("value", torch_cfg.value_mlp(), edac_cfg.value_mlp(), 3e-3))
+    x = jnp.ones((1, 7))
+    for name, torch_mlp, edac_mlp, bound in nets:
+        key = jax.random.PRNGKey(3)
+        plain = MLP(torch_mlp, 4).init(key, x)["params"]
+        edac = MLP(edac_mlp, 4).init(key, x)["params"]
+        for i in range(len(edac_mlp.hidden)):
+            layer = edac[f"dense_{i}"]
+            np.testing.assert_array_equal(layer["bias"], np.full(layer["bias"].shape, 0.1, np.float32))
+            np.testing.assert_array_equal(layer["kernel"], plain[f"dense_{i}"]["kernel"])
+        for leaf in ("kernel", "bias"):
+            out = np.asarray(edac["out"][leaf])
+            assert np.abs(out).max() <= bound and np.abs(out).max() > bound / 10, name
+            # PyTorch's default output layer is U(±1/√fan_in), far wider.
+            assert np.abs(np.asarray(plain["out"][leaf])).max() > 5 * bound, name
+    with pytest.raises(ConfigError, match="init_scheme"):
+        algo.Config(init_scheme="xavier")
+
+
+def test_rebrac_defaults_to_its_authors_init():
+    from seemrl.algos import rebrac
+    assert rebrac.Config().init_scheme == "edac"
+    mlp = rebrac.Config().critic_mlp()
+    assert (mlp.hidden_bias, mlp.out_bound) == (0.1, 3e-3)
 
 
 # ------------------------------------------------- regularisers (SPEC §5.8): defaults first

@@ -32,7 +32,7 @@ them layer by layer; `MLPConfig.fast_ntk` says which configs it covers.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import flax.linen as nn
 import jax
@@ -53,7 +53,12 @@ def torch_weight_init():
 
 
 def torch_bias_init(fan_in: int):
-    bound = 1.0 / max(fan_in, 1) ** 0.5
+    """PyTorch's nn.Linear default bias: U(-1/sqrt(fan_in), 1/sqrt(fan_in))."""
+    return uniform_init(1.0 / max(fan_in, 1) ** 0.5)
+
+
+def uniform_init(bound: float):
+    """U(-bound, bound), for kernels or biases."""
 
     def init(key, shape, dtype=jnp.float32):
         return jax.random.uniform(key, shape, dtype, -bound, bound)
@@ -81,6 +86,10 @@ class MLPConfig:
     """Dropout rate after each hidden layer, in training forward passes only (0: none)."""
     spectral_norm: bool = False
     """Divide every hidden Dense kernel by its largest singular value."""
+    hidden_bias: float | None = None
+    """Initial value of every hidden bias (None: PyTorch's U(±1/√fan_in))."""
+    out_bound: float | None = None
+    """The output layer's kernel and bias start U(±out_bound) (None: PyTorch's default)."""
 
     def __post_init__(self):
         if self.activation not in ACTIVATIONS:
@@ -97,6 +106,8 @@ class MLPConfig:
                                  "hidden layers")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        if self.out_bound is not None and not self.out_bound > 0.0:
+            raise ValueError(f"out_bound must be > 0, got {self.out_bound}")
 
     def normed(self, i: int) -> bool:
         return self.norm != "none" and (self.norm_layers is None or i in self.norm_layers)
@@ -124,7 +135,8 @@ class MLP(nn.Module):
         cfg = self.config
         act = ACTIVATIONS[cfg.activation]
         for i, width in enumerate(cfg.hidden):
-            x = _dense(width, x.shape[-1], cfg.use_bias, f"dense_{i}", cfg.spectral_norm)(x)
+            x = _dense(width, x.shape[-1], cfg.use_bias, f"dense_{i}", cfg.spectral_norm,
+                       cfg.hidden_bias)(x)
             batch_normed = cfg.normed(i) and cfg.norm == "batchnorm"
             if batch_normed and cfg.placement == "before":
                 x = _batch_norm(f"norm_{i}", train)(x)
@@ -138,15 +150,20 @@ class MLP(nn.Module):
                 x = _batch_norm(f"norm_{i}", train)(x)
             if cfg.dropout > 0.0:
                 x = nn.Dropout(cfg.dropout, deterministic=not train)(x)
+        if cfg.out_bound is not None:
+            small = uniform_init(cfg.out_bound)
+            return nn.Dense(self.out_dim, use_bias=cfg.use_bias, kernel_init=small,
+                            bias_init=small, name="out")(x)
         return _dense(self.out_dim, x.shape[-1], cfg.use_bias, "out")(x)
 
 
-def _dense(width: int, fan_in: int, use_bias: bool, name: str,
-           spectral_norm: bool = False) -> nn.Module:
+def _dense(width: int, fan_in: int, use_bias: bool, name: str, spectral_norm: bool = False,
+           bias: float | None = None) -> nn.Module:
+    bias_init = torch_bias_init(fan_in) if bias is None else nn.initializers.constant(bias)
     if spectral_norm:
-        return SpectralDense(width, use_bias=use_bias, name=name)
+        return SpectralDense(width, use_bias=use_bias, bias_init=bias_init, name=name)
     return nn.Dense(width, use_bias=use_bias, kernel_init=torch_weight_init(),
-                    bias_init=torch_bias_init(fan_in), name=name)
+                    bias_init=bias_init, name=name)
 
 
 def _batch_norm(name: str, train: bool) -> nn.BatchNorm:
@@ -182,6 +199,8 @@ class SpectralDense(nn.Module):
 
     features: int
     use_bias: bool = True
+    bias_init: Callable | None = None
+    """None: PyTorch's default, as `nn.Dense` gets from `_dense`."""
 
     @nn.compact
     def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
@@ -189,7 +208,8 @@ class SpectralDense(nn.Module):
         kernel = self.param("kernel", torch_weight_init(), (fan_in, self.features))
         y = x @ (kernel / spectral_norm_estimate(kernel))
         if self.use_bias:
-            y = y + self.param("bias", torch_bias_init(fan_in), (self.features,))
+            bias_init = self.bias_init or torch_bias_init(fan_in)
+            y = y + self.param("bias", bias_init, (self.features,))
         return y
 
 

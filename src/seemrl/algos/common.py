@@ -12,6 +12,9 @@ from seemrl.config import ConfigError
 from seemrl.networks import MLPConfig, trainable
 
 
+INIT_SCHEMES = ("torch", "edac")
+
+
 @dataclasses.dataclass(frozen=True)
 class NetworkOptions:
     """Network options common to every algorithm (flat, so they map 1:1 onto CLI flags)."""
@@ -45,24 +48,39 @@ class NetworkOptions:
     """Spectral normalisation of the critic's hidden layers: each kernel divided by its largest
     singular value (power iteration in every forward pass)."""
 
+    init_scheme: str = "torch"
+    """Initialisation: torch (PyTorch's nn.Linear defaults in every layer) | edac (the EDAC and
+    ReBRAC authors': PyTorch kernels, hidden biases 0.1, the output layer's kernel and bias
+    U(±3e-3) in critics and value nets, U(±1e-3) in actors)."""
+
     CRITIC_TRAINING = ()
     """Which of weight_decay, critic_dropout, batch_norm this algorithm's critic training
     implements (a class attribute, not an option); the others are refused, not ignored."""
+
+    def init_kwargs(self, net: str) -> dict:
+        """MLPConfig's init fields for a "critic" (value nets too) or an "actor"."""
+        if self.init_scheme == "torch":
+            return {}
+        return {"hidden_bias": 0.1, "out_bound": 1e-3 if net == "actor" else 3e-3}
 
     def critic_mlp(self) -> MLPConfig:
         norm = "layernorm" if self.layer_norm else "batchnorm" if self.batch_norm else "none"
         return MLPConfig(hidden=tuple(self.critic_hidden), activation=self.activation,
                          norm=norm, placement=self.ln_placement, norm_layers=self.ln_layers,
                          use_bias=self.critic_bias, dropout=self.critic_dropout,
-                         spectral_norm=self.spectral_norm)
+                         spectral_norm=self.spectral_norm, **self.init_kwargs("critic"))
 
     def actor_mlp(self) -> MLPConfig:
         return MLPConfig(hidden=tuple(self.actor_hidden), activation=self.activation,
                          norm="layernorm" if self.actor_layer_norm else "none",
-                         placement=self.ln_placement, norm_layers=self.ln_layers)
+                         placement=self.ln_placement, norm_layers=self.ln_layers,
+                         **self.init_kwargs("actor"))
 
     def __post_init__(self):
         # Validate eagerly so a bad option fails before any data is loaded.
+        if self.init_scheme not in INIT_SCHEMES:
+            raise ConfigError(f"unknown init_scheme '{self.init_scheme}' (choose from "
+                              f"{', '.join(INIT_SCHEMES)})")
         if self.layer_norm and self.batch_norm:
             raise ConfigError("layer_norm and batch_norm are alternatives: choose one")
         if self.weight_decay < 0:

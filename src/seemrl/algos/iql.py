@@ -95,7 +95,8 @@ class Config(NetworkOptions):
             layers = tuple(i for i in layers if i < len(self.value_hidden))
         return MLPConfig(hidden=tuple(self.value_hidden), activation=self.activation,
                          norm="layernorm" if self.value_layer_norm else "none",
-                         placement=self.ln_placement, norm_layers=layers)
+                         placement=self.ln_placement, norm_layers=layers,
+                         **self.init_kwargs("critic"))
 
 
 class ValueNetwork(nn.Module):

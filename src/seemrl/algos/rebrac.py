@@ -16,11 +16,12 @@ The critic penalty needs the dataset's next action, `batch.a_t` (the driver fill
 `Dataset.with_next_actions`). A Batch with `a_t=None` trains with the critic penalty off and
 logs `critic_bc_penalty` as NaN, so the gap is visible.
 
-Deviations: PyTorch's default init for every layer, biases included (the authors' code
-draws kernels the same way but sets hidden biases to 0.1 and draws the output layers from
-U(±1e-3) for the actor and U(±3e-3) for the critic); LayerNorm placement and layers are
-options (default `after`, all layers, as the authors'). As in the authors' code, the squared
-BC distances are summed over action dimensions.
+Initialisation is the authors' (`init_scheme: edac`, from EDAC): PyTorch's default kernels,
+hidden biases 0.1, output layers U(±1e-3) in the actor and U(±3e-3) in the critic. As in the
+authors' code, the squared BC distances are summed over action dimensions.
+
+Deviations: none in the update; LayerNorm placement and layers are options (default `after`,
+all layers, as the authors').
 """
 
 from __future__ import annotations
@@ -82,6 +83,9 @@ class Config(NetworkOptions):
     """Critic learning rate."""
     num_critics: int = 2
     """Number of critic heads (target and actor take their minimum)."""
+    init_scheme: str = "edac"
+    """The authors' initialisation (hidden biases 0.1, small output layers); torch: PyTorch's
+    defaults everywhere."""
 
     def __post_init__(self):
         super().__post_init__()
