@@ -52,6 +52,31 @@ def test_resume_extends_but_cannot_change_hyperparameters(hopper_npz, tmp_path, 
     assert steps == [2, 4, 6]
 
 
+def test_resume_of_a_run_saved_before_init_scheme_keeps_pytorch_init(hopper_npz, tmp_path,
+                                                                      capsys, monkeypatch):
+    """ReBRAC now starts from its authors' init; a run whose config.json predates the option
+    was initialised with PyTorch's defaults, and its resumed config must say so (not switch)."""
+    import seemrl.train as train_mod
+
+    seen, real_train = [], train_mod.train
+
+    def spy(train_cfg, algo_cfg, *args, **kwargs):
+        seen.append(algo_cfg.init_scheme)
+        return real_train(train_cfg, algo_cfg, *args, **kwargs)
+
+    monkeypatch.setattr(train_mod, "train", spy)
+    out = tmp_path / "run"
+    argv = ["train", "--algo", "rebrac", "--dataset", hopper_npz, "--out", out, *FAST]
+    assert run(argv, capsys)[0] == 0
+    saved = json.loads((out / "config.json").read_text())
+    assert saved["algo"]["init_scheme"] == "edac"
+    del saved["algo"]["init_scheme"]
+    (out / "config.json").write_text(json.dumps(saved))
+    code, _, err = run(["train", "--resume", out, "--steps", "6", "--no-progress"], capsys)
+    assert code == 0, err
+    assert seen == ["edac", "torch"]
+
+
 def _bad_hdf5(tmp_path, drop=None, nan=False, short=False):
     path = tmp_path / "bad.hdf5"
     n = 50
