@@ -3,21 +3,27 @@
     python experiments/learning_evidence.py RUN_DIR [RUN_DIR ...] > table.md
 
 Each RUN_DIR is a `seemrl train` folder (config.json, metrics.jsonl, status.json). One row per
-run: algorithm, dataset, steps, seeds, the evaluation curve (mean normalised score over seeds
-at each evaluation), the final and best evaluation, and the score the algorithm's paper
-reports on the D4RL dataset of the same name. Numbers come from the run folders only.
+run: algorithm, dataset, the settings (the nearest preset of that algorithm, and every option
+the preset sets that the run changed), steps, seeds, the evaluation curve (mean normalised
+score over seeds at each evaluation), the final and best evaluation, and the score the
+algorithm's paper reports on the D4RL dataset of the same name. Numbers come from the run
+folders only.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import pathlib
 import sys
 
 import numpy as np
 
+from seemrl import algos
+from seemrl import config as config_lib
 from seemrl.logging import read_jsonl
+from seemrl.presets import list_presets, load_preset
 
 PUBLISHED = {
     # Normalised scores on D4RL v2 from each algorithm's paper (CQL: the IQL paper's rerun,
@@ -32,6 +38,38 @@ NAMES = {"td3bc": "TD3+BC", "iql": "IQL", "cql": "CQL", "diffql": "Diffusion-QL"
          "rebrac": "ReBRAC"}
 
 
+def settings(config: dict) -> str:
+    """"preset NAME" plus `option=value` for each option the run changed from the preset of its
+    algorithm it differs least from (run-length options — steps, decay lengths — included:
+    they are part of what was run)."""
+    algo = algos.get(config["train"]["algo"])
+    algo_names = {f.name for f in dataclasses.fields(algo.Config)}
+    # Runs saved before init_scheme existed used PyTorch's init (as `train --resume` reads them).
+    run = {**config["train"], "init_scheme": "torch", **config["algo"]}
+    best: tuple[str, dict] | None = None
+    for name in list_presets():
+        preset = load_preset(name)
+        if preset["algo"] != algo.NAME:
+            continue
+        full = config_lib.to_dict(config_lib.build(
+            algo.Config, {k: v for k, v in preset.items() if k in algo_names}))
+        wanted = {**{k: v for k, v in preset.items() if k not in algo_names | {"steps"}},
+                  **full}
+        diff = {k: run[k] for k, v in wanted.items() if k in run and run[k] != v}
+        if best is None or len(diff) < len(best[1]):
+            best = (name, diff)
+    if best is None:
+        return "no preset"
+    changes = ", ".join(f"{k}={_short(v)}" for k, v in sorted(best[1].items()))
+    return f"preset {best[0]}" + (f"; {changes}" if changes else "")
+
+
+def _short(value) -> str:
+    if isinstance(value, list):
+        return "×".join(map(str, value))
+    return str(value)
+
+
 def row(run: pathlib.Path) -> dict:
     config = json.loads((run / "config.json").read_text())
     train = config["train"]
@@ -44,7 +82,8 @@ def row(run: pathlib.Path) -> dict:
     means = [float(np.mean(curve[s])) for s in steps]
     seeds = status["seeds"]
     dataset = pathlib.Path(str(train["dataset"])).name.split("-v0")[0]
-    return {"algo": train["algo"], "dataset": dataset, "steps": status["step"],
+    return {"algo": train["algo"], "dataset": dataset, "settings": settings(config),
+            "steps": status["step"],
             "planned_steps": status["steps"], "seeds": sorted(int(s) for s in seeds),
             "fraction": train["fraction"], "batch_size": train["batch_size"],
             "curve_steps": steps, "curve": means,
@@ -54,8 +93,9 @@ def row(run: pathlib.Path) -> dict:
 
 
 def markdown(rows: list[dict]) -> str:
-    lines = ["| algorithm | dataset | steps | seeds | batch | normalised score at each "
-             "evaluation | final | best | paper (D4RL) |", "|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| algorithm | dataset | settings | steps | seeds | batch | normalised score at "
+             "each evaluation | final | best | paper (D4RL) |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         curve = ", ".join(f"{v:.1f}" for v in r["curve"])
         every = r["curve_steps"][0] if r["curve_steps"] else 0
@@ -63,7 +103,8 @@ def markdown(rows: list[dict]) -> str:
             f"{r['published']:.1f} ({PUBLISHED[r['algo']]['source']})")
         steps = f"{r['steps']:,}" + ("" if r["steps"] == r["planned_steps"]
                                      else f" of {r['planned_steps']:,}")
-        lines.append(f"| {NAMES.get(r['algo'], r['algo'])} | {r['dataset']} | {steps} | "
+        lines.append(f"| {NAMES.get(r['algo'], r['algo'])} | {r['dataset']} | {r['settings']} | "
+                     f"{steps} | "
                      f"{', '.join(map(str, r['seeds']))} | {r['batch_size']} | every "
                      f"{every:,}: {curve} | {r['final']:.1f} | {r['best']:.1f} | {paper} |")
     return "\n".join(lines)

@@ -128,7 +128,8 @@ def test_edac_init_sets_hidden_biases_and_small_output_layers(algo):
         edac = MLP(edac_mlp, 4).init(key, x)["params"]
         for i in range(len(edac_mlp.hidden)):
             layer = edac[f"dense_{i}"]
-            np.testing.assert_array_equal(layer["bias"], np.full(layer["bias"].shape, 0.1, np.float32))
+            np.testing.assert_array_equal(layer["bias"],
+                                          np.full(layer["bias"].shape, 0.1, np.float32))
             np.testing.assert_array_equal(layer["kernel"], plain[f"dense_{i}"]["kernel"])
         for leaf in ("kernel", "bias"):
             out = np.asarray(edac["out"][leaf])

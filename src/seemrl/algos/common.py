@@ -11,7 +11,6 @@ import optax
 from seemrl.config import ConfigError
 from seemrl.networks import MLPConfig, trainable
 
-
 INIT_SCHEMES = ("torch", "edac")
 
 
