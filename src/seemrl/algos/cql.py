@@ -16,8 +16,10 @@ Defaults (CORL's locomotion settings for the paper's recipe): 256×3 networks, c
 actor lr 3e-5 (the paper's Appendix F), N = 10, α_cql = 10, no entropy term in the backup.
 
 Deviations: PyTorch default init (CORL uses orthogonal init); the actor's log-std is squashed
-smoothly into [−5, 2] (`seemrl.algos.sac.GaussianActor`) rather than clipped to [−20, 2];
-LayerNorm switches for critic and actor (the SEEM paper's).
+smoothly into [−5, 2] (`seemrl.algos.sac.GaussianActor`) rather than clipped to [−20, 2], and
+has no learned affine map (CORL's policy uses log-std = m·raw + o with learned scalars
+starting at m = 1, o = −1, an initial std e^−1 times ours); LayerNorm switches for critic and
+actor (the SEEM paper's).
 """
 
 from __future__ import annotations
