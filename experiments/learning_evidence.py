@@ -22,6 +22,7 @@ import numpy as np
 
 from seemrl import algos
 from seemrl import config as config_lib
+from seemrl.algos.common import with_pre_option_values
 from seemrl.logging import read_jsonl
 from seemrl.presets import list_presets, load_preset
 
@@ -44,8 +45,7 @@ def settings(config: dict) -> str:
     they are part of what was run)."""
     algo = algos.get(config["train"]["algo"])
     algo_names = {f.name for f in dataclasses.fields(algo.Config)}
-    # Runs saved before init_scheme existed used PyTorch's init (as `train --resume` reads them).
-    run = {**config["train"], "init_scheme": "torch", **config["algo"]}
+    run = {**config["train"], **with_pre_option_values(config["algo"])}
     best: tuple[str, dict] | None = None
     for name in list_presets():
         preset = load_preset(name)

@@ -125,8 +125,9 @@ def cmd_train(argv: list[str]) -> int:
             raise ConfigError(f"--resume {run}: no config.json there (not a seemrl run folder)")
         file_data = config_lib.read_file(run / "config.json")
         if isinstance(file_data.get("algo"), dict):
-            # Runs saved before init_scheme existed were initialised with PyTorch's defaults.
-            file_data["algo"].setdefault("init_scheme", "torch")
+            from seemrl.algos.common import with_pre_option_values
+
+            file_data["algo"] = with_pre_option_values(file_data["algo"])
     elif known.config:
         file_data = config_lib.read_file(known.config)
     algo_name = known.algo or (file_data.get("train") or {}).get("algo") or (

@@ -13,6 +13,14 @@ from seemrl.networks import MLPConfig, trainable
 
 INIT_SCHEMES = ("torch", "edac")
 
+SAVED_BEFORE_OPTION = {"init_scheme": "torch"}
+"""Options newer than some saved run configs, with the value those runs were made with."""
+
+
+def with_pre_option_values(algo_section: dict) -> dict:
+    """A saved config.json's algo section with every option it predates filled in as made."""
+    return {**SAVED_BEFORE_OPTION, **algo_section}
+
 
 @dataclasses.dataclass(frozen=True)
 class NetworkOptions:
