@@ -5,9 +5,10 @@
 Each RUN_DIR is a `seemrl train` folder (config.json, metrics.jsonl, status.json). One row per
 run: algorithm, dataset, the settings (the nearest preset of that algorithm, and every option
 the preset sets that the run changed), steps, seeds, the evaluation curve (mean normalised
-score over seeds at each evaluation), the final and best evaluation, and the score the
-algorithm's paper reports on the D4RL dataset of the same name. Numbers come from the run
-folders only.
+score over seeds at each evaluation), the final and best evaluation, the median and largest
+normalised SEEM the run measured (all seeds, every measurement: SEEM's verdict threshold is
+0.1), and the score the algorithm's paper reports on the D4RL dataset of the same name.
+Numbers come from the run folders only.
 """
 
 from __future__ import annotations
@@ -75,9 +76,12 @@ def row(run: pathlib.Path) -> dict:
     train = config["train"]
     status = json.loads((run / "status.json").read_text())
     curve: dict[int, list[float]] = {}
+    seem: list[float] = []
     for m in read_jsonl(run / "metrics.jsonl"):
         if "eval/normalized_score" in m:
             curve.setdefault(m["step"], []).append(m["eval/normalized_score"])
+        if "seem/normalized" in m:
+            seem.append(m["seem/normalized"])
     steps = sorted(curve)
     means = [float(np.mean(curve[s])) for s in steps]
     seeds = status["seeds"]
@@ -89,24 +93,29 @@ def row(run: pathlib.Path) -> dict:
             "curve_steps": steps, "curve": means,
             "final": float(np.mean([s["final_score"] for s in seeds.values()])),
             "best": float(np.mean([s["best_score"] for s in seeds.values()])),
+            "seem_median": float(np.median(seem)) if seem else None,
+            "seem_max": float(np.max(seem)) if seem else None,
             "published": PUBLISHED.get(train["algo"], {}).get(dataset)}
 
 
 def markdown(rows: list[dict]) -> str:
     lines = ["| algorithm | dataset | settings | steps | seeds | batch | normalised score at "
-             "each evaluation | final | best | paper (D4RL) |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             "each evaluation | final | best | SEEM median (max) | paper (D4RL) |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         curve = ", ".join(f"{v:.1f}" for v in r["curve"])
         every = r["curve_steps"][0] if r["curve_steps"] else 0
         paper = "—" if r["published"] is None else (
             f"{r['published']:.1f} ({PUBLISHED[r['algo']]['source']})")
+        seem = "—" if r["seem_median"] is None else (
+            f"{r['seem_median']:.3f} ({r['seem_max']:.3f})")
         steps = f"{r['steps']:,}" + ("" if r["steps"] == r["planned_steps"]
                                      else f" of {r['planned_steps']:,}")
         lines.append(f"| {NAMES.get(r['algo'], r['algo'])} | {r['dataset']} | {r['settings']} | "
                      f"{steps} | "
                      f"{', '.join(map(str, r['seeds']))} | {r['batch_size']} | every "
-                     f"{every:,}: {curve} | {r['final']:.1f} | {r['best']:.1f} | {paper} |")
+                     f"{every:,}: {curve} | {r['final']:.1f} | {r['best']:.1f} | {seem} | "
+                     f"{paper} |")
     return "\n".join(lines)
 
 

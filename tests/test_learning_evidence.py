@@ -1,0 +1,83 @@
+"""experiments/learning_evidence.py: the docs' evidence table is built from run folders only."""
+
+import dataclasses
+import importlib.util
+import json
+import pathlib
+
+import numpy as np
+import pytest
+
+from seemrl import algos
+from seemrl import config as config_lib
+from seemrl.presets import load_preset
+from seemrl.train import TrainConfig
+
+SCRIPT = pathlib.Path(__file__).parents[1] / "experiments" / "learning_evidence.py"
+
+
+@pytest.fixture(scope="module")
+def evidence():
+    spec = importlib.util.spec_from_file_location("learning_evidence", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def write_run(path: pathlib.Path, preset: str, changes: dict, scores: dict, seem: list):
+    """A run folder as `seemrl train` leaves it: config.json, metrics.jsonl, status.json."""
+    flat = {**load_preset(preset), **changes}
+    train_names = {f.name for f in dataclasses.fields(TrainConfig)}
+    algo = algos.get(flat["algo"])
+    train = {k: v for k, v in flat.items() if k in train_names}
+    train.update(dataset="/data/hopper-medium-v0.hdf5", seeds=sorted(scores), steps=2000)
+    path.mkdir()
+    (path / "config.json").write_text(json.dumps({
+        "train": config_lib.to_dict(config_lib.build(TrainConfig, train)),
+        "algo": config_lib.to_dict(config_lib.build(
+            algo.Config, {k: v for k, v in flat.items() if k not in train_names}))}))
+    lines = []
+    for seed, curve in scores.items():
+        for i, score in enumerate(curve):
+            lines.append({"step": 1000 * (i + 1), "seed": seed, "eval/normalized_score": score})
+    lines += [{"step": 100 * (i + 1), "seed": 0, "seem/normalized": v} for i, v in enumerate(seem)]
+    (path / "metrics.jsonl").write_text("".join(json.dumps(m) + "\n" for m in lines))
+    (path / "status.json").write_text(json.dumps({"step": 2000, "steps": 2000, "seeds": {
+        str(s): {"final_score": c[-1], "best_score": max(c)} for s, c in scores.items()}}))
+
+
+def test_row_reads_curve_seem_and_changed_options(evidence, tmp_path):
+    rng = np.random.default_rng(0)
+    scores = {0: list(rng.uniform(0, 100, 2)), 1: list(rng.uniform(0, 100, 2))}
+    seem = list(rng.uniform(0, 0.5, 5))
+    run = tmp_path / "run"
+    write_run(run, "iql-locomotion", {"beta": 10.0}, scores, seem)
+
+    row = evidence.row(run)
+
+    assert row["algo"] == "iql" and row["dataset"] == "hopper-medium"
+    assert row["settings"] == "preset iql-locomotion; beta=10.0"
+    assert row["seeds"] == [0, 1] and row["curve_steps"] == [1000, 2000]
+    np.testing.assert_allclose(row["curve"], np.mean([scores[0], scores[1]], axis=0))
+    assert row["final"] == pytest.approx(np.mean([scores[0][-1], scores[1][-1]]))
+    assert row["best"] == pytest.approx(np.mean([max(scores[0]), max(scores[1])]))
+    assert row["seem_median"] == pytest.approx(np.median(seem))
+    assert row["seem_max"] == pytest.approx(max(seem))
+    table = evidence.markdown([row])
+    assert f"{np.median(seem):.3f} ({max(seem):.3f})" in table
+    assert "66.3 (Kostrikov et al. 2021)" in table     # IQL's hopper-medium in PUBLISHED
+
+
+def test_unchanged_preset_names_no_options_and_run_without_seem(evidence, tmp_path):
+    run = tmp_path / "run"
+    write_run(run, "td3bc-locomotion", {}, {0: [10.0, 20.0]}, [])
+    row = evidence.row(run)
+    assert row["settings"] == "preset td3bc-locomotion"
+    assert row["seem_median"] is None
+    assert "| — |" in evidence.markdown([row])
+
+
+def test_main_refuses_a_folder_that_is_not_a_run(evidence, tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    assert evidence.main([str(tmp_path / "empty")]) == 2
+    assert "not a finished seemrl run folder" in capsys.readouterr().err
