@@ -1,6 +1,6 @@
 """Gradient updates per second of every algorithm, against this machine's matmul limit.
 
-    python benchmarks/throughput.py [--steps 2000] [--repeats 3] [--algos td3bc iql ...]
+    python benchmarks/throughput.py [--steps 2000] [--seconds 5] [--repeats 3] [--algos iql ...]
 
 Measures, in one run:
   * the attainable float32 matmul rate (a jitted square matmul, best of several sizes), on
@@ -9,7 +9,10 @@ Measures, in one run:
   * updates/s of each algorithm (256-256 nets, batch 256; LN off and on; 1 and 5 seeds
     vmapped), with the FLOPs of one update from XLA's cost analysis, so each result is also
     reported as a fraction of the matmul limit; for TD3+BC also the matmul FLOPs the
-    algorithm needs, counted from the layer sizes (`td3bc_matmul_flops`);
+    algorithm needs, counted from the layer sizes (`td3bc_matmul_flops`); a slow
+    configuration's timed chunk is shortened to about `--seconds` (the row records its steps);
+  * updates/s of each algorithm at its locomotion preset's sizes (nets, batch), one seed: the
+    rate a user's run sees;
   * TD3+BC's 5 seeds as the driver runs them on a CPU (one vmapped group per core, in
     concurrent threads), LN off and on;
   * seeds side by side: vmapped in one process, in concurrent thread groups (the driver's
@@ -98,18 +101,26 @@ def algo_config(algo, layer_norm: bool):
 
 
 def time_updates(algo_name: str, layer_norm: bool, num_seeds: int, steps: int, repeats: int,
-                 batch_size: int = 256) -> dict:
+                 batch_size: int = 256, cfg=None, seconds: float | None = None,
+                 one_core_gflops: float | None = None) -> dict:
+    """Updates/s of one configuration: `cfg` (default: 256-256 nets, LN as given) at
+    `batch_size`, `num_seeds` vmapped, best of `repeats` chunks of `steps` updates. With
+    `seconds` and `one_core_gflops`, a chunk is shortened to take about `seconds` at half the
+    one-core matmul rate (from the update's FLOPs), so slow algorithms finish in bounded time."""
     from seemrl import algos
     from seemrl.train import init_states, make_chunk
 
     algo = algos.get(algo_name)
-    cfg = algo_config(algo, layer_norm)
+    cfg = cfg if cfg is not None else algo_config(algo, layer_norm)
+    flops = update_flops(algo, cfg, batch_size)
+    if seconds and one_core_gflops and np.isfinite(flops) and flops > 0:
+        est_rate = 0.5 * one_core_gflops * 1e9 / (flops * num_seeds)
+        steps = int(min(steps, max(10, seconds * est_rate)))
     data = device_data()
     states = init_states(algo, cfg, list(range(num_seeds)), OBS, ACT, 1.0)
     chunk = make_chunk(algo, cfg, ACT, 1.0, batch_size)
     args = (states, data, jnp.int32(0), jnp.ones(num_seeds, bool))
     compiled = chunk.lower(*args, num_steps=steps).compile()
-    flops = update_flops(algo, cfg, batch_size)
     out = compiled(*args)
     jax.block_until_ready(out)
     times, cpu_times = [], []
@@ -122,9 +133,30 @@ def time_updates(algo_name: str, layer_norm: bool, num_seeds: int, steps: int, r
     # Updates per CPU-second (all of this process's threads): less sensitive than wall time
     # to other jobs on a shared machine, for comparing runs taken at different loads.
     return {"algo": algo_name, "layer_norm": layer_norm, "seeds": num_seeds,
+            "batch_size": batch_size, "steps": steps,
             "updates_per_s": ups, "seed_updates_per_s": ups * num_seeds,
             "updates_per_cpu_s": steps / min(cpu_times),
             "gflop_per_update": flops / 1e9, "gflops": flops * ups * num_seeds / 1e9}
+
+
+# The preset each algorithm's locomotion runs use (docs/ALGORITHMS.md, Learning evidence).
+PRESETS = {"td3bc": "td3bc-locomotion", "iql": "iql-locomotion", "cql": "cql-locomotion",
+           "rebrac": "rebrac-hopper-medium", "diffql": "diffql-locomotion"}
+
+
+def preset_config(preset: str):
+    """(algo name, algo Config, batch size) of a shipped preset."""
+    import dataclasses
+
+    from seemrl import algos, config
+    from seemrl.presets import load_preset
+    from seemrl.train import TrainConfig
+
+    flat = load_preset(preset)
+    train_names = {f.name for f in dataclasses.fields(TrainConfig)}
+    algo = algos.get(flat["algo"])
+    cfg = config.build(algo.Config, {k: v for k, v in flat.items() if k not in train_names})
+    return flat["algo"], cfg, int(flat.get("batch_size", 256))
 
 
 def update_flops(algo, cfg, batch_size: int) -> float:
@@ -263,7 +295,9 @@ def main(argv=None) -> int:
     from seemrl import algos
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--steps", type=int, default=2000, help="updates per timed chunk")
+    p.add_argument("--steps", type=int, default=2000, help="updates per timed chunk (at most)")
+    p.add_argument("--seconds", type=float, default=5.0,
+                   help="shorten a slow configuration's chunk to about this long (0: never)")
     p.add_argument("--repeats", type=int, default=3, help="timed chunks (best is kept)")
     p.add_argument("--algos", nargs="+", default=list(algos.ALGORITHMS))
     p.add_argument("--out", default=str(RESULTS / "throughput.json"))
@@ -281,11 +315,13 @@ def main(argv=None) -> int:
     if one_core:
         console.print(f"one core: {one_core['gflops']:.0f} GFLOP/s")
     td3_cfg = lambda ln: algo_config(algos.get("td3bc"), ln)
+    core_gflops = (one_core or peak)["gflops"]
     rows = []
     for name in args.algos:
         for ln in (False, True):
             for seeds in (1, 5):
-                r = time_updates(name, ln, seeds, args.steps, args.repeats)
+                r = time_updates(name, ln, seeds, args.steps, args.repeats,
+                                 seconds=args.seconds, one_core_gflops=core_gflops)
                 r["fraction_of_matmul_limit"] = r["gflops"] / peak["gflops"]
                 if name == "td3bc":
                     mm = td3bc_matmul_flops(td3_cfg(ln), 256)
@@ -297,8 +333,22 @@ def main(argv=None) -> int:
                                                             / one_core["gflops"])
                 rows.append(r)
                 console.print(f"  {name} LN={ln} seeds={seeds}: {r['updates_per_s']:.0f} steps/s")
-    td3 = next(r for r in rows if r["algo"] == "td3bc" and not r["layer_norm"]
-               and r["seeds"] == 1)
+    # Each algorithm at its locomotion preset's sizes: the rate a user's run sees per seed.
+    preset_rows = []
+    for name in args.algos:
+        algo_name, cfg, batch = preset_config(PRESETS[name])
+        r = time_updates(algo_name, bool(getattr(cfg, "layer_norm", False)), 1, args.steps,
+                         args.repeats, batch, cfg, args.seconds, core_gflops)
+        r["preset"] = PRESETS[name]
+        preset_rows.append(r)
+        console.print(f"  {name} at preset {PRESETS[name]} (batch {batch}): "
+                      f"{r['updates_per_s']:.0f} steps/s")
+    td3 = next((r for r in rows if r["algo"] == "td3bc" and not r["layer_norm"]
+                and r["seeds"] == 1), None)
+    if td3 is None:      # TD3+BC not asked for: the TD3+BC targets need its one-seed rate
+        td3 = time_updates("td3bc", False, 1, args.steps, args.repeats)
+        mm = td3bc_matmul_flops(td3_cfg(False), 256)
+        td3["matmul_fraction_of_limit"] = mm * td3["updates_per_s"] / 1e9 / peak["gflops"]
     # TD3+BC's 5 seeds as the driver runs them here: one vmapped group per core, in threads.
     groups = min(os.cpu_count() or 1, 5) if jax.default_backend() == "cpu" else 1
     driver_rows = []
@@ -331,6 +381,14 @@ def main(argv=None) -> int:
                       f"{r['matmul_gflops'] / r['seed_updates_per_s']:.3f}",
                       f"{100 * r['matmul_fraction_of_limit']:.0f} %")
     console.print(table)
+    presets_table = Table(title="Each algorithm at its locomotion preset's sizes (1 seed)")
+    for col in ("algo", "preset", "batch", "steps/s", "GFLOP/update", "GFLOP/s"):
+        presets_table.add_column(col, justify="right")
+    for r in preset_rows:
+        presets_table.add_row(r["algo"], r["preset"], str(r["batch_size"]),
+                              f"{r['updates_per_s']:.1f}", f"{r['gflop_per_update']:.3f}",
+                              f"{r['gflops']:.0f}")
+    console.print(presets_table)
     console.print(f"2 seeds, seed-updates/s: vmap {procs['vmap_seed_updates_per_s']:.0f}, "
                   f"2 thread groups (driver default) "
                   f"{procs['thread_groups_seed_updates_per_s']:.0f}, 2 processes "
@@ -365,6 +423,7 @@ def main(argv=None) -> int:
                           "python": sys.version.split()[0]},
               "load_average_1_5_15min": {"start": load_before, "end": os.getloadavg()},
               "matmul": peak, "matmul_one_core": one_core, "updates": rows,
+              "presets": preset_rows,
               "td3bc_driver_seed_groups": driver_rows, "seeds_processes_vs_vmap": procs,
               "driver_overhead": overhead, "targets": targets, "target_values": target_values,
               "time": time.strftime("%Y-%m-%dT%H:%M:%S")}
