@@ -146,16 +146,12 @@ PRESETS = {"td3bc": "td3bc-locomotion", "iql": "iql-locomotion", "cql": "cql-loc
 
 def preset_config(preset: str):
     """(algo name, algo Config, batch size) of a shipped preset."""
-    import dataclasses
-
     from seemrl import algos, config
-    from seemrl.presets import load_preset
-    from seemrl.train import TrainConfig
+    from seemrl.presets import load_preset, split
 
     flat = load_preset(preset)
-    train_names = {f.name for f in dataclasses.fields(TrainConfig)}
     algo = algos.get(flat["algo"])
-    cfg = config.build(algo.Config, {k: v for k, v in flat.items() if k not in train_names})
+    cfg = config.build(algo.Config, split(flat, algo.Config)[1])
     return flat["algo"], cfg, int(flat.get("batch_size", 256))
 
 

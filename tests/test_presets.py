@@ -55,3 +55,15 @@ def test_flags_override_a_preset():
 def test_unknown_preset_lists_valid_names():
     with pytest.raises(ConfigError, match="iql-antmaze"):
         load_preset("iql-antmase")
+
+
+def test_split_partitions_a_flat_mapping_and_names_unknown_keys():
+    from seemrl.presets import split
+
+    data = load_preset("rebrac-walker2d-medium")
+    train, algo = split(data, algos.get("rebrac").Config)
+    train_names = {f.name for f in dataclasses.fields(TrainConfig)}
+    assert set(train) == set(data) & train_names and "batch_size" in train
+    assert set(algo) == set(data) - train_names and algo["beta_actor"] == data["beta_actor"]
+    with pytest.raises(ConfigError, match=r"unknown option\(s\) in my.yaml: bogus"):
+        split({**data, "bogus": 1}, algos.get("rebrac").Config, "my.yaml")

@@ -63,20 +63,16 @@ def _show(value: Any) -> str:
 
 def _split_config(data: dict[str, Any], algo_cls: type) -> tuple[dict, dict]:
     """A config file is either {"train": {...}, "algo": {...}} (as saved) or one flat mapping."""
-    from seemrl.train import RUN_INFO_KEYS, TrainConfig
+    from seemrl.train import RUN_INFO_KEYS
 
     if "train" in data or "algo" in data and isinstance(data.get("algo"), dict):
         extra = set(data) - {"train", "algo", *RUN_INFO_KEYS}
         if extra:
             raise ConfigError(f"unknown config section(s): {', '.join(sorted(extra))}")
         return dict(data.get("train") or {}), dict(data.get("algo") or {})
-    train_names = {f.name for f in dataclasses.fields(TrainConfig)}
-    algo_names = {f.name for f in dataclasses.fields(algo_cls)}
-    unknown = sorted(set(data) - train_names - algo_names)
-    if unknown:
-        raise ConfigError(f"unknown option(s) in config file: {', '.join(unknown)}")
-    return ({k: v for k, v in data.items() if k in train_names},
-            {k: v for k, v in data.items() if k in algo_names})
+    from seemrl.presets import split
+
+    return split(data, algo_cls, "config file")
 
 
 # -- seemrl train -----------------------------------------------------------------------------

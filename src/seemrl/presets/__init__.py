@@ -29,3 +29,19 @@ def load_preset(name: str) -> dict[str, Any]:
     if not isinstance(data, dict) or "algo" not in data:
         raise ConfigError(f"preset '{name}' is not a mapping with an 'algo' key")
     return data
+
+
+def split(flat: dict[str, Any], algo_cls: type, source: str = "preset") -> tuple[dict, dict]:
+    """A flat mapping (a preset, a flat config file) as (TrainConfig keys, `algo_cls` keys);
+    ConfigError naming the keys that are neither, with `source` saying where they came from."""
+    import dataclasses
+
+    from seemrl.train import TrainConfig
+
+    train_names = {f.name for f in dataclasses.fields(TrainConfig)}
+    algo_names = {f.name for f in dataclasses.fields(algo_cls)}
+    unknown = sorted(set(flat) - train_names - algo_names)
+    if unknown:
+        raise ConfigError(f"unknown option(s) in {source}: {', '.join(unknown)}")
+    return ({k: v for k, v in flat.items() if k in train_names},
+            {k: v for k, v in flat.items() if k in algo_names})

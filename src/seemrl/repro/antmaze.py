@@ -195,20 +195,18 @@ def prepare_source(source: Source, out: pathlib.Path) -> tuple[pathlib.Path, str
 def run_specs(params: dict[str, Any], datasets: dict[str, tuple[pathlib.Path, str]]
               ) -> list[RunSpec]:
     """One run per (task, agent): the agent's preset, the scale's length and seeds."""
-    from seemrl.presets import load_preset
-    from seemrl.train import TrainConfig
+    from seemrl import algos
+    from seemrl.presets import load_preset, split
 
-    train_names = {f.name for f in dataclasses.fields(TrainConfig)}
     specs = []
     for task, (path, env_id) in datasets.items():
         for agent in params["agents"]:
             preset, overrides = AGENTS[agent]
             flat = {**load_preset(preset), **overrides}
-            train = {k: v for k, v in flat.items() if k in train_names}
+            train, algo = split(flat, algos.get(flat["algo"]).Config)
             train.update(dataset=str(path), env=env_id, seeds=list(params["seeds"]),
                          **{k: params[k] for k in ("steps", "log_every", "eval_every",
                                                    "eval_episodes", "seem_every")})
-            algo = {k: v for k, v in flat.items() if k not in train_names}
             if "lr_decay_steps" in algo:        # cosine decay over the run, as in the preset
                 algo["lr_decay_steps"] = params["steps"]
             if "actor_decay_steps" in algo:
