@@ -14,7 +14,6 @@ Numbers come from the run folders only.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import pathlib
 import sys
@@ -25,7 +24,7 @@ from seemrl import algos
 from seemrl import config as config_lib
 from seemrl.algos.common import with_pre_option_values
 from seemrl.logging import read_jsonl
-from seemrl.presets import list_presets, load_preset
+from seemrl.presets import list_presets, load_preset, split
 
 PUBLISHED = {
     # Normalised scores on D4RL v2 from each algorithm's paper (CQL: the IQL paper's rerun,
@@ -45,17 +44,15 @@ def settings(config: dict) -> str:
     algorithm it differs least from (run-length options — steps, decay lengths — included:
     they are part of what was run)."""
     algo = algos.get(config["train"]["algo"])
-    algo_names = {f.name for f in dataclasses.fields(algo.Config)}
     run = {**config["train"], **with_pre_option_values(config["algo"])}
     best: tuple[str, dict] | None = None
     for name in list_presets():
         preset = load_preset(name)
         if preset["algo"] != algo.NAME:
             continue
-        full = config_lib.to_dict(config_lib.build(
-            algo.Config, {k: v for k, v in preset.items() if k in algo_names}))
-        wanted = {**{k: v for k, v in preset.items() if k not in algo_names | {"steps"}},
-                  **full}
+        train_part, algo_part = split(preset, algo.Config)
+        full = config_lib.to_dict(config_lib.build(algo.Config, algo_part))
+        wanted = {**{k: v for k, v in train_part.items() if k != "steps"}, **full}
         diff = {k: run[k] for k, v in wanted.items() if k in run and run[k] != v}
         if best is None or len(diff) < len(best[1]):
             best = (name, diff)

@@ -1,6 +1,5 @@
 """experiments/learning_evidence.py: the docs' evidence table is built from run folders only."""
 
-import dataclasses
 import importlib.util
 import json
 import pathlib
@@ -10,7 +9,7 @@ import pytest
 
 from seemrl import algos
 from seemrl import config as config_lib
-from seemrl.presets import load_preset
+from seemrl.presets import load_preset, split
 from seemrl.train import TrainConfig
 
 SCRIPT = pathlib.Path(__file__).parents[1] / "experiments" / "learning_evidence.py"
@@ -27,15 +26,13 @@ def evidence():
 def write_run(path: pathlib.Path, preset: str, changes: dict, scores: dict, seem: list):
     """A run folder as `seemrl train` leaves it: config.json, metrics.jsonl, status.json."""
     flat = {**load_preset(preset), **changes}
-    train_names = {f.name for f in dataclasses.fields(TrainConfig)}
     algo = algos.get(flat["algo"])
-    train = {k: v for k, v in flat.items() if k in train_names}
+    train, algo_part = split(flat, algo.Config)
     train.update(dataset="/data/hopper-medium-v0.hdf5", seeds=sorted(scores), steps=2000)
     path.mkdir()
     (path / "config.json").write_text(json.dumps({
         "train": config_lib.to_dict(config_lib.build(TrainConfig, train)),
-        "algo": config_lib.to_dict(config_lib.build(
-            algo.Config, {k: v for k, v in flat.items() if k not in train_names}))}))
+        "algo": config_lib.to_dict(config_lib.build(algo.Config, algo_part))}))
     lines = []
     for seed, curve in scores.items():
         for i, score in enumerate(curve):
