@@ -12,7 +12,8 @@ from seemrl.train import TrainConfig
 
 EXPECTED = {"td3bc-locomotion", "td3-divergence", "iql-locomotion", "iql-antmaze",
             "cql-locomotion", "cql-antmaze", "rebrac-hopper-medium", "rebrac-walker2d-medium",
-            "rebrac-antmaze-umaze", "diffql-locomotion", "diffql-antmaze"}
+            "rebrac-antmaze-umaze", "diffql-locomotion", "diffql-hopper-medium",
+            "diffql-walker2d-medium", "diffql-antmaze"}
 
 
 def test_the_paper_settings_are_shipped():
