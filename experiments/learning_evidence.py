@@ -44,7 +44,7 @@ def settings(config: dict) -> str:
     algorithm it differs least from (run-length options — steps, decay lengths — included:
     they are part of what was run)."""
     algo = algos.get(config["train"]["algo"])
-    run = {**config["train"], **with_pre_option_values(config["algo"])}
+    run = {**config["train"], **with_pre_option_values(config["algo"], algo.Config)}
     best: tuple[str, dict] | None = None
     for name in list_presets():
         preset = load_preset(name)

@@ -77,6 +77,33 @@ def test_resume_of_a_run_saved_before_init_scheme_keeps_pytorch_init(hopper_npz,
     assert seen == ["edac", "torch"]
 
 
+def test_resume_of_a_cql_run_saved_before_corl_networks_keeps_its_networks(hopper_npz, tmp_path,
+                                                                           capsys, monkeypatch):
+    """CQL now starts from CORL's networks (another actor: learned log-std scalars); a run
+    saved before init_scheme and actor_log_std existed must resume with the networks in its
+    checkpoint."""
+    import seemrl.train as train_mod
+
+    seen, real_train = [], train_mod.train
+
+    def spy(train_cfg, algo_cfg, *args, **kwargs):
+        seen.append((algo_cfg.init_scheme, algo_cfg.actor_log_std))
+        return real_train(train_cfg, algo_cfg, *args, **kwargs)
+
+    monkeypatch.setattr(train_mod, "train", spy)
+    out = tmp_path / "run"
+    argv = ["train", "--algo", "cql", "--dataset", hopper_npz, "--out", out,
+            "--init-scheme", "torch", "--actor-log-std", "squash", *FAST]
+    assert run(argv, capsys)[0] == 0
+    saved = json.loads((out / "config.json").read_text())
+    for key in ("init_scheme", "actor_log_std"):
+        del saved["algo"][key]
+    (out / "config.json").write_text(json.dumps(saved))
+    code, _, err = run(["train", "--resume", out, "--steps", "6", "--no-progress"], capsys)
+    assert code == 0, err
+    assert seen == [("torch", "squash")] * 2
+
+
 def _bad_hdf5(tmp_path, drop=None, nan=False, short=False):
     path = tmp_path / "bad.hdf5"
     n = 50

@@ -6,7 +6,9 @@ import numpy as np
 import pytest
 
 from seemrl.algos import cql
-from seemrl.algos.sac import sample_action
+from seemrl.algos.sac import GaussianActor, sample_action
+from seemrl.config import ConfigError
+from seemrl.networks import head_params
 
 from .bandit import SMALL, assert_learned, train_bandit
 
@@ -71,3 +73,45 @@ def test_lagrange_multiplier_follows_the_gap():
         cfg = cql.Config(**SMALL, lagrange=True, target_gap=gap)
         state, _ = train_bandit(cql, cfg, steps=20)
         assert np.sign(float(state.log_alpha_prime)) == sign
+
+
+def test_corl_networks_by_default():
+    """CQL starts from CORL's networks: orthogonal critic layers of gain √2 with zero biases, a
+    critic output of gain 1e-2 and zero bias, an actor output layer of Glorot gain 1e-2, and
+    the actor's log-std m·raw + o starting at m = 1, o = −1 (so near −1 everywhere)."""
+    cfg = cql.Config(critic_hidden=(32, 64), actor_hidden=(32, 32))
+    assert (cfg.init_scheme, cfg.actor_log_std) == ("corl", "affine")
+    obs_dim, act_dim = 5, 2
+    state = cql.init(jax.random.PRNGKey(0), obs_dim, act_dim, 1.0, cfg)
+    for h in range(cfg.num_critics):
+        head = head_params(state.critic_params, h)["mlp"]
+        for i in range(len(cfg.critic_hidden)):
+            k = np.asarray(head[f"dense_{i}"]["kernel"])  # (in, out): in <= out here
+            np.testing.assert_allclose(k @ k.T, 2.0 * np.eye(k.shape[0]), atol=1e-5)
+            assert not np.any(np.asarray(head[f"dense_{i}"]["bias"]))
+        out = np.asarray(head["out"]["kernel"])
+        np.testing.assert_allclose(np.linalg.norm(out), 1e-2, rtol=1e-5)
+        assert not np.any(np.asarray(head["out"]["bias"]))
+    mlp = state.actor_params["params"]["mlp"]
+    k = np.asarray(mlp["out"]["kernel"])  # (32, 2·act_dim)
+    bound = 1e-2 * np.sqrt(6.0 / sum(k.shape))
+    assert np.abs(k).max() <= bound and np.abs(k).max() > bound / 2
+    assert not np.any(np.asarray(mlp["out"]["bias"]))
+    actor = GaussianActor(cfg.actor_mlp(), act_dim, "affine")
+    obs = jax.random.normal(jax.random.PRNGKey(1), (64, obs_dim))
+    _, log_std = actor.apply(state.actor_params, obs)
+    np.testing.assert_allclose(np.asarray(log_std), -1.0, atol=0.05)
+
+
+def test_affine_log_std_scalars_are_learned():
+    """m and o are parameters of the actor: one update moves them."""
+    cfg = cql.Config(**SMALL)
+    state, _ = train_bandit(cql, cfg, steps=5)
+    params = state.actor_params["params"]
+    assert float(params["log_std_multiplier"]) != 1.0
+    assert float(params["log_std_offset"]) != -1.0
+    squash = cql.Config(**SMALL, actor_log_std="squash", init_scheme="torch")
+    state, _ = train_bandit(cql, squash, steps=5)
+    assert "log_std_offset" not in state.actor_params["params"]
+    with pytest.raises(ConfigError, match="actor_log_std"):
+        cql.Config(actor_log_std="learned")

@@ -106,7 +106,8 @@ def test_actor_bounded():
 
 @pytest.mark.parametrize("bad", [dict(norm="groupnorm"), dict(placement="middle"),
                                  dict(activation="swish2"), dict(norm_layers=(5,)),
-                                 dict(dropout=1.0), dict(dropout=-0.1), dict(out_bound=0.0)])
+                                 dict(dropout=1.0), dict(dropout=-0.1), dict(out_scale=0.0),
+                                 dict(hidden_init="xavier"), dict(out_init="he")])
 def test_bad_mlp_config(bad):
     with pytest.raises(ValueError):
         MLPConfig(hidden=(8, 8), **bad)
@@ -144,7 +145,7 @@ def test_rebrac_defaults_to_its_authors_init():
     from seemrl.algos import rebrac
     assert rebrac.Config().init_scheme == "edac"
     mlp = rebrac.Config().critic_mlp()
-    assert (mlp.hidden_bias, mlp.out_bound) == (0.1, 3e-3)
+    assert (mlp.hidden_bias, mlp.out_init, mlp.out_scale) == (0.1, "uniform", 3e-3)
 
 
 # ------------------------------------------------- regularisers (SPEC §5.8): defaults first

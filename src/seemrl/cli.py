@@ -120,16 +120,16 @@ def cmd_train(argv: list[str]) -> int:
         if not (run / "config.json").is_file():
             raise ConfigError(f"--resume {run}: no config.json there (not a seemrl run folder)")
         file_data = config_lib.read_file(run / "config.json")
-        if isinstance(file_data.get("algo"), dict):
-            from seemrl.algos.common import with_pre_option_values
-
-            file_data["algo"] = with_pre_option_values(file_data["algo"])
     elif known.config:
         file_data = config_lib.read_file(known.config)
     algo_name = known.algo or (file_data.get("train") or {}).get("algo") or (
         file_data.get("algo") if isinstance(file_data.get("algo"), str) else None) or \
         preset_data.get("algo") or "td3bc"
     algo = algos.get(algo_name)
+    if known.resume and isinstance(file_data.get("algo"), dict):
+        from seemrl.algos.common import with_pre_option_values
+
+        file_data["algo"] = with_pre_option_values(file_data["algo"], algo.Config)
 
     args = vars(_train_parser("seemrl train", algo_name).parse_args(argv))
     out, resume, no_progress = args.pop("out"), args.pop("resume"), args.pop("no_progress")

@@ -42,6 +42,8 @@ ACTIVATIONS = {"relu": nn.relu, "mish": lambda x: x * jnp.tanh(jax.nn.softplus(x
                "tanh": jnp.tanh, "gelu": nn.gelu}
 NORMS = ("none", "layernorm", "batchnorm")
 PLACEMENTS = ("before", "after")
+HIDDEN_INITS = ("torch", "orthogonal")
+OUT_INITS = ("torch", "uniform", "orthogonal", "xavier")
 
 
 def torch_weight_init():
@@ -86,10 +88,17 @@ class MLPConfig:
     """Dropout rate after each hidden layer, in training forward passes only (0: none)."""
     spectral_norm: bool = False
     """Divide every hidden Dense kernel by its largest singular value."""
+    hidden_init: str = "torch"
+    """Hidden kernels and biases: torch (U(±1/√fan_in) both, PyTorch's nn.Linear) |
+    orthogonal (orthogonal kernels of gain √2, zero biases)."""
     hidden_bias: float | None = None
-    """Initial value of every hidden bias (None: PyTorch's U(±1/√fan_in))."""
-    out_bound: float | None = None
-    """The output layer's kernel and bias start U(±out_bound) (None: PyTorch's default)."""
+    """Initial value of every hidden bias (None: what hidden_init gives)."""
+    out_init: str = "torch"
+    """The output layer: torch (PyTorch's default) | uniform (kernel and bias U(±out_scale)) |
+    orthogonal or xavier (an orthogonal or Glorot-uniform kernel of gain out_scale, zero
+    bias)."""
+    out_scale: float = 1.0
+    """Bound (uniform) or gain (orthogonal, xavier) of the output layer's init."""
 
     def __post_init__(self):
         if self.activation not in ACTIVATIONS:
@@ -106,8 +115,14 @@ class MLPConfig:
                                  "hidden layers")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
-        if self.out_bound is not None and not self.out_bound > 0.0:
-            raise ValueError(f"out_bound must be > 0, got {self.out_bound}")
+        if self.hidden_init not in HIDDEN_INITS:
+            raise ValueError(f"unknown hidden_init '{self.hidden_init}' (choose from "
+                             f"{', '.join(HIDDEN_INITS)})")
+        if self.out_init not in OUT_INITS:
+            raise ValueError(f"unknown out_init '{self.out_init}' (choose from "
+                             f"{', '.join(OUT_INITS)})")
+        if not self.out_scale > 0.0:
+            raise ValueError(f"out_scale must be > 0, got {self.out_scale}")
 
     def normed(self, i: int) -> bool:
         return self.norm != "none" and (self.norm_layers is None or i in self.norm_layers)
@@ -136,7 +151,7 @@ class MLP(nn.Module):
         act = ACTIVATIONS[cfg.activation]
         for i, width in enumerate(cfg.hidden):
             x = _dense(width, x.shape[-1], cfg.use_bias, f"dense_{i}", cfg.spectral_norm,
-                       cfg.hidden_bias)(x)
+                       cfg.hidden_bias, cfg.hidden_init)(x)
             batch_normed = cfg.normed(i) and cfg.norm == "batchnorm"
             if batch_normed and cfg.placement == "before":
                 x = _batch_norm(f"norm_{i}", train)(x)
@@ -150,20 +165,32 @@ class MLP(nn.Module):
                 x = _batch_norm(f"norm_{i}", train)(x)
             if cfg.dropout > 0.0:
                 x = nn.Dropout(cfg.dropout, deterministic=not train)(x)
-        if cfg.out_bound is not None:
-            small = uniform_init(cfg.out_bound)
-            return nn.Dense(self.out_dim, use_bias=cfg.use_bias, kernel_init=small,
-                            bias_init=small, name="out")(x)
-        return _dense(self.out_dim, x.shape[-1], cfg.use_bias, "out")(x)
+        if cfg.out_init == "torch":
+            return _dense(self.out_dim, x.shape[-1], cfg.use_bias, "out")(x)
+        kernel_init, bias_init = {
+            "uniform": (uniform_init(cfg.out_scale), uniform_init(cfg.out_scale)),
+            "orthogonal": (nn.initializers.orthogonal(cfg.out_scale), nn.initializers.zeros),
+            # Glorot-uniform of gain g: U(±g·√(6 / (fan_in + fan_out))).
+            "xavier": (nn.initializers.variance_scaling(cfg.out_scale**2, "fan_avg", "uniform"),
+                       nn.initializers.zeros),
+        }[cfg.out_init]
+        return nn.Dense(self.out_dim, use_bias=cfg.use_bias, kernel_init=kernel_init,
+                        bias_init=bias_init, name="out")(x)
 
 
 def _dense(width: int, fan_in: int, use_bias: bool, name: str, spectral_norm: bool = False,
-           bias: float | None = None) -> nn.Module:
-    bias_init = torch_bias_init(fan_in) if bias is None else nn.initializers.constant(bias)
+           bias: float | None = None, init: str = "torch") -> nn.Module:
+    if init == "orthogonal":
+        kernel_init, bias_init = nn.initializers.orthogonal(2.0**0.5), nn.initializers.zeros
+    else:
+        kernel_init, bias_init = torch_weight_init(), torch_bias_init(fan_in)
+    if bias is not None:
+        bias_init = nn.initializers.constant(bias)
     if spectral_norm:
-        return SpectralDense(width, use_bias=use_bias, bias_init=bias_init, name=name)
-    return nn.Dense(width, use_bias=use_bias, kernel_init=torch_weight_init(),
-                    bias_init=bias_init, name=name)
+        return SpectralDense(width, use_bias=use_bias, kernel_init=kernel_init,
+                             bias_init=bias_init, name=name)
+    return nn.Dense(width, use_bias=use_bias, kernel_init=kernel_init, bias_init=bias_init,
+                    name=name)
 
 
 def _batch_norm(name: str, train: bool) -> nn.BatchNorm:
@@ -199,13 +226,15 @@ class SpectralDense(nn.Module):
 
     features: int
     use_bias: bool = True
+    kernel_init: Callable | None = None
     bias_init: Callable | None = None
-    """None: PyTorch's default, as `nn.Dense` gets from `_dense`."""
+    """None: PyTorch's defaults, as `nn.Dense` gets from `_dense`."""
 
     @nn.compact
     def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
         fan_in = x.shape[-1]
-        kernel = self.param("kernel", torch_weight_init(), (fan_in, self.features))
+        kernel = self.param("kernel", self.kernel_init or torch_weight_init(),
+                            (fan_in, self.features))
         y = x @ (kernel / spectral_norm_estimate(kernel))
         if self.use_bias:
             bias_init = self.bias_init or torch_bias_init(fan_in)

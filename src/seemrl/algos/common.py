@@ -11,15 +11,17 @@ import optax
 from seemrl.config import ConfigError
 from seemrl.networks import MLPConfig, trainable
 
-INIT_SCHEMES = ("torch", "edac")
+INIT_SCHEMES = ("torch", "edac", "corl")
 
-SAVED_BEFORE_OPTION = {"init_scheme": "torch"}
+SAVED_BEFORE_OPTION = {"init_scheme": "torch", "actor_log_std": "squash"}
 """Options newer than some saved run configs, with the value those runs were made with."""
 
 
-def with_pre_option_values(algo_section: dict) -> dict:
-    """A saved config.json's algo section with every option it predates filled in as made."""
-    return {**SAVED_BEFORE_OPTION, **algo_section}
+def with_pre_option_values(algo_section: dict, config_cls: type) -> dict:
+    """A saved config.json's algo section with every option of `config_cls` it predates filled
+    in with the value it was made with."""
+    names = {f.name for f in dataclasses.fields(config_cls)}
+    return {**{k: v for k, v in SAVED_BEFORE_OPTION.items() if k in names}, **algo_section}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,7 +60,10 @@ class NetworkOptions:
     init_scheme: str = "torch"
     """Initialisation: torch (PyTorch's nn.Linear defaults in every layer) | edac (the EDAC and
     ReBRAC authors': PyTorch kernels, hidden biases 0.1, the output layer's kernel and bias
-    U(±3e-3) in critics and value nets, U(±1e-3) in actors)."""
+    U(±3e-3) in critics and value nets, U(±1e-3) in actors) | corl (CORL's CQL: critics and
+    value nets orthogonal kernels of gain √2 with zero biases and an output kernel of gain
+    1e-2; actors PyTorch's hidden layers and a Glorot-uniform output kernel of gain 1e-2,
+    output biases 0)."""
 
     CRITIC_TRAINING = ()
     """Which of weight_decay, critic_dropout, batch_norm this algorithm's critic training
@@ -68,7 +73,12 @@ class NetworkOptions:
         """MLPConfig's init fields for a "critic" (value nets too) or an "actor"."""
         if self.init_scheme == "torch":
             return {}
-        return {"hidden_bias": 0.1, "out_bound": 1e-3 if net == "actor" else 3e-3}
+        if self.init_scheme == "edac":
+            return {"hidden_bias": 0.1, "out_init": "uniform",
+                    "out_scale": 1e-3 if net == "actor" else 3e-3}
+        if net == "actor":
+            return {"out_init": "xavier", "out_scale": 1e-2}
+        return {"hidden_init": "orthogonal", "out_init": "orthogonal", "out_scale": 1e-2}
 
     def critic_mlp(self) -> MLPConfig:
         norm = "layernorm" if self.layer_norm else "batchnorm" if self.batch_norm else "none"

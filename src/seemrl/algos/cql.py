@@ -15,11 +15,12 @@ update from the same pre-step parameters, as in CORL; targets move by Polyak τ 
 Defaults (CORL's locomotion settings for the paper's recipe): 256×3 networks, critic lr 3e-4,
 actor lr 3e-5 (the paper's Appendix F), N = 10, α_cql = 10, no entropy term in the backup.
 
-Deviations: PyTorch default init (CORL uses orthogonal init); the actor's log-std is squashed
-smoothly into [−5, 2] (`seemrl.algos.sac.GaussianActor`) rather than clipped to [−20, 2], and
-has no learned affine map (CORL's policy uses log-std = m·raw + o with learned scalars
-starting at m = 1, o = −1, an initial std e^−1 times ours); LayerNorm switches for critic and
-actor (the SEEM paper's).
+CORL's networks by default: orthogonal critics and a small actor output layer
+(`init_scheme: corl`), and the actor's log-std = m·raw + o with learned scalars starting at
+m = 1, o = −1, clipped to [−20, 2] (`actor_log_std: affine`); `init_scheme: torch` and
+`actor_log_std: squash` (smoothly into [−5, 2], as seemrl's SAC) give the networks of runs made
+before seemrl had these options. Deviation: LayerNorm switches for critic and actor (the SEEM
+paper's).
 """
 
 from __future__ import annotations
@@ -33,7 +34,8 @@ import jax.numpy as jnp
 import optax
 
 from seemrl.algos.common import NetworkOptions, head_norms, make_optimizer, polyak
-from seemrl.algos.sac import GaussianActor, sample_action
+from seemrl.algos.sac import LOG_STD_MODES, GaussianActor, sample_action
+from seemrl.config import ConfigError
 from seemrl.networks import Critic, q_head_fn
 from seemrl.types import Batch
 
@@ -80,9 +82,17 @@ class Config(NetworkOptions):
     """Critic (and α') learning rate."""
     num_critics: int = 2
     """Number of critic heads (targets and actor take their minimum)."""
+    init_scheme: str = "corl"
+    """Initialisation (CORL's; see NetworkOptions)."""
+    actor_log_std: str = "affine"
+    """The actor's log-std: affine (CORL's learned m·raw + o, clipped to [−20, 2]) | squash
+    (smoothly into [−5, 2], as seemrl's SAC)."""
 
     def __post_init__(self):
         super().__post_init__()
+        if self.actor_log_std not in LOG_STD_MODES:
+            raise ConfigError(f"unknown actor_log_std '{self.actor_log_std}' (choose from "
+                              f"{', '.join(LOG_STD_MODES)})")
         make_optimizer(self.optimizer, self.lr_critic)
         if not 0.0 <= self.gamma <= 1.0 or not 0.0 < self.tau <= 1.0:
             raise ValueError("gamma must be in [0, 1] and tau in (0, 1]")
@@ -139,7 +149,7 @@ class State:
 
 @functools.cache
 def _nets(cfg: Config, act_dim: int):
-    actor = GaussianActor(cfg.actor_mlp(), act_dim)
+    actor = GaussianActor(cfg.actor_mlp(), act_dim, cfg.actor_log_std)
     critic = Critic(cfg.critic_mlp(), cfg.num_critics)
     return (actor, critic, optax.adam(cfg.lr_actor), make_optimizer(cfg.optimizer, cfg.lr_critic),
             optax.adam(cfg.lr_actor), optax.adam(cfg.lr_critic))

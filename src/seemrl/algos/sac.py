@@ -42,6 +42,7 @@ from seemrl.evaluation import REF_SCORES, env_family, make_env
 from seemrl.networks import MLP, Critic, MLPConfig
 
 LOG_STD_MIN, LOG_STD_MAX = -5.0, 2.0
+LOG_STD_MODES = ("squash", "affine")
 
 
 def env_short(env_id: str) -> str:
@@ -97,16 +98,25 @@ class SACConfig:
 
 
 class GaussianActor(nn.Module):
-    """obs (..., obs_dim) -> (mean (..., act_dim), log_std (..., act_dim)), pre-tanh."""
+    """obs (..., obs_dim) -> (mean (..., act_dim), log_std (..., act_dim)), pre-tanh.
+
+    log_std_mode squash: the network's log-std output squashed smoothly into [−5, 2]
+    (CleanRL's; no zero gradients at a clip). affine: m·raw + o with learned scalars m, o
+    starting at 1 and −1, clipped to [−20, 2] (CORL's CQL policy).
+    """
 
     config: MLPConfig
     act_dim: int
+    log_std_mode: str = "squash"
 
     @nn.compact
     def __call__(self, obs: jnp.ndarray) -> tuple[jnp.ndarray, jnp.ndarray]:
         out = MLP(self.config, 2 * self.act_dim, name="mlp")(obs)
         mean, log_std = jnp.split(out, 2, axis=-1)
-        # CleanRL's smooth squash keeps log_std in range without zero gradients at the clip.
+        if self.log_std_mode == "affine":
+            scale = self.param("log_std_multiplier", nn.initializers.constant(1.0), ())
+            offset = self.param("log_std_offset", nn.initializers.constant(-1.0), ())
+            return mean, jnp.clip(scale * log_std + offset, -20.0, 2.0)
         log_std = LOG_STD_MIN + 0.5 * (LOG_STD_MAX - LOG_STD_MIN) * (jnp.tanh(log_std) + 1)
         return mean, log_std
 
