@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from seemrl import checkpoint
+from seemrl.config import ConfigError
 
 
 def test_round_trip_keeps_dtypes_and_meta(tmp_path):
@@ -31,6 +32,20 @@ def test_missing_checkpoint(tmp_path):
     assert not checkpoint.exists(tmp_path)
     with pytest.raises(FileNotFoundError, match="no checkpoint"):
         checkpoint.load(tmp_path, {})
+
+
+def test_a_checkpoint_of_other_networks_is_refused_by_name(tmp_path):
+    """Other parameter names or other shapes (a config that no longer matches the run's
+    networks) give a ConfigError naming the mismatch, not a bare flax error or a bad state."""
+    checkpoint.save(tmp_path, {"actor": {"w": jnp.ones((2, 3))}}, {"step": 1})
+    with pytest.raises(ConfigError, match=r"does not fit.*'w'.*\(2, 3\) there, \(3, 3\) here"):
+        checkpoint.load(tmp_path, {"actor": {"w": jnp.zeros((3, 3))}})
+    with pytest.raises(ConfigError, match="does not fit.*only here: actor/scale"):
+        checkpoint.load(tmp_path, {"actor": {"w": jnp.zeros((2, 3)), "scale": jnp.ones(())}})
+    checkpoint.save(tmp_path, {"actor": {"w": jnp.ones((2, 3)), "scale": jnp.ones(())}}, {})
+    # flax would drop the saved "scale" silently (an actor that lost a learned parameter)
+    with pytest.raises(ConfigError, match="does not fit.*only there: actor/scale"):
+        checkpoint.load(tmp_path, {"actor": {"w": jnp.zeros((2, 3))}})
 
 
 def test_atomic_write_json(tmp_path):

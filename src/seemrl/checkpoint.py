@@ -15,6 +15,8 @@ import flax.serialization
 import jax
 import numpy as np
 
+from seemrl.config import ConfigError
+
 CHECKPOINT = "checkpoint.msgpack"
 
 
@@ -47,9 +49,32 @@ def load(run_dir: str | os.PathLike, target) -> tuple[Any, dict[str, Any]]:
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint in {run_dir} (expected {path.name})")
     payload = flax.serialization.msgpack_restore(path.read_bytes())
-    state = flax.serialization.from_state_dict(target, payload["state"])
+    mismatch = f"the checkpoint in {run_dir} does not fit the networks of this run's config"
+    saved = _paths(payload["state"])
+    wanted = _paths(flax.serialization.to_state_dict(target))
+    if saved != wanted:  # flax would silently drop parameters the target lacks
+        extra, missing = sorted(saved - wanted), sorted(wanted - saved)
+        raise ConfigError(f"{mismatch}: " + "; ".join(
+            f"{what} {', '.join(paths[:3])}{' ...' if len(paths) > 3 else ''}"
+            for what, paths in (("only there:", extra), ("only here:", missing)) if paths))
+    try:
+        state = flax.serialization.from_state_dict(target, payload["state"])
+    except (ValueError, KeyError, TypeError) as e:
+        raise ConfigError(f"{mismatch}: {e}") from None
+    for (where, t), x in zip(jax.tree_util.tree_flatten_with_path(target)[0],
+                             jax.tree.leaves(state), strict=True):
+        if np.shape(t) != np.shape(x):
+            raise ConfigError(f"{mismatch}: {jax.tree_util.keystr(where)} is "
+                              f"{np.shape(x)} there, {np.shape(t)} here")
     state = jax.tree.map(lambda t, x: np.asarray(x, dtype=np.asarray(t).dtype), target, state)
     return state, json.loads(payload["meta"])
+
+
+def _paths(tree, prefix: str = "") -> set[str]:
+    """The "a/b/c" paths of the leaves of a nested state dict."""
+    if isinstance(tree, dict) and tree:
+        return set().union(*(_paths(v, f"{prefix}{k}/") for k, v in tree.items()))
+    return {prefix.rstrip("/")}
 
 
 def exists(run_dir: str | os.PathLike) -> bool:
