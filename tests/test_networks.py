@@ -117,7 +117,7 @@ def test_bad_mlp_config(bad):
 def test_edac_init_sets_hidden_biases_and_small_output_layers(algo):
     """init_scheme edac: PyTorch kernels (the same draws as torch), every hidden bias 0.1, the
     output layer U(±3e-3) in critics and value nets and U(±1e-3) in actors."""
-    torch_cfg, edac_cfg = algo.Config(), algo.Config(init_scheme="edac")
+    torch_cfg, edac_cfg = algo.Config(init_scheme="torch"), algo.Config(init_scheme="edac")
     nets = [("critic", torch_cfg.critic_mlp(), edac_cfg.critic_mlp(), 3e-3),
             ("actor", torch_cfg.actor_mlp(), edac_cfg.actor_mlp(), 1e-3)]
     if algo is iql:
@@ -139,6 +139,22 @@ def test_edac_init_sets_hidden_biases_and_small_output_layers(algo):
             assert np.abs(np.asarray(plain["out"][leaf])).max() > 5 * bound, name
     with pytest.raises(ConfigError, match="init_scheme"):
         algo.Config(init_scheme="xavier")
+
+
+def test_iql_defaults_to_its_authors_orthogonal_init():
+    """IQL's authors (jaxrl's default_init): every layer of critic, value net and actor an
+    orthogonal kernel of gain √2 (its rows or columns, whichever are fewer, orthogonal with
+    squared norm 2), every bias zero."""
+    cfg = iql.Config(critic_hidden=(32, 64), actor_hidden=(32, 32), value_hidden=(16, 8))
+    assert cfg.init_scheme == "orthogonal"
+    x = jnp.ones((1, 7))
+    for mlp in (cfg.critic_mlp(), cfg.value_mlp(), cfg.actor_mlp()):
+        params = MLP(mlp, 3).init(jax.random.PRNGKey(4), x)["params"]
+        for name, layer in params.items():
+            k = np.asarray(layer["kernel"])
+            gram = k @ k.T if k.shape[0] <= k.shape[1] else k.T @ k
+            np.testing.assert_allclose(gram, 2.0 * np.eye(len(gram)), atol=1e-5, err_msg=name)
+            assert not np.any(np.asarray(layer["bias"])), name
 
 
 def test_rebrac_defaults_to_its_authors_init():

@@ -11,7 +11,7 @@ import optax
 from seemrl.config import ConfigError
 from seemrl.networks import MLPConfig, trainable
 
-INIT_SCHEMES = ("torch", "edac", "corl")
+INIT_SCHEMES = ("torch", "edac", "corl", "orthogonal")
 
 SAVED_BEFORE_OPTION = {"init_scheme": "torch", "actor_log_std": "squash"}
 """Options newer than some saved run configs, with the value those runs were made with."""
@@ -63,7 +63,8 @@ class NetworkOptions:
     U(±3e-3) in critics and value nets, U(±1e-3) in actors) | corl (CORL's CQL: critics and
     value nets orthogonal kernels of gain √2 with zero biases and an output kernel of gain
     1e-2; actors PyTorch's hidden layers and a Glorot-uniform output kernel of gain 1e-2,
-    output biases 0)."""
+    output biases 0) | orthogonal (the IQL authors', jaxrl's default_init: every layer of
+    every network an orthogonal kernel of gain √2 and zero biases)."""
 
     CRITIC_TRAINING = ()
     """Which of weight_decay, critic_dropout, batch_norm this algorithm's critic training
@@ -76,6 +77,8 @@ class NetworkOptions:
         if self.init_scheme == "edac":
             return {"hidden_bias": 0.1, "out_init": "uniform",
                     "out_scale": 1e-3 if net == "actor" else 3e-3}
+        if self.init_scheme == "orthogonal":
+            return {"hidden_init": "orthogonal", "out_init": "orthogonal", "out_scale": 2.0**0.5}
         if net == "actor":
             return {"out_init": "xavier", "out_scale": 1e-2}
         return {"hidden_init": "orthogonal", "out_init": "orthogonal", "out_scale": 1e-2}

@@ -13,8 +13,10 @@ Gaussian whose mean is tanh(MLP(s)) and whose log-std is a state-independent par
 (clipped to [−5, 2]); `act` returns the mean. A Gaussian log-likelihood keeps the AWR weights
 meaningful (an MSE actor would weight only a distance), and the mean is deterministic.
 
-Deviations: LayerNorm switches for critic, value net and actor (the SEEM paper's); PyTorch
-default init (the authors use orthogonal init); no dropout (the paper uses none on D4RL
+Init is the authors' (`init_scheme: orthogonal`: every layer orthogonal with gain √2, zero
+biases; runs saved before the option resume with PyTorch's, `init_scheme: torch`).
+
+Deviations: LayerNorm switches for critic, value net and actor (the SEEM paper's); no dropout (the paper uses none on D4RL
 locomotion / AntMaze); the reward rescaling the paper applies (locomotion: ×1000 / return
 range of the dataset; AntMaze: r − 1) is a dataset transform (`reward_normalization:
 returns` and `reward_bias` in the presets), not part of the update.
@@ -75,6 +77,8 @@ class Config(NetworkOptions):
     """Cosine decay length of the actor learning rate (set it to the run's steps; 0: none)."""
     num_critics: int = 2
     """Number of critic heads (the value target takes their minimum)."""
+    init_scheme: str = "orthogonal"
+    """Initialisation (the authors'; see NetworkOptions)."""
 
     def __post_init__(self):
         super().__post_init__()
