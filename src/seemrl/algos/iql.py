@@ -16,10 +16,11 @@ meaningful (an MSE actor would weight only a distance), and the mean is determin
 Init is the authors' (`init_scheme: orthogonal`: every layer orthogonal with gain √2, zero
 biases; runs saved before the option resume with PyTorch's, `init_scheme: torch`).
 
-Deviations: LayerNorm switches for critic, value net and actor (the SEEM paper's); no dropout (the paper uses none on D4RL
-locomotion / AntMaze); the reward rescaling the paper applies (locomotion: ×1000 / return
-range of the dataset; AntMaze: r − 1) is a dataset transform (`reward_normalization:
-returns` and `reward_bias` in the presets), not part of the update.
+Deviations: LayerNorm switches for critic, value net and actor (the SEEM paper's); no
+dropout (the paper uses none on D4RL locomotion / AntMaze); the reward rescaling the paper
+applies (locomotion: ×1000 / return range of the dataset; AntMaze: r − 1) is a dataset
+transform (`reward_normalization: returns` and `reward_bias` in the presets), not part of
+the update.
 """
 
 from __future__ import annotations
