@@ -1,4 +1,6 @@
 import json
+import os
+import signal
 
 import h5py
 import numpy as np
@@ -171,6 +173,30 @@ def test_error_keeps_existing_run_folder(hopper_npz, tmp_path, capsys):
     code, _, err = run(["train", "--dataset", hopper_npz, "--out", out, *FAST], capsys)
     assert code == 2 and "--resume" in err
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+
+def test_sigterm_saves_the_run_and_exits_143(hopper_npz, tmp_path, capsys, monkeypatch):
+    from seemrl.train import Trainer
+
+    original, calls = Trainer.run_chunk, {"n": 0}
+
+    def terminated_later(self, logger):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return original(self, logger)
+
+    monkeypatch.setattr(Trainer, "run_chunk", terminated_later)
+    out = tmp_path / "run"
+    argv = ["train", "--dataset", hopper_npz, "--out", out, *FAST, "--steps", "8",
+            "--checkpoint-every", "8"]
+    code, _, err = run(argv, capsys)
+    assert code == 143 and err.count("\n") == 1 and "--resume" in err, err
+    assert json.loads((out / "status.json").read_text())["step"] in (2, 4)
+    monkeypatch.setattr(Trainer, "run_chunk", original)
+    code, _, err = run(["train", "--resume", out, "--no-progress"], capsys)
+    assert code == 0, err
+    assert json.loads((out / "status.json").read_text())["step"] == 8
 
 
 def test_data_info(hopper_npz, capsys):

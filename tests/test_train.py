@@ -1,4 +1,6 @@
 import json
+import os
+import signal
 
 import flax.serialization
 import jax
@@ -10,7 +12,7 @@ from seemrl import checkpoint
 from seemrl.algos import td3bc
 from seemrl.config import ConfigError
 from seemrl.logging import read_jsonl
-from seemrl.train import TrainConfig, Trainer, _first_bad_step, train
+from seemrl.train import Terminated, TrainConfig, Trainer, _first_bad_step, train
 
 ALGO = td3bc.Config(critic_hidden=(32, 32), actor_hidden=(32, 32), bc_coef=0.0)
 
@@ -64,7 +66,8 @@ def test_resume_after_extension_equals_uninterrupted(hopper_npz, tmp_path):
     assert_same_run(tmp_path / "full", tmp_path / "part")
 
 
-def test_resume_after_interrupt_equals_uninterrupted(hopper_npz, tmp_path, monkeypatch):
+@pytest.mark.parametrize("how", ["ctrl-c", "sigterm"])
+def test_resume_after_interrupt_equals_uninterrupted(hopper_npz, tmp_path, monkeypatch, how):
     train(tcfg(hopper_npz, checkpoint_every=8), ALGO, tmp_path / "full", progress=False)
     calls = {"n": 0}
     original = Trainer.run_chunk
@@ -72,13 +75,18 @@ def test_resume_after_interrupt_equals_uninterrupted(hopper_npz, tmp_path, monke
     def flaky(self, logger):
         calls["n"] += 1
         if calls["n"] == 3:
-            raise KeyboardInterrupt
+            if how == "ctrl-c":
+                raise KeyboardInterrupt
+            os.kill(os.getpid(), signal.SIGTERM)  # as `kill` or a scheduler sends it
         return original(self, logger)
 
     monkeypatch.setattr(Trainer, "run_chunk", flaky)
-    with pytest.raises(KeyboardInterrupt):
+    handler_before = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(Terminated if how == "sigterm" else KeyboardInterrupt):
         train(tcfg(hopper_npz, checkpoint_every=8), ALGO, tmp_path / "part", progress=False)
-    assert json.loads((tmp_path / "part" / "status.json").read_text())["step"] == 4
+    # Saved at the last whole chunk, though no checkpoint was due before step 8.
+    assert json.loads((tmp_path / "part" / "status.json").read_text())["step"] in (4, 6)
+    assert signal.getsignal(signal.SIGTERM) is handler_before  # seemrl's handler is removed
     monkeypatch.setattr(Trainer, "run_chunk", original)
     train(tcfg(hopper_npz, checkpoint_every=8), ALGO, tmp_path / "part", resume=True,
           progress=False)

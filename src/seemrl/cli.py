@@ -489,10 +489,11 @@ def main(argv: list[str] | None = None) -> int:
     except USAGE_ERRORS as e:
         print(f"seemrl {args.command}: error: {_one_line(e)}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print(f"seemrl {args.command}: interrupted; the last checkpoint is kept "
-              "(continue with --resume RUN_DIR)", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as e:
+        terminated = type(e).__name__ == "Terminated"  # seemrl.train's, without importing JAX
+        print(f"seemrl {args.command}: {'terminated' if terminated else 'interrupted'}; the last "
+              "checkpoint is kept (continue with --resume RUN_DIR)", file=sys.stderr)
+        return 143 if terminated else 130  # the shell's codes for SIGTERM and SIGINT
 
 
 def _one_line(e: BaseException) -> str:

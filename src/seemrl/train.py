@@ -16,12 +16,15 @@ Run folder layout (`out`):
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import dataclasses
 import functools
 import json
 import math
 import os
 import pathlib
+import signal
+import threading
 import time
 from typing import Any
 
@@ -435,10 +438,10 @@ class Trainer:
             new = jax.tree.map(
                 lambda n, o: jnp.where(keep.reshape((-1,) + (1,) * (n.ndim - 1)), n, o),
                 new, self.states)
-        self.states = new
         records = _chunk_records(self.step + num_steps, self.seeds, metrics, params, first_bad,
                                  sps)
-        self.step += num_steps
+        # Together, so that an interrupt never saves the new state under the old step.
+        self.states, self.step = new, self.step + num_steps
         for j in np.flatnonzero(diverged):
             self.active[j] = False
             self.diverged_at[j] = self.step - num_steps + int(first_bad[j]) + 1
@@ -476,7 +479,7 @@ class Trainer:
             self.write_run_files()
         logger = self._logger()
         try:
-            with _progress(progress, console) as bar:
+            with _progress(progress, console) as bar, _sigterm_interrupts():
                 task = bar.add_task("train", total=self.cfg.steps, completed=self.step, info="",
                                     sps="—")
                 while self.step < self.cfg.steps:
@@ -503,6 +506,32 @@ class Trainer:
             loggers.append(log_lib.WandbLogger(self.cfg.wandb_project, self.out.name,
                                                self.config_dict(), self.seeds))
         return log_lib.MultiLogger(loggers)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (`kill`, a scheduler's preemption) arrived while training: handled as Ctrl-C."""
+
+
+@contextlib.contextmanager
+def _sigterm_interrupts():
+    """SIGTERM stops training as Ctrl-C does, so the run is saved before the process exits.
+
+    Python's default lets SIGTERM kill the process with the steps since the last checkpoint
+    unsaved; a job scheduler preempting a run, or `kill` on a background run (whose SIGINT the
+    shell ignores), is the common way such runs stop. Only the main thread may set handlers.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        raise Terminated
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _summary(records: list[dict[str, Any]], verdicts: list[OnlineVerdict]) -> str:
