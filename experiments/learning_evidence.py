@@ -39,12 +39,18 @@ NAMES = {"td3bc": "TD3+BC", "iql": "IQL", "cql": "CQL", "diffql": "Diffusion-QL"
          "rebrac": "ReBRAC"}
 
 
+def dataset_name(train: dict) -> str:
+    """The dataset's name without folder and version: "hopper-medium"."""
+    return pathlib.Path(str(train["dataset"])).name.split("-v0")[0]
+
+
 def settings(config: dict) -> str:
     """"preset NAME" plus `option=value` for each option the run changed from the preset of its
     algorithm it differs least from (run-length options — steps, decay lengths — included:
-    they are part of what was run)."""
+    they are part of what was run); on a tie, the preset named after the run's dataset."""
     algo = algos.get(config["train"]["algo"])
     run = {**config["train"], **with_pre_option_values(config["algo"], algo.Config)}
+    dataset = dataset_name(config["train"])
     best: tuple[str, dict] | None = None
     for name in list_presets():
         preset = load_preset(name)
@@ -54,7 +60,8 @@ def settings(config: dict) -> str:
         full = config_lib.to_dict(config_lib.build(algo.Config, algo_part))
         wanted = {**{k: v for k, v in train_part.items() if k != "steps"}, **full}
         diff = {k: run[k] for k, v in wanted.items() if k in run and run[k] != v}
-        if best is None or len(diff) < len(best[1]):
+        if best is None or (len(diff), dataset not in name) < (len(best[1]),
+                                                                 dataset not in best[0]):
             best = (name, diff)
     if best is None:
         return "no preset"
@@ -82,7 +89,7 @@ def row(run: pathlib.Path) -> dict:
     steps = sorted(curve)
     means = [float(np.mean(curve[s])) for s in steps]
     seeds = status["seeds"]
-    dataset = pathlib.Path(str(train["dataset"])).name.split("-v0")[0]
+    dataset = dataset_name(train)
     return {"algo": train["algo"], "dataset": dataset, "settings": settings(config),
             "steps": status["step"],
             "planned_steps": status["steps"], "seeds": sorted(int(s) for s in seeds),

@@ -23,12 +23,13 @@ def evidence():
     return module
 
 
-def write_run(path: pathlib.Path, preset: str, changes: dict, scores: dict, seem: list):
+def write_run(path: pathlib.Path, preset: str, changes: dict, scores: dict, seem: list,
+              dataset: str = "hopper-medium"):
     """A run folder as `seemrl train` leaves it: config.json, metrics.jsonl, status.json."""
     flat = {**load_preset(preset), **changes}
     algo = algos.get(flat["algo"])
     train, algo_part = split(flat, algo.Config)
-    train.update(dataset="/data/hopper-medium-v0.hdf5", seeds=sorted(scores), steps=2000)
+    train.update(dataset=f"/data/{dataset}-v0.hdf5", seeds=sorted(scores), steps=2000)
     path.mkdir()
     (path / "config.json").write_text(json.dumps({
         "train": config_lib.to_dict(config_lib.build(TrainConfig, train)),
@@ -72,6 +73,15 @@ def test_unchanged_preset_names_no_options_and_run_without_seem(evidence, tmp_pa
     assert row["settings"] == "preset td3bc-locomotion"
     assert row["seem_median"] is None
     assert "| — |" in evidence.markdown([row])
+
+
+def test_a_tie_goes_to_the_preset_named_after_the_dataset(evidence, tmp_path):
+    # diffql-walker2d-medium and diffql-locomotion set the same values; hopper's clips at 9.
+    write_run(tmp_path / "walker", "diffql-locomotion", {}, {0: [1.0]}, [],
+              dataset="walker2d-medium")
+    write_run(tmp_path / "hopper", "diffql-locomotion", {}, {0: [1.0]}, [])
+    assert evidence.row(tmp_path / "walker")["settings"] == "preset diffql-walker2d-medium"
+    assert evidence.row(tmp_path / "hopper")["settings"] == "preset diffql-locomotion"
 
 
 def test_main_refuses_a_folder_that_is_not_a_run(evidence, tmp_path, capsys):
