@@ -12,7 +12,8 @@ from seemrl import checkpoint
 from seemrl.algos import td3bc
 from seemrl.config import ConfigError
 from seemrl.logging import read_jsonl
-from seemrl.train import Terminated, TrainConfig, Trainer, _first_bad_step, train
+from seemrl.train import TrainConfig, Trainer, _first_bad_step, train
+from seemrl.types import Terminated
 
 ALGO = td3bc.Config(critic_hidden=(32, 32), actor_hidden=(32, 32), bc_coef=0.0)
 

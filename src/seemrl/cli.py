@@ -15,7 +15,7 @@ from typing import Any
 
 from seemrl import config as config_lib
 from seemrl.config import ConfigError
-from seemrl.types import DataError
+from seemrl.types import DataError, Terminated
 
 USAGE_ERRORS = (ConfigError, DataError, FileNotFoundError, NotADirectoryError, PermissionError,
                 IsADirectoryError)
@@ -490,7 +490,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"seemrl {args.command}: error: {_one_line(e)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as e:
-        terminated = type(e).__name__ == "Terminated"  # seemrl.train's, without importing JAX
+        terminated = isinstance(e, Terminated)
         print(f"seemrl {args.command}: {'terminated' if terminated else 'interrupted'}; the last "
               "checkpoint is kept (continue with --resume RUN_DIR)", file=sys.stderr)
         return 143 if terminated else 130  # the shell's codes for SIGTERM and SIGINT

@@ -37,7 +37,7 @@ from seemrl import config as config_lib
 from seemrl import logging as log_lib
 from seemrl.config import ConfigError
 from seemrl.diagnostics.verdict import OnlineVerdict, VerdictConfig
-from seemrl.types import Batch, DataError, Dataset
+from seemrl.types import Batch, DataError, Dataset, Terminated
 
 
 @dataclasses.dataclass(frozen=True)
@@ -506,10 +506,6 @@ class Trainer:
             loggers.append(log_lib.WandbLogger(self.cfg.wandb_project, self.out.name,
                                                self.config_dict(), self.seeds))
         return log_lib.MultiLogger(loggers)
-
-
-class Terminated(KeyboardInterrupt):
-    """SIGTERM (`kill`, a scheduler's preemption) arrived while training: handled as Ctrl-C."""
 
 
 @contextlib.contextmanager

@@ -17,6 +17,11 @@ class DataError(ValueError):
     """Bad or unreadable input data. The CLI turns it into a one-line error and exit code 2."""
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (`kill`, a scheduler's preemption) arrived while training: handled as Ctrl-C,
+    but the CLI exits with 143."""
+
+
 @dataclasses.dataclass(frozen=True)
 class Dataset:
     """An offline dataset of transitions, in D4RL's "q-learning" view.
