@@ -22,7 +22,8 @@ returns the one of highest min_j Q'_j — Diffusion-QL samples from softmax(Q) i
 
 Deviations: the ε-net is trained on continuous t ~ U(0, T] (log α interpolated between the
 integer steps) so that DPM-Solver's intermediate times are in its training range; PyTorch
-default init; argmax instead of softmax(Q) selection at evaluation (a deterministic `act`);
+default init; argmax instead of softmax(Q) selection at evaluation (a deterministic `act`),
+over samples of the EMA policy (Diffusion-QL's `sample_action` samples the online actor);
 return-prioritised sampling (SEEM on AntMaze medium/large) is not available in the driver.
 """
 
