@@ -1,16 +1,21 @@
 import json
+import os
+import signal
 import sys
+import threading
+import time
 
 import pytest
 
+from seemrl import checkpoint, sweep
 from seemrl import grid as grid_lib
-from seemrl import sweep
 from seemrl.cli import main
 from seemrl.config import ConfigError
 from seemrl.grid import Grid
 from seemrl.logging import read_jsonl
 from seemrl.sweep import RunResult, RunSpec, run_sweep
 from seemrl.train import Trainer
+from seemrl.types import Terminated
 
 TINY = dict(seeds=(0, 1), steps=20, log_every=10, eval_episodes=0, seem_every=0,
             checkpoint_every=0, batch_size=32)
@@ -241,6 +246,55 @@ def test_local_workers_train_runs_in_separate_processes(hopper_npz, tmp_path):
         saved = json.loads((tmp_path / r.name / "config.json").read_text())
         assert saved["train"]["seed_groups"] >= 1
     assert set(outcomes(tmp_path).values()) == {"finished"}
+
+
+def test_sigterm_stops_a_sweep_that_the_same_command_continues(hopper_npz, tmp_path, capsys,
+                                                              monkeypatch):
+    original, calls = Trainer.run_chunk, {"n": 0}
+
+    def terminated_in_the_first_run(self, logger):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return original(self, logger)
+
+    monkeypatch.setattr(Trainer, "run_chunk", terminated_in_the_first_run)
+    handler = signal.getsignal(signal.SIGTERM)
+    out = tmp_path / "sweep"
+    argv = ["--dataset", hopper_npz, "--set", "reward_scale=1,2", "--out", out, *FLAGS,
+            "--fix", "checkpoint_every=10"]
+    code, _, err = run_cli(argv, capsys)
+    assert code == 143 and err.count("\n") == 1 and "terminated" in err, err
+    first, second = "tiny_data_td3bc_reward_scale-1", "tiny_data_td3bc_reward_scale-2"
+    assert outcomes(out) == {first: "interrupted", second: "pending"}
+    assert json.loads((out / first / "status.json").read_text())["step"] == 10
+    assert signal.getsignal(signal.SIGTERM) == handler  # put back
+
+    code, _, err = run_cli(argv, capsys)
+    assert code == 0, err
+    assert outcomes(out) == {first: "finished", second: "finished"}
+    assert steps_logged(out / first) == [(10, 0), (10, 1), (20, 0), (20, 1)]
+
+
+def test_sigterm_reaches_the_worker_processes_which_save_their_runs(hopper_npz, tmp_path):
+    """The sweep forwards its SIGTERM to its workers (a scheduler may signal the sweep alone)
+    and returns once they have saved."""
+    specs = two_runs(hopper_npz, steps=100_000, checkpoint_every=100_000)
+    status = [tmp_path / s.name / "status.json" for s in specs]
+
+    def terminate_once_both_train():
+        deadline = time.monotonic() + 300
+        while not all(p.exists() for p in status) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=terminate_once_both_train, daemon=True).start()
+    with pytest.raises(Terminated):
+        run_sweep(specs, tmp_path, workers=2, progress=False)
+    assert set(outcomes(tmp_path).values()) == {"interrupted"}
+    for s, p in zip(specs, status, strict=True):  # saved between 0 and 100k steps
+        assert 0 < json.loads(p.read_text())["step"] < 100_000
+        assert checkpoint.exists(tmp_path / s.name)
 
 
 @pytest.fixture

@@ -455,10 +455,12 @@ def cmd_sweep(argv: list[str]) -> int:
                                   workers=own["workers"], address=own["address"],
                                   retries=own["retries"], progress=not own["no_progress"],
                                   console=console, cpus_per_run=own["cpus_per_run"])
-    except KeyboardInterrupt:
-        print("seemrl sweep: interrupted; run the same command again to continue (finished "
-              "runs are skipped, started ones resume)", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as e:
+        terminated = isinstance(e, Terminated)
+        print(f"seemrl sweep: {'terminated' if terminated else 'interrupted'}; run the same "
+              "command again to continue (finished runs are skipped, started ones resume)",
+              file=sys.stderr)
+        return 143 if terminated else 130
     sweep.print_summary(results, console, title=str(own["out"]))
     return 1 if any(r.outcome == "failed" for r in results) else 0
 

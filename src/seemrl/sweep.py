@@ -51,6 +51,7 @@ from typing import Any
 from seemrl import checkpoint
 from seemrl import config as config_lib
 from seemrl.config import ConfigError
+from seemrl.types import Terminated
 
 ENGINES = ("local", "ray")
 RUN_FILES = ("config.json", "metrics.jsonl", "status.json", "normalizer.json", "error.txt")
@@ -217,11 +218,18 @@ def run_sweep(specs: Sequence[RunSpec], out: str | pathlib.Path, *, engine: str 
     out.mkdir(parents=True, exist_ok=True)
     record = SweepRecord(out, specs, engine=engine, workers=workers, address=address,
                          retries=retries)
-    if ray is not None:
-        return _run_ray(ray, specs, out, record, address, retries, cpus_per_run, progress,
-                        console)
-    if workers > 1 and len(specs) > 1:
-        return _run_processes(specs, out, record, workers, retries, progress, console)
+    from seemrl.train import sigterm_interrupts
+
+    with sigterm_interrupts():  # SIGTERM stops the sweep as Ctrl-C does: the runs are saved
+        if ray is not None:
+            return _run_ray(ray, specs, out, record, address, retries, cpus_per_run, progress,
+                            console)
+        if workers > 1 and len(specs) > 1:
+            return _run_processes(specs, out, record, workers, retries, progress, console)
+        return _run_here(specs, out, record, retries, progress, console)
+
+
+def _run_here(specs, out, record, retries, progress, console):
     results = []
     for i, spec in enumerate(specs):
         if progress:
@@ -279,8 +287,11 @@ def _run_processes(specs, out, record, workers, retries, progress, console):
             record.add(i, results[i])
             if progress:
                 _say(console, _done_line(done, len(specs), results[i]))
-    except KeyboardInterrupt:
-        pool.shutdown(wait=False, cancel_futures=True)
+    except KeyboardInterrupt as e:
+        if isinstance(e, Terminated):  # Ctrl-C reaches the workers itself, SIGTERM may not
+            for process in list((getattr(pool, "_processes", None) or {}).values()):
+                process.terminate()  # SIGTERM: each worker saves its run and stops
+        pool.shutdown(wait=True, cancel_futures=True)  # returns once the workers have saved
         for i, r in enumerate(results):
             if r is None:
                 record.update(i, outcome="interrupted")

@@ -478,22 +478,23 @@ class Trainer:
         else:
             self.write_run_files()
         logger = self._logger()
-        try:
-            with _progress(progress, console) as bar, _sigterm_interrupts():
-                task = bar.add_task("train", total=self.cfg.steps, completed=self.step, info="",
-                                    sps="—")
-                while self.step < self.cfg.steps:
-                    if not self.active.any():
-                        break
-                    self.run_chunk(logger)
-                    sps = self.last_records[0]["time/steps_per_sec"]
-                    bar.update(task, completed=self.step, sps=f"{sps:.0f}",
-                               info=_summary(self.last_records, self.verdicts))
-        except KeyboardInterrupt:
-            self.save()  # the state of the last completed chunk: --resume continues from it
-            raise
-        finally:
-            logger.close()
+        with sigterm_interrupts():  # around the save too: a second SIGTERM cannot cut it short
+            try:
+                with _progress(progress, console) as bar:
+                    task = bar.add_task("train", total=self.cfg.steps, completed=self.step,
+                                        info="", sps="—")
+                    while self.step < self.cfg.steps:
+                        if not self.active.any():
+                            break
+                        self.run_chunk(logger)
+                        sps = self.last_records[0]["time/steps_per_sec"]
+                        bar.update(task, completed=self.step, sps=f"{sps:.0f}",
+                                   info=_summary(self.last_records, self.verdicts))
+            except KeyboardInterrupt:
+                self.save()  # the state of the last completed chunk: --resume continues from it
+                raise
+            finally:
+                logger.close()
         if not self.active.all() and self.step < self.cfg.steps:
             self.save()
         return self.status()
@@ -509,18 +510,21 @@ class Trainer:
 
 
 @contextlib.contextmanager
-def _sigterm_interrupts():
+def sigterm_interrupts():
     """SIGTERM stops training as Ctrl-C does, so the run is saved before the process exits.
 
     Python's default lets SIGTERM kill the process with the steps since the last checkpoint
     unsaved; a job scheduler preempting a run, or `kill` on a background run (whose SIGINT the
-    shell ignores), is the common way such runs stop. Only the main thread may set handlers.
+    shell ignores), is the common way such runs stop. Further SIGTERMs are ignored until the
+    block ends, so a second one (schedulers signal every process of a job, a sweep forwards
+    its own to its workers) cannot cut the save short. Only the main thread may set handlers.
     """
     if threading.current_thread() is not threading.main_thread():
         yield
         return
 
     def handler(signum, frame):
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         raise Terminated
 
     previous = signal.signal(signal.SIGTERM, handler)
