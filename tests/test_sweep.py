@@ -276,25 +276,31 @@ def test_sigterm_stops_a_sweep_that_the_same_command_continues(hopper_npz, tmp_p
     assert steps_logged(out / first) == [(10, 0), (10, 1), (20, 0), (20, 1)]
 
 
-def test_sigterm_reaches_the_worker_processes_which_save_their_runs(hopper_npz, tmp_path):
-    """The sweep forwards its SIGTERM to its workers (a scheduler may signal the sweep alone)
-    and returns once they have saved."""
-    specs = two_runs(hopper_npz, steps=100_000, checkpoint_every=100_000)
-    status = [tmp_path / s.name / "status.json" for s in specs]
+def sigterm_once_training(specs, out, **sweep_options):
+    """Runs a sweep of long runs and SIGTERMs this process once every run has logged its first
+    chunk; checks that the sweep stops and that every run saved a checkpoint on the way."""
+    status = [out / s.name / "status.json" for s in specs]
 
-    def terminate_once_both_train():
+    def terminate_once_all_train():
         deadline = time.monotonic() + 300
         while not all(p.exists() for p in status) and time.monotonic() < deadline:
             time.sleep(0.2)
         os.kill(os.getpid(), signal.SIGTERM)
 
-    threading.Thread(target=terminate_once_both_train, daemon=True).start()
+    threading.Thread(target=terminate_once_all_train, daemon=True).start()
     with pytest.raises(Terminated):
-        run_sweep(specs, tmp_path, workers=2, progress=False)
-    assert set(outcomes(tmp_path).values()) == {"interrupted"}
-    for s, p in zip(specs, status, strict=True):  # saved between 0 and 100k steps
-        assert 0 < json.loads(p.read_text())["step"] < 100_000
-        assert checkpoint.exists(tmp_path / s.name)
+        run_sweep(specs, out, progress=False, **sweep_options)
+    assert set(outcomes(out).values()) == {"interrupted"}
+    for s, p in zip(specs, status, strict=True):  # saved between the first chunk and the end
+        assert 0 < json.loads(p.read_text())["step"] < s.train["steps"]
+        assert checkpoint.exists(out / s.name)
+
+
+def test_sigterm_reaches_the_worker_processes_which_save_their_runs(hopper_npz, tmp_path):
+    """The sweep forwards its SIGTERM to its workers (a scheduler may signal the sweep alone)
+    and returns once they have saved."""
+    sigterm_once_training(two_runs(hopper_npz, steps=100_000, checkpoint_every=100_000),
+                          tmp_path, workers=2)
 
 
 @pytest.fixture
@@ -318,6 +324,12 @@ def test_ray_engine_runs_a_two_run_sweep_on_a_local_instance(local_ray, hopper_n
     assert local_ray.is_initialized()  # the test's instance is left to the test
     again = run_sweep(specs, tmp_path / "sweep", engine="ray", progress=False)
     assert [r.outcome for r in again] == ["skipped", "skipped"]
+
+
+@pytest.mark.filterwarnings("ignore:os.fork:RuntimeWarning")
+def test_sigterm_cancels_the_ray_tasks_which_save_their_runs(local_ray, hopper_npz, tmp_path):
+    sigterm_once_training(two_runs(hopper_npz, steps=100_000, checkpoint_every=100_000),
+                          tmp_path, engine="ray")
 
 
 def test_the_ray_engine_without_ray_says_how_to_install_it(hopper_npz, tmp_path, monkeypatch,

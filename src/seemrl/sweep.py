@@ -54,6 +54,8 @@ from seemrl.config import ConfigError
 from seemrl.types import Terminated
 
 ENGINES = ("local", "ray")
+CANCEL_WAIT_S = 300.0
+"""How long an interrupted sweep waits for its cancelled Ray tasks to save their runs."""
 RUN_FILES = ("config.json", "metrics.jsonl", "status.json", "normalizer.json", "error.txt")
 
 
@@ -220,13 +222,18 @@ def run_sweep(specs: Sequence[RunSpec], out: str | pathlib.Path, *, engine: str 
                          retries=retries)
     from seemrl.train import sigterm_interrupts
 
-    with sigterm_interrupts():  # SIGTERM stops the sweep as Ctrl-C does: the runs are saved
-        if ray is not None:
-            return _run_ray(ray, specs, out, record, address, retries, cpus_per_run, progress,
-                            console)
-        if workers > 1 and len(specs) > 1:
-            return _run_processes(specs, out, record, workers, retries, progress, console)
-        return _run_here(specs, out, record, retries, progress, console)
+    with sigterm_interrupts() as caught:  # SIGTERM stops the sweep as Ctrl-C does
+        try:
+            if ray is not None:
+                return _run_ray(ray, specs, out, record, address, retries, cpus_per_run,
+                                progress, console)
+            if workers > 1 and len(specs) > 1:
+                return _run_processes(specs, out, record, workers, retries, progress, console)
+            return _run_here(specs, out, record, retries, progress, console)
+        except KeyboardInterrupt as e:
+            if caught.sigterm and not isinstance(e, Terminated):
+                raise Terminated from e  # Ray's waits turn the handler's Terminated into this
+            raise
 
 
 def _run_here(specs, out, record, retries, progress, console):
@@ -322,8 +329,9 @@ def _run_ray(ray, specs, out, record, address, retries, cpus_per_run, progress, 
                 _say(console, _done_line(len(specs) - len(pending), len(specs), results[i]))
     except KeyboardInterrupt:
         for ref in pending:
-            ray.cancel(ref)
+            ray.cancel(ref)  # a KeyboardInterrupt in the task: its run saves itself
             record.update(refs[ref], outcome="interrupted")
+        ray.wait(pending, num_returns=len(pending), timeout=CANCEL_WAIT_S)  # until they have
         raise
     finally:
         if started:

@@ -26,6 +26,7 @@ import pathlib
 import signal
 import threading
 import time
+import types
 from typing import Any
 
 import jax
@@ -519,17 +520,19 @@ def sigterm_interrupts():
     block ends, so a second one (schedulers signal every process of a job, a sweep forwards
     its own to its workers) cannot cut the save short. Only the main thread may set handlers.
     """
+    caught = types.SimpleNamespace(sigterm=False)  # yielded: whether a SIGTERM arrived
     if threading.current_thread() is not threading.main_thread():
-        yield
+        yield caught
         return
 
     def handler(signum, frame):
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        caught.sigterm = True
         raise Terminated
 
     previous = signal.signal(signal.SIGTERM, handler)
     try:
-        yield
+        yield caught
     finally:
         signal.signal(signal.SIGTERM, previous)
 
