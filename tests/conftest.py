@@ -1,3 +1,6 @@
+import os
+import signal
+
 import numpy as np
 import pytest
 
@@ -29,3 +32,23 @@ def hopper_npz(tmp_path):
     path = tmp_path / "tiny_data.npz"
     save_npz(path, make_dataset())
     return path
+
+
+def stop_before_chunk(monkeypatch, n: int, how: str = "sigterm"):
+    """Patches `Trainer.run_chunk` so that its n-th call is preceded by Ctrl-C ('ctrl-c': a
+    KeyboardInterrupt) or a real SIGTERM to this process ('sigterm', as `kill` or a scheduler
+    sends it); returns the original, for the test to put back before it resumes."""
+    from seemrl.train import Trainer
+
+    original, calls = Trainer.run_chunk, {"n": 0}
+
+    def stopped(self, logger):
+        calls["n"] += 1
+        if calls["n"] == n:
+            if how == "ctrl-c":
+                raise KeyboardInterrupt
+            os.kill(os.getpid(), signal.SIGTERM)
+        return original(self, logger)
+
+    monkeypatch.setattr(Trainer, "run_chunk", stopped)
+    return original

@@ -1,12 +1,11 @@
 import json
-import os
-import signal
 
 import h5py
 import numpy as np
 import pytest
 
 from seemrl.cli import main
+from tests.conftest import stop_before_chunk
 
 FAST = ["--steps", "4", "--log-every", "2", "--eval-every", "0", "--eval-episodes", "0",
         "--checkpoint-every", "2", "--batch-size", "16", "--critic-hidden", "16", "16",
@@ -178,15 +177,7 @@ def test_error_keeps_existing_run_folder(hopper_npz, tmp_path, capsys):
 def test_sigterm_saves_the_run_and_exits_143(hopper_npz, tmp_path, capsys, monkeypatch):
     from seemrl.train import Trainer
 
-    original, calls = Trainer.run_chunk, {"n": 0}
-
-    def terminated_later(self, logger):
-        calls["n"] += 1
-        if calls["n"] == 2:
-            os.kill(os.getpid(), signal.SIGTERM)
-        return original(self, logger)
-
-    monkeypatch.setattr(Trainer, "run_chunk", terminated_later)
+    original = stop_before_chunk(monkeypatch, 2)
     out = tmp_path / "run"
     argv = ["train", "--dataset", hopper_npz, "--out", out, *FAST, "--steps", "8",
             "--checkpoint-every", "8"]

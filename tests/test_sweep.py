@@ -16,6 +16,7 @@ from seemrl.logging import read_jsonl
 from seemrl.sweep import RunResult, RunSpec, run_sweep
 from seemrl.train import Trainer
 from seemrl.types import Terminated
+from tests.conftest import stop_before_chunk
 
 TINY = dict(seeds=(0, 1), steps=20, log_every=10, eval_episodes=0, seem_every=0,
             checkpoint_every=0, batch_size=32)
@@ -250,15 +251,7 @@ def test_local_workers_train_runs_in_separate_processes(hopper_npz, tmp_path):
 
 def test_sigterm_stops_a_sweep_that_the_same_command_continues(hopper_npz, tmp_path, capsys,
                                                               monkeypatch):
-    original, calls = Trainer.run_chunk, {"n": 0}
-
-    def terminated_in_the_first_run(self, logger):
-        calls["n"] += 1
-        if calls["n"] == 2:
-            os.kill(os.getpid(), signal.SIGTERM)
-        return original(self, logger)
-
-    monkeypatch.setattr(Trainer, "run_chunk", terminated_in_the_first_run)
+    stop_before_chunk(monkeypatch, 2)  # in the first run
     handler = signal.getsignal(signal.SIGTERM)
     out = tmp_path / "sweep"
     argv = ["--dataset", hopper_npz, "--set", "reward_scale=1,2", "--out", out, *FLAGS,

@@ -1,5 +1,4 @@
 import json
-import os
 import signal
 
 import flax.serialization
@@ -14,6 +13,7 @@ from seemrl.config import ConfigError
 from seemrl.logging import read_jsonl
 from seemrl.train import TrainConfig, Trainer, _first_bad_step, train
 from seemrl.types import Terminated
+from tests.conftest import stop_before_chunk
 
 ALGO = td3bc.Config(critic_hidden=(32, 32), actor_hidden=(32, 32), bc_coef=0.0)
 
@@ -70,18 +70,7 @@ def test_resume_after_extension_equals_uninterrupted(hopper_npz, tmp_path):
 @pytest.mark.parametrize("how", ["ctrl-c", "sigterm"])
 def test_resume_after_interrupt_equals_uninterrupted(hopper_npz, tmp_path, monkeypatch, how):
     train(tcfg(hopper_npz, checkpoint_every=8), ALGO, tmp_path / "full", progress=False)
-    calls = {"n": 0}
-    original = Trainer.run_chunk
-
-    def flaky(self, logger):
-        calls["n"] += 1
-        if calls["n"] == 3:
-            if how == "ctrl-c":
-                raise KeyboardInterrupt
-            os.kill(os.getpid(), signal.SIGTERM)  # as `kill` or a scheduler sends it
-        return original(self, logger)
-
-    monkeypatch.setattr(Trainer, "run_chunk", flaky)
+    original = stop_before_chunk(monkeypatch, 3, how)
     handler_before = signal.getsignal(signal.SIGTERM)
     with pytest.raises(Terminated if how == "sigterm" else KeyboardInterrupt):
         train(tcfg(hopper_npz, checkpoint_every=8), ALGO, tmp_path / "part", progress=False)

@@ -456,14 +456,18 @@ def cmd_sweep(argv: list[str]) -> int:
                                   retries=own["retries"], progress=not own["no_progress"],
                                   console=console, cpus_per_run=own["cpus_per_run"])
     except KeyboardInterrupt as e:
-        terminated = isinstance(e, Terminated)
-        print(f"seemrl sweep: {'terminated' if terminated else 'interrupted'}; run the same "
-              "command again to continue (finished runs are skipped, started ones resume)",
-              file=sys.stderr)
-        return 143 if terminated else 130
+        how, code = _stopped(e)
+        print(f"seemrl sweep: {how}; run the same command again to continue (finished runs "
+              "are skipped, started ones resume)", file=sys.stderr)
+        return code
     sweep.print_summary(results, console, title=str(own["out"]))
     return 1 if any(r.outcome == "failed" for r in results) else 0
 
+
+
+def _stopped(e: KeyboardInterrupt) -> tuple[str, int]:
+    """How a run was stopped, and the exit code: the shell's for SIGTERM (143) or SIGINT (130)."""
+    return ("terminated", 143) if isinstance(e, Terminated) else ("interrupted", 130)
 
 COMMANDS = {
     "demo": (cmd_demo, "the built-in demo: TD3 diverges, a LayerNorm critic does not"),
@@ -492,10 +496,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"seemrl {args.command}: error: {_one_line(e)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as e:
-        terminated = isinstance(e, Terminated)
-        print(f"seemrl {args.command}: {'terminated' if terminated else 'interrupted'}; the last "
-              "checkpoint is kept (continue with --resume RUN_DIR)", file=sys.stderr)
-        return 143 if terminated else 130  # the shell's codes for SIGTERM and SIGINT
+        how, code = _stopped(e)
+        print(f"seemrl {args.command}: {how}; the last checkpoint is kept (continue with "
+              "--resume RUN_DIR)", file=sys.stderr)
+        return code
 
 
 def _one_line(e: BaseException) -> str:

@@ -331,7 +331,8 @@ def _run_ray(ray, specs, out, record, address, retries, cpus_per_run, progress, 
         for ref in pending:
             ray.cancel(ref)  # a KeyboardInterrupt in the task: its run saves itself
             record.update(refs[ref], outcome="interrupted")
-        ray.wait(pending, num_returns=len(pending), timeout=CANCEL_WAIT_S)  # until they have
+        if pending:  # until they have saved
+            ray.wait(pending, num_returns=len(pending), timeout=CANCEL_WAIT_S)
         raise
     finally:
         if started:
