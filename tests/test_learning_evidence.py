@@ -75,6 +75,20 @@ def test_unchanged_preset_names_no_options_and_run_without_seem(evidence, tmp_pa
     assert "| — |" in evidence.markdown([row])
 
 
+def test_td3bc_without_its_q_term_is_labelled_and_compared_as_bc(evidence, tmp_path):
+    write_run(tmp_path / "bc", "td3bc-locomotion", {"alpha": 0.0}, {0: [1.0]}, [],
+              dataset="walker2d-medium")
+    write_run(tmp_path / "td3bc", "td3bc-locomotion", {"alpha": 1.0}, {0: [1.0]}, [],
+              dataset="walker2d-medium")
+    bc, td3bc = evidence.row(tmp_path / "bc"), evidence.row(tmp_path / "td3bc")
+    assert (bc["algo"], td3bc["algo"]) == ("bc", "td3bc")
+    assert bc["settings"] == "preset td3bc-locomotion; alpha=0.0"
+    table = evidence.markdown([bc, td3bc]).splitlines()
+    assert table[2].startswith("| BC (TD3+BC, α = 0) |")
+    assert bc["published"] == evidence.PUBLISHED["bc"]["walker2d-medium"]
+    assert td3bc["published"] == evidence.PUBLISHED["td3bc"]["walker2d-medium"]
+
+
 def test_a_tie_goes_to_the_preset_named_after_the_dataset(evidence, tmp_path):
     # diffql-walker2d-medium and diffql-locomotion set the same values; hopper's clips at 9.
     write_run(tmp_path / "walker", "diffql-locomotion", {}, {0: [1.0]}, [],
