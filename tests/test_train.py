@@ -1,5 +1,8 @@
+import _thread
 import json
+import os
 import signal
+import time
 
 import flax.serialization
 import jax
@@ -78,6 +81,34 @@ def test_resume_after_interrupt_equals_uninterrupted(hopper_npz, tmp_path, monke
     assert json.loads((tmp_path / "part" / "status.json").read_text())["step"] in (4, 6)
     assert signal.getsignal(signal.SIGTERM) is handler_before  # seemrl's handler is removed
     monkeypatch.setattr(Trainer, "run_chunk", original)
+    train(tcfg(hopper_npz, checkpoint_every=8), ALGO, tmp_path / "part", resume=True,
+          progress=False)
+    assert_same_run(tmp_path / "full", tmp_path / "part")
+
+
+@pytest.mark.parametrize("how", ["ctrl-c", "sigterm"])
+def test_interrupts_during_the_save_do_not_cut_it_short(hopper_npz, tmp_path, monkeypatch, how):
+    """While an interrupted run saves, a second Ctrl-C (`_thread.interrupt_main`, which is
+    also how `ray.cancel` interrupts a task) and a SIGTERM arrive; the save completes and the
+    run resumes as if uninterrupted."""
+    train(tcfg(hopper_npz, checkpoint_every=8), ALGO, tmp_path / "full", progress=False)
+    original_chunk = stop_before_chunk(monkeypatch, 3, how)
+    real_save, handlers_before = checkpoint.save, signal.getsignal(signal.SIGINT)
+
+    def interrupted_save(*args, **kwargs):
+        _thread.interrupt_main()
+        os.kill(os.getpid(), signal.SIGTERM)
+        for _ in range(20):  # Python runs signal handlers between bytecodes: give them time
+            time.sleep(0.01)
+        return real_save(*args, **kwargs)
+
+    monkeypatch.setattr(checkpoint, "save", interrupted_save)
+    with pytest.raises(Terminated if how == "sigterm" else KeyboardInterrupt):
+        train(tcfg(hopper_npz, checkpoint_every=8), ALGO, tmp_path / "part", progress=False)
+    assert checkpoint.exists(tmp_path / "part")
+    assert signal.getsignal(signal.SIGINT) is handlers_before
+    monkeypatch.setattr(Trainer, "run_chunk", original_chunk)
+    monkeypatch.setattr(checkpoint, "save", real_save)
     train(tcfg(hopper_npz, checkpoint_every=8), ALGO, tmp_path / "part", resume=True,
           progress=False)
     assert_same_run(tmp_path / "full", tmp_path / "part")

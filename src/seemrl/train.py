@@ -492,7 +492,8 @@ class Trainer:
                         bar.update(task, completed=self.step, sps=f"{sps:.0f}",
                                    info=_summary(self.last_records, self.verdicts))
             except KeyboardInterrupt:
-                self.save()  # the state of the last completed chunk: --resume continues from it
+                with _interrupts_ignored():  # a second Ctrl-C or SIGTERM waits for the save
+                    self.save()  # the state of the last completed chunk: --resume continues
                 raise
             finally:
                 logger.close()
@@ -535,6 +536,27 @@ def sigterm_interrupts():
         yield caught
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+@contextlib.contextmanager
+def _interrupts_ignored():
+    """SIGINT and SIGTERM are ignored inside the block (main thread only), so a save that an
+    interrupt started cannot be cut short by the next one: Ctrl-C pressed twice, a scheduler's
+    SIGTERM after the user's Ctrl-C, or a second `ray.cancel` (its `_thread.interrupt_main`
+    is a no-op while SIGINT is ignored). `sigterm_interrupts` covers only SIGTERM after
+    SIGTERM."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    previous = {s: h for s, h in previous.items() if h is not None}  # None: not set from Python
+    for s in previous:
+        signal.signal(s, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
 
 
 def _summary(records: list[dict[str, Any]], verdicts: list[OnlineVerdict]) -> str:
