@@ -58,9 +58,11 @@ def compile_once(tmp_path_factory):
 
 
 def run_cli(argv, capsys):
+    """Exit code, stdout with its whitespace collapsed (rich wraps lines at the console's
+    width, 80 columns without a terminal, so a long tmp path moves the breaks), stderr."""
     code = main(["sweep", *map(str, argv)])
     out, err = capsys.readouterr()
-    return code, out, err
+    return code, " ".join(out.split()), err
 
 
 def steps_logged(run_dir):
@@ -298,10 +300,16 @@ def test_sigterm_reaches_the_worker_processes_which_save_their_runs(hopper_npz, 
 
 @pytest.fixture
 def local_ray():
-    """A local Ray instance for one test (Ray starts its processes with fork+exec)."""
+    """A local Ray instance for one test (Ray starts its processes with fork+exec). It is
+    started with SIGINT ignored, as in a sweep that a shell script runs in the background
+    (and under pytest-xdist): Ray's processes inherit that."""
     ray = pytest.importorskip("ray", reason="the ray engine needs `pip install seemrl[ray]`")
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
-             object_store_memory=100 * 2**20)
+    handler = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
+                 object_store_memory=100 * 2**20)
+    finally:
+        signal.signal(signal.SIGINT, handler)
     yield ray
     ray.shutdown()
 
@@ -320,7 +328,9 @@ def test_ray_engine_runs_a_two_run_sweep_on_a_local_instance(local_ray, hopper_n
 
 
 @pytest.mark.filterwarnings("ignore:os.fork:RuntimeWarning")
-def test_sigterm_cancels_the_ray_tasks_which_save_their_runs(local_ray, hopper_npz, tmp_path):
+def test_sigterm_cancels_the_ray_tasks_which_save_their_runs(local_ray, hopper_npz, tmp_path,
+                                                             monkeypatch):
+    monkeypatch.setattr(sweep, "CANCEL_WAIT_S", 60.0)  # ample here; bounds a failure's wait
     sigterm_once_training(two_runs(hopper_npz, steps=100_000, checkpoint_every=100_000),
                           tmp_path, engine="ray")
 

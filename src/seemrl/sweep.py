@@ -43,6 +43,7 @@ import json
 import os
 import pathlib
 import shutil
+import signal
 import time
 import traceback
 from collections.abc import Sequence
@@ -341,7 +342,15 @@ def _run_ray(ray, specs, out, record, address, retries, cpus_per_run, progress, 
 
 
 def _ray_task(spec: RunSpec, out: str, retries: int, seed_groups: int, cwd: str) -> RunResult:
-    """A run as a Ray task: relative dataset paths mean what they meant to the driver."""
+    """A run as a Ray task: relative dataset paths mean what they meant to the driver.
+
+    `ray.cancel` stops a running task by raising KeyboardInterrupt in it through Python's
+    SIGINT handler, and does nothing where SIGINT is ignored. Ray's workers inherit that from
+    the driver: a sweep started in the background by a shell script (`seemrl sweep ... &`)
+    ignores SIGINT, so its cancelled tasks went on training until Ray was shut down, unsaved.
+    The task puts Python's handler back first."""
+    if signal.getsignal(signal.SIGINT) in (signal.SIG_IGN, signal.SIG_DFL):
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     if os.path.isdir(cwd):
         os.chdir(cwd)
     return run_with_retries(spec, out, retries, seed_groups=seed_groups)
