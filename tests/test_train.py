@@ -1,4 +1,5 @@
 import _thread
+import functools
 import json
 import os
 import signal
@@ -87,12 +88,18 @@ def test_resume_after_interrupt_equals_uninterrupted(hopper_npz, tmp_path, monke
 
 
 @pytest.mark.parametrize("how", ["ctrl-c", "sigterm"])
-def test_interrupts_during_the_save_do_not_cut_it_short(hopper_npz, tmp_path, monkeypatch, how):
+def test_interrupts_during_the_save_do_not_cut_it_short(hopper_npz, tmp_path, monkeypatch, how,
+                                                         request):
     """While an interrupted run saves, a second Ctrl-C (`_thread.interrupt_main`, which is
     also how `ray.cancel` interrupts a task) and a SIGTERM arrive; the save completes and the
     run resumes as if uninterrupted."""
     train(tcfg(hopper_npz, checkpoint_every=8), ALGO, tmp_path / "full", progress=False)
     original_chunk = stop_before_chunk(monkeypatch, 3, how)
+    # Python's Ctrl-C handler, also where the process started with SIGINT ignored (pytest-xdist's
+    # workers, a background job), so that interrupt_main below does interrupt.
+    request.addfinalizer(functools.partial(signal.signal, signal.SIGINT,
+                                           signal.getsignal(signal.SIGINT)))
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     real_save, handlers_before = checkpoint.save, signal.getsignal(signal.SIGINT)
 
     def interrupted_save(*args, **kwargs):
