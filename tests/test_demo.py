@@ -20,6 +20,9 @@ def test_demo_end_to_end_small(tmp_path, capsys):
         records = [json.loads(x) for x in (out / run / "metrics.jsonl").read_text().splitlines()]
         assert {r["seed"] for r in records} == {0, 1}
         assert any("seem/normalized" in r for r in records)
+        evals = [r for r in records if "eval/normalized_score" in r]
+        assert evals and all(1 <= r["eval/length_mean"] <= 1000
+                             and 0.0 <= r["eval/terminated_frac"] <= 1.0 for r in evals)
     assert "LayerNorm" in stdout and "300 transitions" in stdout
     # A second demo never overwrites the first.
     code = main(["demo", "--out", str(out), "--data-dir", str(tmp_path / "data"), "--size",

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -96,9 +96,21 @@ def env_dims(env_id: str) -> tuple[int, int, float]:
         env.close()
 
 
+class Episodes(NamedTuple):
+    """What evaluation measured, each (num_policies, episodes)."""
+
+    returns: np.ndarray
+    """Undiscounted return (float64)."""
+    lengths: np.ndarray
+    """Steps taken (int)."""
+    terminated: np.ndarray
+    """True where the env ended the episode (a fall in the locomotion tasks), False where it
+    was cut by the time limit: a low return with no fall is a slow policy, not a falling one."""
+
+
 def evaluate(policy: Callable[[np.ndarray], np.ndarray], env_id: str, seeds: Sequence[int],
-             episodes: int) -> np.ndarray:
-    """Undiscounted returns of one policy per seed, `episodes` episodes each.
+             episodes: int) -> Episodes:
+    """Roll out one policy per seed, `episodes` episodes each.
 
     Args:
       policy: raw observations (num_policies, episodes, obs_dim) -> actions
@@ -106,7 +118,7 @@ def evaluate(policy: Callable[[np.ndarray], np.ndarray], env_id: str, seeds: Seq
       seeds: the training seed of each policy; episode e of seed s resets its env with
         1000·s + e, so a seed's evaluation does not depend on which other seeds run beside it.
     Returns:
-      (num_policies, episodes) float64 returns.
+      Episodes of shape (num_policies, episodes).
     """
     num_policies = len(seeds)
     envs = [[make_env(env_id) for _ in range(episodes)] for _ in range(num_policies)]
@@ -116,6 +128,8 @@ def evaluate(policy: Callable[[np.ndarray], np.ndarray], env_id: str, seeds: Seq
         for e in range(episodes):
             obs[p, e] = envs[p][e].reset(seed=1000 * int(seeds[p]) + e)[0]
     returns = np.zeros((num_policies, episodes))
+    lengths = np.zeros((num_policies, episodes), np.int64)
+    ended = np.zeros((num_policies, episodes), bool)
     alive = np.ones((num_policies, episodes), bool)
     try:
         while alive.any():
@@ -124,9 +138,11 @@ def evaluate(policy: Callable[[np.ndarray], np.ndarray], env_id: str, seeds: Seq
                 o, r, terminated, truncated, _ = envs[p][e].step(actions[p, e])
                 obs[p, e] = o
                 returns[p, e] += r
+                lengths[p, e] += 1
+                ended[p, e] = terminated
                 alive[p, e] = not (terminated or truncated)
     finally:
         for row in envs:
             for env in row:
                 env.close()
-    return returns
+    return Episodes(returns, lengths, ended)

@@ -385,8 +385,9 @@ class Trainer:
 
     # -- the loop ---------------------------------------------------------------------------
     def evaluate(self) -> list[dict[str, Any]]:
-        returns = evaluation.evaluate(lambda obs: self.policy(self.states, obs), self.p.env_id,
-                                      self.seeds, self.cfg.eval_episodes)
+        episodes = evaluation.evaluate(lambda obs: self.policy(self.states, obs),
+                                       self.p.env_id, self.seeds, self.cfg.eval_episodes)
+        returns = episodes.returns
         scores = evaluation.normalized_score(returns, self.p.ref_scores)
         records = []
         for j, seed in enumerate(self.seeds):
@@ -398,7 +399,9 @@ class Trainer:
                             "eval/return_mean": float(returns[j].mean()),
                             "eval/return_std": float(returns[j].std()),
                             "eval/normalized_score": score,
-                            "eval/normalized_score_std": float(scores[j].std())})
+                            "eval/normalized_score_std": float(scores[j].std()),
+                            "eval/length_mean": float(episodes.lengths[j].mean()),
+                            "eval/terminated_frac": float(episodes.terminated[j].mean())})
         return records
 
     def _run_groups(self, num_steps: int):
