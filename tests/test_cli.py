@@ -1,4 +1,8 @@
 import json
+import signal
+import subprocess
+import sys
+import time
 
 import h5py
 import numpy as np
@@ -188,6 +192,36 @@ def test_sigterm_saves_the_run_and_exits_143(hopper_npz, tmp_path, capsys, monke
     code, _, err = run(["train", "--resume", out, "--no-progress"], capsys)
     assert code == 0, err
     assert json.loads((out / "status.json").read_text())["step"] == 8
+
+
+def test_stopped_program_exits_without_waiting_for_the_running_chunk(hopper_npz, tmp_path):
+    # The `seemrl` program (`python -m seemrl.cli` runs the same `run`), stopped by SIGTERM
+    # while a chunk computes: it saves the last whole chunk and exits at once, instead of
+    # waiting at interpreter exit for the chunk still running in XLA's threads.
+    out, chunk = tmp_path / "run", 1000
+    argv = [sys.executable, "-m", "seemrl.cli", "train", "--dataset", str(hopper_npz),
+            "--out", str(out), *FAST, "--steps", str(3 * chunk), "--log-every", str(chunk),
+            "--batch-size", "256", "--critic-hidden", "256", "256", "--actor-hidden", "256",
+            "256", "--seem-every", "0"]
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    metrics = out / "metrics.jsonl"
+    try:
+        while not (metrics.exists() and metrics.read_text().endswith("\n")):
+            assert proc.poll() is None, proc.communicate()
+            time.sleep(0.05)
+        time.sleep(0.3)  # the second chunk is computing now
+        start = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=600)
+        exit_s = time.monotonic() - start
+    finally:
+        proc.kill()
+    chunk_s = chunk / json.loads(metrics.read_text().splitlines()[0])["time/steps_per_sec"]
+    assert proc.returncode == 143 and err.count("\n") == 1 and "--resume" in err, err
+    assert json.loads((out / "status.json").read_text())["step"] == chunk
+    if chunk_s < 1.0:
+        pytest.skip(f"a chunk takes {chunk_s:.2f} s here: too short to tell a prompt exit")
+    assert exit_s < 0.5 * chunk_s, (exit_s, chunk_s)
 
 
 def test_data_info(hopper_npz, capsys):

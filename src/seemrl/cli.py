@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import pathlib
 import sys
 import typing
@@ -465,6 +466,9 @@ def cmd_sweep(argv: list[str]) -> int:
 
 
 
+STOPPED_CODES = (143, 130)  # the shell's codes for SIGTERM and SIGINT
+
+
 def _stopped(e: KeyboardInterrupt) -> tuple[str, int]:
     """How a run was stopped, and the exit code: the shell's for SIGTERM (143) or SIGINT (130)."""
     return ("terminated", 143) if isinstance(e, Terminated) else ("interrupted", 130)
@@ -502,6 +506,24 @@ def main(argv: list[str] | None = None) -> int:
         return code
 
 
+def run() -> None:
+    """The `seemrl` program: `main`, its return value the exit status.
+
+    A command stopped by Ctrl-C or SIGTERM returns once it has saved, but the compiled chunk
+    that was running when the signal came keeps going in XLA's threads, and the interpreter's
+    exit waits for it: a whole log chunk (minutes for CQL or Diffusion-QL on a CPU) after the
+    message said the run was saved, long enough for a scheduler to escalate to SIGKILL.
+    Everything is written by then (logs closed, checkpoint and status written atomically),
+    so a stopped command leaves at once.
+    """
+    code = main()
+    if code in STOPPED_CODES:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
+
+
 def _one_line(e: BaseException) -> str:
     text = str(e) or type(e).__name__
     if isinstance(e, FileNotFoundError) and e.filename:
@@ -516,4 +538,4 @@ def _version() -> str:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run()
