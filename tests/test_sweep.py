@@ -273,29 +273,43 @@ def test_sigterm_stops_a_sweep_that_the_same_command_continues(hopper_npz, tmp_p
 
 def sigterm_once_training(specs, out, **sweep_options):
     """Runs a sweep of long runs and SIGTERMs this process once every run has logged its first
-    chunk; checks that the sweep stops and that every run saved a checkpoint on the way."""
+    chunk; checks that the sweep stops and that every run saved a checkpoint on the way.
+    Returns the seconds from the signal to the sweep's return."""
     status = [out / s.name / "status.json" for s in specs]
+    sent = {}
 
     def terminate_once_all_train():
         deadline = time.monotonic() + 300
         while not all(p.exists() for p in status) and time.monotonic() < deadline:
             time.sleep(0.2)
+        time.sleep(0.3)  # the next chunks are computing now
+        sent["at"] = time.monotonic()
         os.kill(os.getpid(), signal.SIGTERM)
 
     threading.Thread(target=terminate_once_all_train, daemon=True).start()
     with pytest.raises(Terminated):
         run_sweep(specs, out, progress=False, **sweep_options)
+    stopped_s = time.monotonic() - sent["at"]
     assert set(outcomes(out).values()) == {"interrupted"}
     for s, p in zip(specs, status, strict=True):  # saved between the first chunk and the end
         assert 0 < json.loads(p.read_text())["step"] < s.train["steps"]
         assert checkpoint.exists(out / s.name)
+    return stopped_s
 
 
 def test_sigterm_reaches_the_worker_processes_which_save_their_runs(hopper_npz, tmp_path):
     """The sweep forwards its SIGTERM to its workers (a scheduler may signal the sweep alone)
-    and returns once they have saved."""
-    sigterm_once_training(two_runs(hopper_npz, steps=100_000, checkpoint_every=100_000),
-                          tmp_path, workers=2)
+    and returns once they have saved, without waiting for the chunks they were computing."""
+    chunk = 500
+    specs = [RunSpec(s.name, {**s.train, "log_every": chunk, "batch_size": 256},
+                     {"critic_hidden": (256, 256), "actor_hidden": (256, 256)})
+             for s in two_runs(hopper_npz, steps=100_000, checkpoint_every=100_000)]
+    stopped_s = sigterm_once_training(specs, tmp_path, workers=2)
+    chunk_s = min(chunk / read_jsonl(tmp_path / s.name / "metrics.jsonl")[0][
+        "time/steps_per_sec"] for s in specs)
+    if chunk_s < 1.0:
+        pytest.skip(f"a chunk takes {chunk_s:.2f} s here: too short to tell a prompt stop")
+    assert stopped_s < 0.5 * chunk_s, (stopped_s, chunk_s)
 
 
 @pytest.fixture

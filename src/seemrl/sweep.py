@@ -296,10 +296,18 @@ def _run_processes(specs, out, record, workers, retries, progress, console):
             if progress:
                 _say(console, _done_line(done, len(specs), results[i]))
     except KeyboardInterrupt as e:
+        processes = list((getattr(pool, "_processes", None) or {}).values())
         if isinstance(e, Terminated):  # Ctrl-C reaches the workers itself, SIGTERM may not
-            for process in list((getattr(pool, "_processes", None) or {}).values()):
+            for process in processes:
                 process.terminate()  # SIGTERM: each worker saves its run and stops
-        pool.shutdown(wait=True, cancel_futures=True)  # returns once the workers have saved
+        for fut in futures:
+            fut.cancel()  # the runs not started
+        cf.wait(futures)  # a started run's future ends once its worker has saved
+        for process in processes:
+            # Nothing is left to write, and a worker's own exit would wait for the chunk it
+            # was computing when the signal came (a whole log chunk: minutes on a CPU).
+            process.kill()
+        pool.shutdown(wait=True, cancel_futures=True)
         for i, r in enumerate(results):
             if r is None:
                 record.update(i, outcome="interrupted")
