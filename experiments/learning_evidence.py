@@ -7,8 +7,9 @@ run: algorithm, dataset, the settings (the nearest preset of that algorithm, and
 the preset sets that the run changed), steps, seeds, the evaluation curve (mean normalised
 score over seeds at each evaluation), the final and best evaluation, the median and largest
 normalised SEEM the run measured (all seeds, every measurement: SEEM's verdict threshold is
-0.1), and the score the algorithm's paper reports on the D4RL dataset of the same name.
-Numbers come from the run folders only.
+0.1), the fraction of the final evaluation's episodes that ended in a fall (runs made before
+evaluation logged it show "—"), and the score the algorithm's paper reports on the D4RL
+dataset of the same name. Numbers come from the run folders only.
 """
 
 from __future__ import annotations
@@ -91,10 +92,13 @@ def row(run: pathlib.Path) -> dict:
     train = config["train"]
     status = json.loads((run / "status.json").read_text())
     curve: dict[int, list[float]] = {}
+    falls: dict[int, list[float]] = {}
     seem: list[float] = []
     for m in read_jsonl(run / "metrics.jsonl"):
         if "eval/normalized_score" in m:
             curve.setdefault(m["step"], []).append(m["eval/normalized_score"])
+        if "eval/terminated_frac" in m:
+            falls.setdefault(m["step"], []).append(m["eval/terminated_frac"])
         if "seem/normalized" in m:
             seem.append(m["seem/normalized"])
     steps = sorted(curve)
@@ -110,13 +114,15 @@ def row(run: pathlib.Path) -> dict:
             "best": float(np.mean([s["best_score"] for s in seeds.values()])),
             "seem_median": float(np.median(seem)) if seem else None,
             "seem_max": float(np.max(seem)) if seem else None,
+            "final_falls": float(np.mean(falls[steps[-1]])) if steps and steps[-1] in falls
+            else None,
             "published": PUBLISHED.get(algo_key(config), {}).get(dataset)}
 
 
 def markdown(rows: list[dict]) -> str:
     lines = ["| algorithm | dataset | settings | steps | seeds | batch | normalised score at "
-             "each evaluation | final | best | SEEM median (max) | paper (D4RL) |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "each evaluation | final | falls at final | best | SEEM median (max) | paper (D4RL) |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         curve = ", ".join(f"{v:.1f}" for v in r["curve"])
         every = r["curve_steps"][0] if r["curve_steps"] else 0
@@ -124,13 +130,14 @@ def markdown(rows: list[dict]) -> str:
             f"{r['published']:.1f} ({PUBLISHED[r['algo']]['source']})")
         seem = "—" if r["seem_median"] is None else (
             f"{r['seem_median']:.3f} ({r['seem_max']:.3f})")
+        falls = "—" if r["final_falls"] is None else f"{100 * r['final_falls']:.0f} %"
         steps = f"{r['steps']:,}" + ("" if r["steps"] == r["planned_steps"]
                                      else f" of {r['planned_steps']:,}")
         lines.append(f"| {NAMES.get(r['algo'], r['algo'])} | {r['dataset']} | {r['settings']} | "
                      f"{steps} | "
                      f"{', '.join(map(str, r['seeds']))} | {r['batch_size']} | every "
-                     f"{every:,}: {curve} | {r['final']:.1f} | {r['best']:.1f} | {seem} | "
-                     f"{paper} |")
+                     f"{every:,}: {curve} | {r['final']:.1f} | {falls} | {r['best']:.1f} | "
+                     f"{seem} | {paper} |")
     return "\n".join(lines)
 
 

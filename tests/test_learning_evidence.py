@@ -24,8 +24,9 @@ def evidence():
 
 
 def write_run(path: pathlib.Path, preset: str, changes: dict, scores: dict, seem: list,
-              dataset: str = "hopper-medium"):
-    """A run folder as `seemrl train` leaves it: config.json, metrics.jsonl, status.json."""
+              dataset: str = "hopper-medium", falls: dict | None = None):
+    """A run folder as `seemrl train` leaves it: config.json, metrics.jsonl, status.json;
+    `falls` (seed -> fraction at each evaluation) as runs log it since evaluation counts falls."""
     flat = {**load_preset(preset), **changes}
     algo = algos.get(flat["algo"])
     train, algo_part = split(flat, algo.Config)
@@ -37,7 +38,10 @@ def write_run(path: pathlib.Path, preset: str, changes: dict, scores: dict, seem
     lines = []
     for seed, curve in scores.items():
         for i, score in enumerate(curve):
-            lines.append({"step": 1000 * (i + 1), "seed": seed, "eval/normalized_score": score})
+            record = {"step": 1000 * (i + 1), "seed": seed, "eval/normalized_score": score}
+            if falls is not None:
+                record["eval/terminated_frac"] = falls[seed][i]
+            lines.append(record)
     lines += [{"step": 100 * (i + 1), "seed": 0, "seem/normalized": v} for i, v in enumerate(seem)]
     (path / "metrics.jsonl").write_text("".join(json.dumps(m) + "\n" for m in lines))
     (path / "status.json").write_text(json.dumps({"step": 2000, "steps": 2000, "seeds": {
@@ -49,7 +53,8 @@ def test_row_reads_curve_seem_and_changed_options(evidence, tmp_path):
     scores = {0: list(rng.uniform(0, 100, 2)), 1: list(rng.uniform(0, 100, 2))}
     seem = list(rng.uniform(0, 0.5, 5))
     run = tmp_path / "run"
-    write_run(run, "iql-locomotion", {"beta": 10.0}, scores, seem)
+    falls = {0: [0.0, 0.3], 1: [1.0, 0.8]}
+    write_run(run, "iql-locomotion", {"beta": 10.0}, scores, seem, falls=falls)
 
     row = evidence.row(run)
 
@@ -61,18 +66,20 @@ def test_row_reads_curve_seem_and_changed_options(evidence, tmp_path):
     assert row["best"] == pytest.approx(np.mean([max(scores[0]), max(scores[1])]))
     assert row["seem_median"] == pytest.approx(np.median(seem))
     assert row["seem_max"] == pytest.approx(max(seem))
+    assert row["final_falls"] == pytest.approx(np.mean([falls[0][-1], falls[1][-1]]))
     table = evidence.markdown([row])
+    assert f"| {100 * row['final_falls']:.0f} % |" in table
     assert f"{np.median(seem):.3f} ({max(seem):.3f})" in table
     assert "66.3 (Kostrikov et al. 2021)" in table     # IQL's hopper-medium in PUBLISHED
 
 
-def test_unchanged_preset_names_no_options_and_run_without_seem(evidence, tmp_path):
+def test_unchanged_preset_names_no_options_and_run_without_seem_or_falls(evidence, tmp_path):
     run = tmp_path / "run"
     write_run(run, "td3bc-locomotion", {}, {0: [10.0, 20.0]}, [])
     row = evidence.row(run)
     assert row["settings"] == "preset td3bc-locomotion"
-    assert row["seem_median"] is None
-    assert "| — |" in evidence.markdown([row])
+    assert row["seem_median"] is None and row["final_falls"] is None
+    assert evidence.markdown([row]).count("| — |") == 2  # SEEM, and falls (not logged)
 
 
 def test_td3bc_without_its_q_term_is_labelled_and_compared_as_bc(evidence, tmp_path):
