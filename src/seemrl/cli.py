@@ -465,13 +465,15 @@ def cmd_sweep(argv: list[str]) -> int:
     return 1 if any(r.outcome == "failed" for r in results) else 0
 
 
-
-STOPPED_CODES = (143, 130)  # the shell's codes for SIGTERM and SIGINT
+TERMINATED_CODE, INTERRUPTED_CODE = 143, 130  # the shell's codes for SIGTERM and SIGINT
 
 
 def _stopped(e: KeyboardInterrupt) -> tuple[str, int]:
-    """How a run was stopped, and the exit code: the shell's for SIGTERM (143) or SIGINT (130)."""
-    return ("terminated", 143) if isinstance(e, Terminated) else ("interrupted", 130)
+    """How a run was stopped, and the exit code."""
+    if isinstance(e, Terminated):
+        return "terminated", TERMINATED_CODE
+    return "interrupted", INTERRUPTED_CODE
+
 
 COMMANDS = {
     "demo": (cmd_demo, "the built-in demo: TD3 diverges, a LayerNorm critic does not"),
@@ -517,7 +519,7 @@ def run() -> None:
     so a stopped command leaves at once.
     """
     code = main()
-    if code in STOPPED_CODES:
+    if code in (TERMINATED_CODE, INTERRUPTED_CODE):
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(code)
