@@ -40,6 +40,7 @@ def test_bad_data_and_demo_options(argv, needle, tmp_path, capsys):
     code = main(argv + ["--data-dir", str(tmp_path)])
     err = capsys.readouterr().err
     assert code == 2 and needle in err and len(err.strip().splitlines()) == 1
+    assert not any(tmp_path.iterdir())  # refused before any dataset was made
 
 
 def test_data_make_unwritable_dir(tmp_path, capsys):

@@ -28,33 +28,9 @@ FLAGS = ["--seeds", "0", "1", "--steps", "20", "--log-every", "10", "--eval-epis
 
 def two_runs(dataset, **train):
     """Two runs of a tiny TD3+BC that differ in their data only (rewards ×1 and ×2), so the
-    second reuses the first one's compiled update (see `compile_once`)."""
+    second reuses the first one's compiled update (the session's XLA cache, conftest.py)."""
     return [RunSpec(f"r{scale}", {"dataset": str(dataset), "algo": "td3bc", "reward_scale": scale,
                                   **TINY, **train}, NETS) for scale in (1, 2)]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def compile_once(tmp_path_factory):
-    """A persistent XLA cache for this module, here and in the worker processes and Ray tasks
-    it starts: every run here trains the same tiny networks, so only the first one compiles
-    (compiling is most of a 20-step run's time)."""
-    import jax
-    from jax.experimental.compilation_cache import compilation_cache
-
-    path = str(tmp_path_factory.mktemp("xla_cache"))
-    names = ("jax_compilation_cache_dir", "jax_persistent_cache_min_compile_time_secs",
-             "jax_persistent_cache_min_entry_size_bytes")
-    saved = {name: getattr(jax.config, name) for name in names}
-    with pytest.MonkeyPatch.context() as env:
-        env.setenv("JAX_COMPILATION_CACHE_DIR", path)
-        env.setenv("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
-        compilation_cache.reset_cache()
-        jax.config.update("jax_compilation_cache_dir", path)
-        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
-        yield
-        for name, value in saved.items():
-            jax.config.update(name, value)
-        compilation_cache.reset_cache()
 
 
 def run_cli(argv, capsys):

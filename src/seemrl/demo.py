@@ -55,21 +55,26 @@ def dataset_file(cfg: DemoConfig, data_dir=None, progress: bool = True) -> pathl
 RUNS = {"TD3 (plain critic)": False, "TD3 + LayerNorm critic": True}
 
 
+def _train_config(cfg: DemoConfig, dataset: str) -> TrainConfig:
+    """Both runs' training options (the same for the plain and the LayerNorm critic)."""
+    log_every = min(500, cfg.steps)
+    return TrainConfig(dataset=dataset, seeds=cfg.seeds, steps=cfg.steps, fraction=cfg.fraction,
+                       log_every=log_every, eval_every=0, eval_episodes=cfg.eval_episodes,
+                       checkpoint_every=0,
+                       seem_every=log_every * (2 if cfg.steps >= 2 * log_every else 1),
+                       seem_probe=128, q_bound=float("inf"))
+
+
 def run_demo(cfg: DemoConfig, out: str | pathlib.Path, data_dir=None, progress: bool = True,
              console=None) -> dict[str, Any]:
     """Train both runs into out/<name>, write out/demo.png; returns the comparison rows."""
     out = pathlib.Path(out)
+    _train_config(cfg, cfg.dataset)  # a bad option fails here, before the dataset is made
     path = dataset_file(cfg, data_dir, progress)
+    train_cfg = _train_config(cfg, str(path))
     rows, prepared = {}, None
     for label, layer_norm in RUNS.items():
         run_dir = out / ("td3-layernorm" if layer_norm else "td3")
-        log_every = min(500, cfg.steps)
-        train_cfg = TrainConfig(dataset=str(path), seeds=cfg.seeds, steps=cfg.steps,
-                                fraction=cfg.fraction, log_every=log_every, eval_every=0,
-                                eval_episodes=cfg.eval_episodes, checkpoint_every=0,
-                                seem_every=log_every * (2 if cfg.steps >= 2 * log_every else 1),
-                                seem_probe=128,
-                                q_bound=float("inf"))
         algo_cfg = td3bc.Config(bc_coef=0.0, layer_norm=layer_norm)
         if console is not None:
             console.print(f"[bold]{label}[/bold] → {run_dir}")
