@@ -1,6 +1,7 @@
 """The learning-evidence table of docs/ALGORITHMS.md, from finished `seemrl train` runs.
 
     python experiments/learning_evidence.py RUN_DIR [RUN_DIR ...] > table.md
+    python experiments/learning_evidence.py --per-seed RUN_DIR     # a row per seed
 
 Each RUN_DIR is a `seemrl train` folder (config.json, metrics.jsonl, status.json). One row per
 run: algorithm, dataset, the settings (the nearest preset of that algorithm, and every option
@@ -87,14 +88,22 @@ def _short(value) -> str:
     return str(value)
 
 
-def row(run: pathlib.Path) -> dict:
+def run_seeds(run: pathlib.Path) -> list[int]:
+    return sorted(int(s) for s in json.loads((run / "status.json").read_text())["seeds"])
+
+
+def row(run: pathlib.Path, seed: int | None = None) -> dict:
+    """The run's row over all its seeds, or over `seed` alone."""
     config = json.loads((run / "config.json").read_text())
     train = config["train"]
     status = json.loads((run / "status.json").read_text())
+    seeds = status["seeds"] if seed is None else {str(seed): status["seeds"][str(seed)]}
     curve: dict[int, list[float]] = {}
     falls: dict[int, list[float]] = {}
     seem: list[float] = []
     for m in read_jsonl(run / "metrics.jsonl"):
+        if seed is not None and m.get("seed") != seed:
+            continue
         if "eval/normalized_score" in m:
             curve.setdefault(m["step"], []).append(m["eval/normalized_score"])
         if "eval/terminated_frac" in m:
@@ -103,7 +112,6 @@ def row(run: pathlib.Path) -> dict:
             seem.append(m["seem/normalized"])
     steps = sorted(curve)
     means = [float(np.mean(curve[s])) for s in steps]
-    seeds = status["seeds"]
     dataset = dataset_name(train)
     return {"algo": algo_key(config), "dataset": dataset, "settings": settings(config),
             "steps": status["step"],
@@ -145,12 +153,17 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("runs", nargs="+", type=pathlib.Path)
     p.add_argument("--json", type=pathlib.Path, help="also write the rows as JSON here")
+    p.add_argument("--per-seed", action="store_true",
+                   help="a row for each seed of each run (default: a run's seeds averaged)")
     args = p.parse_args(argv)
     missing = [r for r in args.runs if not (r / "status.json").is_file()]
     if missing:
         print(f"error: not a finished seemrl run folder: {missing[0]}", file=sys.stderr)
         return 2
-    rows = [row(r) for r in args.runs]
+    if args.per_seed:
+        rows = [row(r, s) for r in args.runs for s in run_seeds(r)]
+    else:
+        rows = [row(r) for r in args.runs]
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1))
     print(markdown(rows))

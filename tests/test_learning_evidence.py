@@ -109,3 +109,32 @@ def test_main_refuses_a_folder_that_is_not_a_run(evidence, tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     assert evidence.main([str(tmp_path / "empty")]) == 2
     assert "not a finished seemrl run folder" in capsys.readouterr().err
+
+
+def test_per_seed_rows_read_each_seeds_own_curve_falls_and_seem(evidence, tmp_path, capsys):
+    rng = np.random.default_rng(1)
+    scores = {1: list(rng.uniform(0, 100, 3)), 2: list(rng.uniform(0, 100, 3))}
+    falls = {1: list(rng.uniform(0, 1, 3)), 2: list(rng.uniform(0, 1, 3))}
+    run = tmp_path / "run"
+    write_run(run, "td3bc-locomotion", {"layer_norm": True}, scores, [], falls=falls)
+    seem = {1: list(rng.uniform(0, 0.5, 4)), 2: list(rng.uniform(0, 0.5, 4))}
+    with open(run / "metrics.jsonl", "a") as f:
+        for seed, values in seem.items():
+            for i, v in enumerate(values):
+                f.write(json.dumps({"step": 500 * (i + 1), "seed": seed,
+                                    "seem/normalized": v}) + "\n")
+
+    for seed in (1, 2):
+        r = evidence.row(run, seed)
+        assert r["seeds"] == [seed]
+        np.testing.assert_allclose(r["curve"], scores[seed])
+        assert r["final"] == pytest.approx(scores[seed][-1])
+        assert r["best"] == pytest.approx(max(scores[seed]))
+        assert r["final_falls"] == pytest.approx(falls[seed][-1])
+        assert r["seem_median"] == pytest.approx(np.median(seem[seed]))
+        assert r["seem_max"] == pytest.approx(max(seem[seed]))
+
+    assert evidence.main(["--per-seed", str(run)]) == 0
+    rows = capsys.readouterr().out.splitlines()[2:]
+    assert len(rows) == 2
+    assert [r.split(" | ")[4] for r in rows] == ["1", "2"]   # the seeds column
