@@ -190,17 +190,22 @@ def test_seem_logged_during_training_and_resume_keeps_it_identical(hopper_npz, t
     assert_same_run(tmp_path / "full", tmp_path / "part")  # SEEM cosines included
 
 
-def test_online_verdict_fires_and_is_replayed_on_resume(hopper_npz, tmp_path):
-    # Rewards scaled to 0 put the run's Q ceiling max|r|/(1 − γ) at 0, so any Q is past it
-    # and the verdict must fire at the first log point, for every seed.
-    zero = dict(reward_scale=0.0, seem_every=2, seem_probe=16)
+def test_passing_the_ceiling_is_a_divergence_not_a_prediction(hopper_npz, tmp_path):
+    # Rewards scaled to 0 put the run's Q ceiling max|r|/(1 − γ) at 0, so the first update's
+    # Q is past it: diverged_at 1 (the fact) for every seed, no prediction (nothing came
+    # before the fact), the seeds go on training (only q_bound stops them), and a resumed
+    # run says the same.
+    zero = dict(reward_scale=0.0, seem_every=2, seem_first=0, seem_probe=16)
     status = train(tcfg(hopper_npz, **zero), ALGO, tmp_path / "full", progress=False)
     assert json.loads((tmp_path / "full" / "config.json").read_text())["q_ceiling"] == 0.0
     records = read_jsonl(tmp_path / "full" / "metrics.jsonl")
     for seed, s in status["seeds"].items():
-        assert s["verdict_step"] == 2 and s["verdict_reason"] == "q_explode"
-        fired = [r for r in records if r["seed"] == int(seed) and "verdict/diverging_step" in r]
-        assert [r["step"] for r in fired] == [2]  # logged once, when it first fires
+        assert s["diverged_at"] == 1 and s["stopped_at"] is None and s["active"]
+        assert s["predicted_at"] is None and s["predicted_reason"] is None
+        mine = [r for r in records if r["seed"] == int(seed)]
+        assert [r["step"] for r in mine if "diverged_at" in r] == [2]  # logged once
+        assert not any("verdict/predicted_at" in r for r in mine)
+        assert max(r["step"] for r in mine) == 8  # trained to the end
     train(tcfg(hopper_npz, steps=4, **zero), ALGO, tmp_path / "part", progress=False)
     resumed = train(tcfg(hopper_npz, **zero), ALGO, tmp_path / "part", resume=True,
                     progress=False)

@@ -37,6 +37,7 @@ from seemrl import algos, checkpoint, evaluation
 from seemrl import config as config_lib
 from seemrl import logging as log_lib
 from seemrl.config import ConfigError
+from seemrl.diagnostics.schedule import SeemSchedule
 from seemrl.diagnostics.verdict import OnlineVerdict, VerdictConfig
 from seemrl.types import Batch, DataError, Dataset, Terminated
 
@@ -73,7 +74,8 @@ class TrainConfig:
     reward_bias: float = 0.0
     """Rewards are transformed to r·scale + bias."""
     log_every: int = 1000
-    """Log metrics every this many steps (also the length of one jitted chunk)."""
+    """Log metrics every this many steps (also the longest jitted chunk). Records are also
+    written at every SEEM measurement, which the SEEM schedule places, not this."""
     eval_every: int = 10_000
     """Evaluate every this many steps (0: only at the end), at the first log point at or
     after each multiple."""
@@ -82,15 +84,22 @@ class TrainConfig:
     checkpoint_every: int = 50_000
     """Checkpoint every this many steps (and always at the end; 0: only at the end)."""
     seem_every: int = 10_000
-    """Measure SEEM every this many steps (0: off). With the default probe it costs < 2 % of
-    training time here (benchmarks/seem_cost.py); the authors measured every 10 000 steps."""
+    """Largest spacing of SEEM measurements (0: SEEM off). The authors measured every 10 000
+    steps, which sees only the aftermath of the divergences that begin early."""
+    seem_first: int = 50
+    """Spacing of SEEM measurements at the start of training: every `seem_first` steps to
+    step 40·seem_first, then 20 per doubling of the step up to `seem_every`
+    (`diagnostics.schedule`); 0: every `seem_every` steps only. Overhead at the defaults:
+    benchmarks/seem_cost.py."""
     seem_probe: int = 256
     """Transitions in the fixed SEEM probe batch, drawn once per seed (all of them when the
     data is smaller). The authors used 2 560: 0.2 s a measurement on a 2-core CPU with the exact
     MLP path (~1.5 % of training time every 10 000 steps), but ~6 s with the generic path that
     BatchNorm and spectral-norm critics need (docs/BENCHMARKS.md), so the default is smaller."""
     q_bound: float = 1e8
-    """A seed whose |mean Q| exceeds this (or turns NaN/Inf) is marked diverged and stopped."""
+    """A seed whose |mean Q| exceeds this (or turns NaN/Inf) is stopped at its last finite
+    state (`stopped_at`). It counts as diverged (`diverged_at`) as soon as |mean Q| passes
+    the data's ceiling max|r|/(1 − γ), usually long before."""
     seed_groups: int = 0
     """Seeds are split into this many groups, each vmapped, run concurrently in threads (0: one
     per CPU core on a CPU, 1 on an accelerator). One XLA CPU computation of this size keeps
@@ -116,7 +125,7 @@ class TrainConfig:
         for name in ("steps", "batch_size", "log_every"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"option '{name}' must be positive")
-        for name in ("eval_every", "checkpoint_every", "seem_every"):
+        for name in ("eval_every", "checkpoint_every", "seem_every", "seem_first"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"option '{name}' must be >= 0 (0 turns it off)")
         if self.eval_episodes < 0 or self.seem_probe < 2:
@@ -230,7 +239,13 @@ def _over_seeds(fn):
 
 
 def make_chunk(algo, algo_cfg, act_dim: int, max_action: float, batch_size: int):
-    """A jitted `chunk(states, data, step0, active, num_steps) -> (states, metrics, params)`.
+    """A jitted `chunk(states, data, step0, active, num_steps, run_steps=None)
+    -> (states, metrics, params)`.
+
+    With `run_steps` (a traced int ≤ num_steps) only the first `run_steps` updates happen and
+    the other iterations pass the state through (their metrics are NaN): one compiled chunk
+    serves every segment length, so SEEM measurements can cut a log chunk anywhere without a
+    compilation per length.
 
     Seeds whose `active` flag is False keep their state unchanged (a diverged seed stays at
     its last finite state): they are updated with the others and their chunk is discarded at
@@ -245,8 +260,15 @@ def make_chunk(algo, algo_cfg, act_dim: int, max_action: float, batch_size: int)
         return algo.update(state.replace(key=key), batch, step, algo_cfg, act_dim, max_action)
 
     @functools.partial(jax.jit, static_argnames="num_steps")
-    def chunk(states, data, step0, active, num_steps: int):
-        body = lambda s, i: _over_seeds(seed_step)(s, data, step0 + i)
+    def chunk(states, data, step0, active, num_steps: int, run_steps=None):
+        update = lambda s, t: _over_seeds(seed_step)(s, data, t)
+        if run_steps is None:
+            body = lambda s, i: update(s, step0 + i)
+        else:
+            shapes = jax.eval_shape(update, states, step0)[1]
+            skip = lambda s, t: (s, jax.tree.map(lambda x: jnp.full(x.shape, jnp.nan, x.dtype),
+                                                 shapes))
+            body = lambda s, i: jax.lax.cond(i < run_steps, update, skip, s, step0 + i)
         new, metrics = jax.lax.scan(body, states, jnp.arange(num_steps))
         # Once per chunk, not per step: selecting every state array at every step cost ~10 %
         # of the updates' time at 5 seeds.
@@ -319,18 +341,18 @@ class Trainer:
         self.groups = [(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
         self.step = 0
         self.active = np.ones(len(self.seeds), bool)
-        self.diverged_at: list[int | None] = [None] * len(self.seeds)
+        self.diverged_at: list[int | None] = [None] * len(self.seeds)  # Q passed the ceiling
+        self.stopped_at: list[int | None] = [None] * len(self.seeds)  # Q past q_bound / NaN
         self.scores: dict[str, list] = {"final": [None] * len(self.seeds),
                                         "best": [None] * len(self.seeds)}
         # The online verdict and reports use it as the explosion threshold of this run.
         gamma = getattr(algo_cfg, "gamma", None)
         self.q_ceiling = (q_ceiling(p.dataset.rewards, gamma)
                           if gamma is not None and gamma < 1.0 else None)
-        vcfg = VerdictConfig() if self.q_ceiling is None else VerdictConfig(
-            q_floor=self.q_ceiling, q_explode=self.q_ceiling)
-        self.verdicts = [OnlineVerdict(vcfg) for _ in self.seeds]
+        self.verdicts = [OnlineVerdict(VerdictConfig(), self.q_ceiling) for _ in self.seeds]
+        self.schedule = SeemSchedule(cfg.seem_first, cfg.seem_every)
         self.seem = None
-        if cfg.seem_every:
+        if self.schedule.enabled:
             from seemrl.diagnostics.tracking import SeemTracker
 
             self.seem = SeemTracker(self.algo, algo_cfg, p, cfg, self.seeds, self.states)
@@ -351,15 +373,17 @@ class Trainer:
 
     def status(self) -> dict[str, Any]:
         return {"step": self.step, "steps": self.cfg.steps, "seeds": {
-            str(s): {"diverged_at": self.diverged_at[j], "final_score": self.scores["final"][j],
-                     "best_score": self.scores["best"][j], "active": bool(self.active[j]),
-                     "verdict_step": self.verdicts[j].result.step,
-                     "verdict_reason": self.verdicts[j].result.reason or None}
+            str(s): {"predicted_at": self.verdicts[j].result.step,
+                     "predicted_reason": self.verdicts[j].result.reason or None,
+                     "diverged_at": self.diverged_at[j], "stopped_at": self.stopped_at[j],
+                     "final_score": self.scores["final"][j],
+                     "best_score": self.scores["best"][j], "active": bool(self.active[j])}
             for j, s in enumerate(self.seeds)}}
 
     def save(self) -> None:
         meta = {"step": self.step, "active": self.active.tolist(),
-                "diverged_at": self.diverged_at, "scores": self.scores}
+                "diverged_at": self.diverged_at, "stopped_at": self.stopped_at,
+                "scores": self.scores}
         checkpoint.save(self.out, {"states": self.states,
                                    "seem": self.seem.memory if self.seem else None}, meta)
         checkpoint.atomic_write_json(self.out / "status.json", self.status())
@@ -370,6 +394,10 @@ class Trainer:
         self.states = jax.tree.map(jnp.asarray, restored["states"])
         self.step, self.active = int(meta["step"]), np.asarray(meta["active"], bool)
         self.diverged_at, self.scores = meta["diverged_at"], meta["scores"]
+        # Checkpoints from before `stopped_at` marked only the stop, under diverged_at.
+        self.stopped_at = meta.get("stopped_at", [None if a else d for a, d in
+                                                  zip(meta["active"], meta["diverged_at"],
+                                                      strict=True)])
         if self.seem:
             self.seem.memory = jax.tree.map(jnp.asarray, restored["seem"])
         log_lib.truncate_jsonl(self.out / "metrics.jsonl", self.step)
@@ -377,11 +405,14 @@ class Trainer:
         by_seed: dict[int, list] = {s: [] for s in self.seeds}
         for rec in log_lib.read_jsonl(self.out / "metrics.jsonl"):
             by_seed.get(rec.get("seed"), []).append(rec)
-        for verdict, seed in zip(self.verdicts, self.seeds, strict=True):
+        for j, (verdict, seed) in enumerate(zip(self.verdicts, self.seeds, strict=True)):
             for rec in by_seed[seed]:
-                if "train/q_mean" in rec or "seem/normalized" in rec:
-                    verdict.update(rec["step"], seem=rec.get("seem/normalized"),
-                                   q=rec.get("train/q_mean"))
+                if self.diverged_at[j] is not None and rec["step"] >= self.diverged_at[j]:
+                    verdict.diverged()
+                if "seem/normalized" in rec:
+                    verdict.update(rec["step"], rec)
+            if self.diverged_at[j] is not None:
+                verdict.diverged()
 
     # -- the loop ---------------------------------------------------------------------------
     def evaluate(self) -> list[dict[str, Any]]:
@@ -406,15 +437,17 @@ class Trainer:
 
     def _run_groups(self, num_steps: int):
         """The compiled chunk on each seed group, concurrently; results joined along seeds."""
-        step = jnp.int32(self.step)
+        step, run = jnp.int32(self.step), jnp.int32(num_steps)
+        longest = self.cfg.log_every
         calls = []
         for lo, hi in self.groups:
             args = (jax.tree.map(lambda x, lo=lo, hi=hi: x[lo:hi], self.states), self.p.data,
                     step, jnp.asarray(self.active[lo:hi]))
-            key = (num_steps, hi - lo)
+            key = (longest, hi - lo)
             if key not in self._compiled:  # compile outside the timed region
-                self._compiled[key] = self.chunk.lower(*args, num_steps=num_steps).compile()
-            calls.append((self._compiled[key], args))
+                self._compiled[key] = self.chunk.lower(*args, num_steps=longest,
+                                                       run_steps=run).compile()
+            calls.append((functools.partial(self._compiled[key], run_steps=run), args))
         t0 = time.perf_counter()
         if len(calls) == 1:
             outs = [jax.device_get(calls[0][0](*calls[0][1]))]
@@ -423,34 +456,55 @@ class Trainer:
                 outs = list(pool.map(lambda c: jax.device_get(c[0](*c[1])), calls))
         sps = num_steps / (time.perf_counter() - t0)
         new = jax.tree.map(lambda *x: jnp.concatenate(x), *[o[0] for o in outs])
-        metrics = {k: np.concatenate([o[1][k] for o in outs], axis=1) for k in outs[0][1]}
+        metrics = {k: np.concatenate([o[1][k][:num_steps] for o in outs], axis=1)
+                   for k in outs[0][1]}
         params = {k: np.concatenate([o[2][k] for o in outs]) for k in outs[0][2]}
         return new, metrics, params, sps
 
-    def run_chunk(self, logger) -> None:
+    def next_stop(self) -> int:
+        """The step the next segment ends at: the next log point, SEEM measurement or the
+        last step, whichever comes first."""
         cfg = self.cfg
-        num_steps = min(cfg.log_every, cfg.steps - self.step)
+        stop = min((self.step // cfg.log_every + 1) * cfg.log_every, cfg.steps)
+        seem = self.schedule.next_after(self.step) if self.seem else None
+        return stop if seem is None else min(stop, seem)
+
+    def run_chunk(self, logger) -> None:
+        """Train to the next stop (`next_stop`), then the edges: divergence marking, SEEM and
+        the verdict, evaluation, logging, checkpoint."""
+        cfg = self.cfg
+        num_steps = self.next_stop() - self.step
+        was_active = self.active.copy()
         new, metrics, params, sps = self._run_groups(num_steps)
         first_bad = _first_bad_step(metrics, cfg.q_bound)
         first_bad[~self.active] = -1
         params_ok = np.all([np.isfinite(v) for v in params.values()], axis=0)
         first_bad = np.where((first_bad < 0) & ~params_ok & self.active, num_steps - 1, first_bad)
-        diverged = first_bad >= 0
-        if diverged.any():
+        stopped = first_bad >= 0
+        if stopped.any():
             # Keep the last finite state (the chunk's start) for the seeds that blew up.
-            keep = jnp.asarray(~diverged)
+            keep = jnp.asarray(~stopped)
             new = jax.tree.map(
                 lambda n, o: jnp.where(keep.reshape((-1,) + (1,) * (n.ndim - 1)), n, o),
                 new, self.states)
+        crossed = (_first_bad_step(metrics, self.q_ceiling) if self.q_ceiling is not None
+                   else first_bad)
         records = _chunk_records(self.step + num_steps, self.seeds, metrics, params, first_bad,
                                  sps)
         # Together, so that an interrupt never saves the new state under the old step.
         self.states, self.step = new, self.step + num_steps
-        for j in np.flatnonzero(diverged):
-            self.active[j] = False
-            self.diverged_at[j] = self.step - num_steps + int(first_bad[j]) + 1
-            records[j]["diverged_at"] = self.diverged_at[j]
-        if self.seem and _crossed(self.step, num_steps, cfg.seem_every):
+        step0 = self.step - num_steps
+        for j in np.flatnonzero(was_active):
+            if self.diverged_at[j] is None and (crossed[j] >= 0 or stopped[j]):
+                at = crossed[j] if crossed[j] >= 0 else first_bad[j]
+                self.diverged_at[j] = step0 + int(at) + 1
+                records[j]["diverged_at"] = self.diverged_at[j]
+                self.verdicts[j].diverged()
+            if stopped[j]:
+                self.active[j] = False
+                self.stopped_at[j] = step0 + int(first_bad[j]) + 1
+                records[j]["stopped_at"] = self.stopped_at[j]
+        if self.seem and self.step == self.schedule.next_after(step0):
             for rec, extra in zip(records, self.seem.measure(self.states), strict=True):
                 rec.update(extra)
         self._update_verdicts(records)
@@ -458,8 +512,8 @@ class Trainer:
                 self.step == cfg.steps or _crossed(self.step, num_steps, cfg.eval_every)):
             for rec, extra in zip(records, self.evaluate(), strict=True):
                 rec.update({k: v for k, v in extra.items() if k not in ("step", "seed")})
-        logger.log(records)
-        if diverged.any() or self.step == cfg.steps or (
+        logger.log(_live_records(records, was_active))
+        if stopped.any() or self.step == cfg.steps or (
                 _crossed(self.step, num_steps, cfg.checkpoint_every)):
             self.save()
         else:
@@ -467,13 +521,14 @@ class Trainer:
         self.last_records = records
 
     def _update_verdicts(self, records: list[dict[str, Any]]) -> None:
-        """Feed the online divergence verdict; log the step at which it first fires."""
+        """Feed the online verdict at each SEEM measurement; log the step it first fires."""
         for verdict, rec in zip(self.verdicts, records, strict=True):
+            if "seem/normalized" not in rec:
+                continue
             fired_before = verdict.result.fired
-            result = verdict.update(rec["step"], seem=rec.get("seem/normalized"),
-                                    q=rec.get("train/q_mean"))
+            result = verdict.update(rec["step"], rec)
             if result.fired and not fired_before:
-                rec["verdict/diverging_step"] = result.step
+                rec["verdict/predicted_at"] = result.step
                 rec["verdict/reason"] = result.reason
 
     def run(self, resume: bool = False, progress: bool = True, console=None) -> dict[str, Any]:
@@ -493,7 +548,8 @@ class Trainer:
                         self.run_chunk(logger)
                         sps = self.last_records[0]["time/steps_per_sec"]
                         bar.update(task, completed=self.step, sps=f"{sps:.0f}",
-                                   info=_summary(self.last_records, self.verdicts))
+                                   info=_summary(self.last_records, self.verdicts,
+                                                 self.diverged_at))
             except KeyboardInterrupt:
                 with _interrupts_ignored():  # a second Ctrl-C or SIGTERM waits for the save
                     self.save()  # the state of the last completed chunk: --resume continues
@@ -562,15 +618,37 @@ def _interrupts_ignored():
             signal.signal(s, handler)
 
 
-def _summary(records: list[dict[str, Any]], verdicts: list[OnlineVerdict]) -> str:
+def _live_records(records: list[dict[str, Any]], active: np.ndarray) -> list[dict[str, Any]]:
+    """The records worth logging: a seed stopped before this chunk has no training (its
+    updates are thrown away) and no SEEM; only its evaluation at its last finite state, if
+    there was one, marked `stopped: true`."""
+    out = []
+    for rec, live in zip(records, active, strict=True):
+        if live:
+            out.append(rec)
+            continue
+        kept = {k: v for k, v in rec.items() if k.startswith("eval/")}
+        if kept:
+            out.append({"step": rec["step"], "seed": rec["seed"], "stopped": True, **kept})
+    return out
+
+
+def _summary(records: list[dict[str, Any]], verdicts: list[OnlineVerdict],
+             diverged_at: list[int | None] | None = None) -> str:
+    """The progress bar's line: Q and scores per seed, then the verdict the moment it fires
+    ("seed 1: SEEM +0.62 since step 200: predicted to diverge") and the divergences."""
     q = [r.get("train/q_mean") for r in records]
     text = "Q " + " ".join(f"{v:.3g}" if v is not None and np.isfinite(v) else "—" for v in q)
     scores = [r["eval/normalized_score"] for r in records if "eval/normalized_score" in r]
     if scores:
         text += "  score " + " ".join(f"{s:.1f}" for s in scores)
-    flagged = [str(r["seed"]) for r, v in zip(records, verdicts, strict=True) if v.result.fired]
-    if flagged:
-        text += f"  [red]diverging: seed {', '.join(flagged)}[/red]"
+    for r, v in zip(records, verdicts, strict=True):
+        if v.result.fired:
+            text += f"  [yellow]seed {r['seed']}: {v.result.describe()}[/yellow]"
+    gone = [f"{r['seed']} at {d:,}" for r, d in zip(records, diverged_at or [], strict=False)
+            if d is not None]
+    if gone:
+        text += f"  [red]Q past the ceiling: seed {', '.join(gone)}[/red]"
     return text
 
 

@@ -25,11 +25,12 @@ from seemrl.diagnostics.seem import (
     seem_matrix,
     seem_mlp,
 )
-from seemrl.diagnostics.verdict import OnlineVerdict, Verdict, VerdictConfig, verdict
+from seemrl.diagnostics.schedule import SeemSchedule
+from seemrl.diagnostics.verdict import OnlineVerdict, Verdict, VerdictConfig, replay
 
 __all__ = [
-    "OnlineVerdict", "SeemResult", "Verdict", "VerdictConfig", "diagnose", "fit_adam_growth",
+    "OnlineVerdict", "SeemResult", "SeemSchedule", "Verdict", "VerdictConfig", "diagnose", "fit_adam_growth",
     "gram", "homogeneity_check", "init_memory", "make_probe_fn", "max_real_eig", "mlp_gram",
     "mlp_seem_matrix", "num_layers", "per_sample_grads", "predict_crash_sgd", "probe_metrics",
-    "seem", "seem_heads", "seem_matrix", "seem_mlp", "verdict",
+    "replay", "seem", "seem_heads", "seem_matrix", "seem_mlp",
 ]

@@ -2,9 +2,11 @@
 
 Reads RUN/metrics.jsonl (one JSON object per line with `step`, `seed` and namespaced keys;
 a line may lack keys), RUN/config.json (`optimizer`, `gamma`, `critic` MLP dict, ...) and
-RUN/status.json (per-seed `diverged_at`), all read tolerantly. Per seed it gives the verdict,
-when SEEM turned positive, when Q exploded, the predicted growth order and, for SGD, the
-predicted crash step against the actual one; it writes `seem_q.png` and `growth.png`.
+RUN/status.json (through `seemrl.runfolder`), all read tolerantly. Per seed it gives, side by
+side, the prediction (`predicted_at`: the online verdict, replayed on the logged SEEM series)
+and the fact (`diverged_at`: |Q| past the ceiling max|r|/(1 − γ) or non-finite), when SEEM
+turned positive, the growth order and, for SGD, the predicted crash step against the actual
+one; it writes `seem_q.png` and `growth.png`.
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ from pathlib import Path
 import numpy as np
 
 from seemrl.diagnostics import growth
-from seemrl.diagnostics.verdict import Verdict, VerdictConfig, verdict
+from seemrl import runfolder
+from seemrl.diagnostics.verdict import Verdict, VerdictConfig, replay
 
 Q_KEYS = ("train/q_mean", "seem/q_data")
 NORM_KEYS = ("train/critic_param_norm_0", "seem/param_norm")
@@ -29,12 +32,22 @@ class SeedReport:
     """Diagnosis of one seed (steps are training steps; None = did not happen)."""
 
     seed: int
-    verdict: Verdict
+    predicted: Verdict
+    """The online verdict (predicted_at = predicted.step)."""
     seem_positive_step: float | None
-    q_explode_step: float | None
     diverged_at: float | None
+    """|mean Q| passed the ceiling or went non-finite (the fact)."""
+    stopped_at: float | None
+    """Training of the seed stopped (Q past q_bound or non-finite)."""
     growth: growth.CrashPrediction | growth.AdamGrowth | None
     note: str = ""
+
+    @property
+    def lead(self) -> float | None:
+        """Steps from the prediction to the fact (None unless both happened)."""
+        if not self.predicted.fired or self.diverged_at is None:
+            return None
+        return self.diverged_at - self.predicted.step
 
 
 @dataclasses.dataclass
@@ -48,24 +61,31 @@ class Report:
     L: int
     seeds: list[SeedReport]
     pngs: list[Path]
+    ceiling: float | None = None
 
     def text(self) -> str:
-        """A plain-text summary, one block per seed."""
+        """A plain-text summary: a table of predicted_at against diverged_at, then one block
+        per seed."""
         out = [f"run {self.run_dir}: algo={self.algo} optimizer={self.optimizer} "
-               f"gamma={self.gamma} critic L={self.L} linear layers"]
+               f"gamma={self.gamma} critic L={self.L} linear layers; Q ceiling "
+               f"max|r|/(1-γ) = {_fmt(self.ceiling)}",
+               f"{'seed':>6} {'predicted_at':>13} {'diverged_at':>12} {'lead':>8} "
+               f"{'stopped_at':>11}  verdict"]
         for s in self.seeds:
-            v = s.verdict
-            out.append(f"seed {s.seed}: " + (f"DIVERGING (rule '{v.reason}' fired at step "
-                                              f"{_fmt(v.step)})" if v.fired else "no divergence"))
-            out.append(f"  SEEM positive from step {_fmt(s.seem_positive_step)}; Q exploded at "
-                       f"step {_fmt(s.q_explode_step)}; recorded divergence "
-                       f"{_fmt(s.diverged_at)}")
+            v = s.predicted
+            what = (v.describe() if v.fired else "diverged without a prediction (missed)"
+                    if s.diverged_at is not None else "no divergence predicted")
+            out.append(f"{s.seed:>6} {_fmt(v.step):>13} {_fmt(s.diverged_at):>12} "
+                       f"{_fmt(s.lead):>8} {_fmt(s.stopped_at):>11}  {what}")
+        for s in self.seeds:
+            out.append(f"seed {s.seed}: SEEM above the verdict threshold from step "
+                       f"{_fmt(s.seem_positive_step)}")
             g = s.growth
             if isinstance(g, growth.CrashPrediction):
                 name = "ρ" if g.quantity == "norm" else "|Q|"
                 out.append(f"  SGD growth: {name}^({g.exponent:g}) linear in t (L={g.L}, "
                            f"R²={g.fit.r2:.3f}); predicted crash step {_fmt(g.t_star)} ± "
-                           f"{_fmt(g.t_star_std)}, actual {_fmt(s.diverged_at)}")
+                           f"{_fmt(g.t_star_std)}, actual {_fmt(_crash(s))}")
             elif isinstance(g, growth.AdamGrowth):
                 out.append(f"  Adam growth: ρ ≈ {g.norm_fit.intercept:.4g} + {g.norm_fit.slope:.4g}"
                            f"·t (R²={g.norm_fit.r2:.3f}); |Q| ∝ (t − t0)^k, k = {g.k:.2f} ± "
@@ -75,6 +95,11 @@ class Report:
                 out.append(f"  note: {s.note}")
         out += [f"wrote {p}" for p in self.pngs]
         return "\n".join(out)
+
+
+def _crash(s: SeedReport) -> float | None:
+    """The step Q went non-finite or past the bound (SGD's crash), else past the ceiling."""
+    return s.stopped_at if s.stopped_at is not None else s.diverged_at
 
 
 def _fmt(x) -> str:
@@ -116,29 +141,6 @@ def read_metrics(path: Path) -> dict[int, list[dict]]:
         if isinstance(row, dict) and "step" in row:
             by_seed.setdefault(int(row.get("seed", 0)), []).append(row)
     return {k: sorted(v, key=lambda r: r["step"]) for k, v in sorted(by_seed.items())}
-
-
-def read_diverged_at(status: dict) -> dict[int, float | None]:
-    """Per-seed `diverged_at` from status.json in any of the layouts a driver may write:
-    {"seeds": {"0": {"diverged_at": s}}}, {"0": {...}}, {"diverged_at": {"0": s}} or a list."""
-    out: dict[int, float | None] = {}
-    node = status.get("seeds", status)
-    if isinstance(node, list):
-        node = {str(r.get("seed", i)): r for i, r in enumerate(node) if isinstance(r, dict)}
-    if isinstance(node, dict):
-        if "diverged_at" in node:
-            d = node["diverged_at"]
-            items = d.items() if isinstance(d, dict) else enumerate(d if isinstance(d, list)
-                                                                    else [d])
-            return {int(k): (None if v is None else float(v)) for k, v in items}
-        for k, v in node.items():
-            if isinstance(v, dict) and "diverged_at" in v:
-                d = v["diverged_at"]
-                try:
-                    out[int(k)] = None if d is None else float(d)
-                except ValueError:
-                    continue
-    return out
 
 
 def _series(rows: list[dict], keys) -> tuple[np.ndarray, np.ndarray]:
@@ -185,16 +187,13 @@ def diagnose(run_dir: str | Path, *, out_dir: str | Path | None = None, plots: b
 
     Args:
       run_dir: the run folder. out_dir: where PNGs go (default run_dir).
-      plots: write PNGs. config: verdict rule (default VerdictConfig()).
+      plots: write PNGs. config: verdict rule (default VerdictConfig(), as in training).
     """
     run_dir = Path(run_dir)
     cfg = _read_json(run_dir / "config.json")
-    if config is None:
-        # The driver records the run's Q ceiling max|r|/(1 − γ): past it Q has exploded, the
-        # same threshold the online verdict used during training.
-        ceiling = cfg.get("q_ceiling")
-        config = VerdictConfig() if ceiling is None else VerdictConfig(
-            q_floor=ceiling, q_explode=ceiling)
+    config = VerdictConfig() if config is None else config
+    # The driver records the run's Q ceiling max|r|/(1 − γ) of its training data.
+    ceiling = cfg.get("q_ceiling")
     critic = cfg.get("critic") if isinstance(cfg.get("critic"), dict) else {}
     hidden = critic.get("hidden", _find(cfg, "critic_hidden", (256, 256)))
     use_bias = critic.get("use_bias", _find(cfg, "critic_bias", True))
@@ -202,25 +201,31 @@ def diagnose(run_dir: str | Path, *, out_dir: str | Path | None = None, plots: b
     optimizer = str(_find(cfg, "optimizer", "adam")).lower()
     gamma = _find(cfg, "gamma", None)
     algo = cfg.get("algo") if isinstance(cfg.get("algo"), str) else _find(cfg, "algo", "?")
-    diverged = read_diverged_at(_read_json(run_dir / "status.json"))
+    status = runfolder.read_status(run_dir)
     seeds = []
     metrics = read_metrics(run_dir / "metrics.jsonl")
     for seed, rows in metrics.items():
+        known = status.seeds.get(seed) if status else None
         seem_s, seem_v = _series(rows, (SEEM_KEY,))
         q, norm = _series(rows, Q_KEYS), _series(rows, NORM_KEYS)
-        v = verdict(seem_s, seem_v, q[1], config, q_steps=q[0])
-        pos = _first(seem_s, seem_v > config.seem_threshold)
         qa = np.abs(q[1])
-        explode = _first(q[0], ~np.isfinite(qa) | (qa > config.q_explode))
-        crash = diverged.get(seed, explode)
+        past = ~np.isfinite(qa) | ((qa > ceiling) if ceiling is not None else False)
+        diverged = known.diverged_at if known and known.diverged_at is not None \
+            else _first(q[0], past)
+        stopped = known.stopped_at if known else None
+        v = replay(rows, config, ceiling)
+        if diverged is not None and v.fired and v.step >= diverged:
+            v = Verdict()  # the fact came first (seen between measurements): no prediction
+        pos = _first(seem_s, seem_v > config.seem_threshold)
+        crash = stopped if stopped is not None else diverged
         start = min((t for t in (pos, v.step if v.fired else None) if t is not None),
                     default=None)
         fit, note = _growth(optimizer, L, q, norm, start, crash)
         if use_bias:
             note = (note + "; " if note else "") + ("critic has biases: growth laws are exact "
                                                     "only for bias-free ReLU nets")
-        seeds.append(SeedReport(seed, v, pos, explode, diverged.get(seed), fit, note))
-    report = Report(run_dir, str(algo), optimizer, gamma, L, seeds, [])
+        seeds.append(SeedReport(seed, v, pos, diverged, stopped, fit, note))
+    report = Report(run_dir, str(algo), optimizer, gamma, L, seeds, [], ceiling)
     if plots and metrics:
         out = Path(out_dir) if out_dir is not None else run_dir
         out.mkdir(parents=True, exist_ok=True)
@@ -250,11 +255,12 @@ def plot_seem_q(metrics: dict, report: Report, path: Path, config: VerdictConfig
         for ax in (ax_s, ax_q):
             if sr.diverged_at is not None:
                 ax.axvline(sr.diverged_at, color=c, ls="--", lw=0.8)
-        if sr.verdict.fired:
+        if sr.predicted.fired:
             # On the seed's own SEEM curve, so markers of seeds firing together stay apart.
             ok = np.isfinite(v)
-            y = np.interp(sr.verdict.step, s[ok], v[ok]) if ok.any() else config.seem_threshold
-            ax_s.plot([sr.verdict.step], [y], marker="v", color=c, ms=8)
+            y = (np.interp(sr.predicted.step, s[ok], v[ok]) if ok.any()
+                 else config.seem_threshold)
+            ax_s.plot([sr.predicted.step], [y], marker="v", color=c, ms=8)
     ax_s.axhline(config.seem_threshold, color="grey", ls=":", lw=0.8,
                  label=f"threshold {config.seem_threshold:g}")
     ax_s.axhline(0.0, color="black", lw=0.5)
@@ -263,7 +269,11 @@ def plot_seem_q(metrics: dict, report: Report, path: Path, config: VerdictConfig
     ax_s.legend(fontsize=8, loc="best")
     ax_q.set_yscale("log")
     ax_q.set_ylabel("|mean Q|  (log scale)")
-    ax_q.set_xlabel("training step   (dashed: recorded divergence, ▼: verdict fired)")
+    if report.ceiling is not None:
+        ax_q.axhline(report.ceiling, color="black", ls=":", lw=0.8,
+                     label=f"ceiling max|r|/(1−γ) = {report.ceiling:.3g}")
+        ax_q.legend(fontsize=8, loc="best")
+    ax_q.set_xlabel("training step   (▼: predicted to diverge; dashed: Q passed the ceiling)")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -290,9 +300,9 @@ def plot_growth(report: Report, path: Path) -> Path:
             t = np.linspace(g.steps.min(), g.t_star if np.isfinite(g.t_star) else g.steps.max())
             ax.plot(t, g.fit(t), "-", lw=1, color=c,
                     label=f"fit: crash {_fmt(g.t_star)} ± {_fmt(g.t_star_std)}")
-            if s.diverged_at is not None:
-                ax.axvline(s.diverged_at, color=c, ls="--", lw=0.8,
-                           label=f"actual crash {_fmt(s.diverged_at)}")
+            if _crash(s) is not None:
+                ax.axvline(_crash(s), color=c, ls="--", lw=0.8,
+                           label=f"actual crash {_fmt(_crash(s))}")
             ax.set_ylabel(f"{'ρ' if g.quantity == 'norm' else '|Q|'}^({g.exponent:g})")
             ax.set_xlabel("training step")
             ax.set_title(f"SGD growth (L={g.L}): linear fall to the crash step")

@@ -1,134 +1,189 @@
-"""An online divergence verdict from the SEEM series and the Q trend.
+"""The online divergence verdict: a prediction, made before Q passes its ceiling.
 
-The rule fires at the first measurement where any of these holds, using only the past:
+Two events are kept apart everywhere (status.json, metrics.jsonl, the progress bar,
+`seemrl diagnose`, `SeemMonitor`):
 
-1. **SEEM**: normalised SEEM > `seem_threshold` for `consecutive` measurements in a row
-   (self-excitation persists; the authors' diverging runs sit at 0.2–0.8, converging ones ≈ 0).
-2. **Q growth**: over the last `q_window` measurements log|Q| grows faster than
-   `q_growth_exponent` · log t (super-linear), |Q| grew by ≥ `q_min_growth`×, and |Q| is above
-   `q_floor`. The floor stops the normal warm-up (Q rising from ≈ 0 to its return scale, also
-   steep in log-log) from firing it; set it to r_max/(1 − γ) when the reward scale is known.
-3. **Q explosion**: |Q| > `q_explode` or not finite (already diverged; a late verdict).
+* **predicted_at**: the step this rule fired, using only measurements up to it;
+* **diverged_at**: the fact: the first step whose |mean Q| passed the ceiling
+  max|r|/(1 − γ) of the training data (after the reward transform) or went non-finite.
 
-The SEEM threshold and persistence are calibrated on real runs by
-experiments/verdict_calibration.py (TD3 with bc_coef 0 on 1 % of hopper-medium, γ 0.9 and
-0.99, LayerNorm off and on, 3 seeds, SEEM every 1 000 steps): see docs/VERDICT.md for its
-accuracy on held-out runs. `consecutive` counts measurements, so at a sparser SEEM period the
-rule needs proportionally more steps before it fires.
+A verdict that comes at or after the fact is no prediction: once Q has passed the ceiling
+the rule stops looking, so a divergence it did not see coming stays "not predicted".
+
+What the theory gives (SPEC §2–3). To first order the TD residual evolves as
+e' = (I + (η/N)·A) e; when A has an eigenvalue with positive real part (SEEM > 0) *and* the
+NTK direction is stable, the residual excites itself: |Q| grows geometrically (SGD) or
+polynomially (Adam), and the parameter norm with it. A positive SEEM alone is not enough:
+early in training the kernel still turns (ntk_cos < 1) and Q is still rising to its return
+scale, and a critic can sit at a small positive SEEM while its Q stays put. So the rule asks
+for the signature of self-excitation, not one number, at each SEEM measurement t (the
+measurements come from `SeemSchedule`, so they do not depend on the logging period):
+
+1. **seem**: normalised SEEM > `seem_threshold` at `consecutive` measurements in a row, the
+   NTK direction stable over them (cosine to the previous measurement ≥ `ntk_cos_min`), and
+   |Q on the probe| growing over the streak (its last value ≥ `q_rise` × its first).
+2. **q_trend**: |Q| already above `q_trend_frac` × ceiling and accelerating: over the last
+   `q_trend_window` measurements log|Q| grows faster than `q_trend_exponent` · log t. The
+   normal warm-up levels off below the ceiling, so only a run heading through it fires this.
+
+Every threshold is relative (SEEM is scale-free, Q is read against the run's own ceiling),
+so the rule means the same for antmaze's 0/1 rewards as for reward-normalised IQL. The
+defaults were chosen on the calibration family of experiments/verdict_calibration.py
+(fixed in `seemrl.repro.predict` before its runs) and are judged on the held-out family by
+`seemrl repro predict`: docs/VERDICT.md.
 """
 
 from __future__ import annotations
 
 import dataclasses
-
-import numpy as np
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 
 @dataclasses.dataclass(frozen=True)
 class VerdictConfig:
     """Parameters of the divergence rule (see module doc)."""
 
-    seem_threshold: float = 0.1
+    seem_threshold: float = 0.05
     """Normalised SEEM above this counts as self-exciting."""
-    consecutive: int = 5
-    """Measurements in a row above the threshold before the SEEM rule fires."""
-    q_window: int = 5
-    """Measurements in the Q-growth fit."""
-    q_growth_exponent: float = 1.5
-    """log-log slope of |Q| against step above which growth is super-linear."""
-    q_min_growth: float = 10.0
-    """|Q| must also have grown by this factor over the window."""
-    q_floor: float = 1e3
-    """…and be above this (≈ the largest plausible |Q|, r_max/(1 − γ))."""
-    q_explode: float = 1e4
-    """|Q| above this (or non-finite) means Q has exploded."""
+    consecutive: int = 3
+    """SEEM measurements in a row above the threshold."""
+    ntk_cos_min: float = 0.9
+    """…with the NTK direction stable: cosine to the previous measurement at least this."""
+    q_rise: float = 1.0
+    """…and |Q on the probe| at the streak's end at least this × its value at the start."""
+    q_trend_frac: float = 0.5
+    """Q-trend clause: |Q| above this fraction of the ceiling…"""
+    q_trend_window: int = 4
+    """…and over this many measurements…"""
+    q_trend_exponent: float = 1.5
+    """…log|Q| grows faster than this × log(step) (accelerating)."""
+
+    def __post_init__(self):
+        if self.consecutive < 1 or self.q_trend_window < 2:
+            raise ValueError("VerdictConfig needs consecutive >= 1 and q_trend_window >= 2")
 
 
 @dataclasses.dataclass(frozen=True)
 class Verdict:
-    """fired: the run is flagged as diverging. step: the step it fired (None if not).
-    reason: "seem" | "q_growth" | "q_explode" | ""."""
+    """What the rule says so far.
 
-    fired: bool
-    step: float | None
-    reason: str
-
-
-def _q_growth(steps: np.ndarray, q: np.ndarray, cfg: VerdictConfig) -> bool:
-    s, a = steps[-cfg.q_window:], np.abs(q[-cfg.q_window:])
-    if len(s) < cfg.q_window or np.any(s <= 0) or np.any(a <= 0) or not np.all(np.isfinite(a)):
-        return False
-    if a[-1] < cfg.q_floor or a[-1] < cfg.q_min_growth * a[0]:
-        return False
-    slope = np.polyfit(np.log(s), np.log(a), 1)[0]
-    return bool(slope > cfg.q_growth_exponent)
-
-
-def verdict(steps, seem=None, q=None, config: VerdictConfig = VerdictConfig(), *,
-            q_steps=None) -> Verdict:
-    """The first step at which the rule fires, scanning the series in time order.
-
-    Args:
-      steps: (n,) steps of the SEEM measurements (and of Q unless `q_steps` is given).
-      seem: (n,) normalised SEEM (NaN = not measured) or None.
-      q: (m,) mean Q or None; NaN/inf count as exploded (a diverged run logs them).
-      config: rule parameters.
-      q_steps: (m,) steps of `q` when they differ from `steps` (Q is usually logged more often).
-
-    Returns:
-      Verdict; the decision at a step uses only entries up to it, so it is what an online
-      monitor would have said then.
+    fired: predicted to diverge. step: the measurement step it fired at (None if not).
+    reason: 'seem' | 'q_trend' | ''. seem: normalised SEEM at that step. since: first step
+    of the SEEM streak that fired it (the step of the Q-trend window's start for q_trend).
     """
-    steps = np.asarray(steps, np.float64)
-    events = []
-    if seem is not None:
-        events += [(t, 0, v) for t, v in zip(steps, np.asarray(seem, np.float64), strict=True)]
-    if q is not None:
-        qs = steps if q_steps is None else np.asarray(q_steps, np.float64)
-        events += [(t, 1, v) for t, v in zip(qs, np.asarray(q, np.float64), strict=True)]
-    events.sort(key=lambda e: (e[0], e[1]))
-    run = 0
-    q_t: list[float] = []
-    q_v: list[float] = []
-    for t, kind, v in events:
-        if kind == 0 and not np.isnan(v):
-            run = run + 1 if v > config.seem_threshold else 0
-            if run >= config.consecutive:
-                return Verdict(True, float(t), "seem")
-        elif kind == 1:
-            if not np.isfinite(v) or abs(v) > config.q_explode:
-                return Verdict(True, float(t), "q_explode")
-            q_t.append(t)
-            q_v.append(v)
-            if _q_growth(np.array(q_t), np.array(q_v), config):
-                return Verdict(True, float(t), "q_growth")
-    return Verdict(False, None, "")
+
+    fired: bool = False
+    step: int | None = None
+    reason: str = ""
+    seem: float | None = None
+    since: int | None = None
+
+    def describe(self) -> str:
+        """One line for a progress bar or a table: "SEEM +0.62 since step 200: predicted to
+        diverge"."""
+        if not self.fired:
+            return ""
+        if self.reason == "seem":
+            return (f"SEEM {self.seem:+.2f} since step {self.since:,}: predicted to diverge "
+                    f"(at step {self.step:,})")
+        return f"Q accelerating toward the ceiling since step {self.since:,}: predicted to " \
+               f"diverge (at step {self.step:,})"
+
+
+def _finite(x: Any) -> float | None:
+    try:
+        v = float(x)
+    except (TypeError, ValueError):
+        return None
+    return v if math.isfinite(v) else None
 
 
 class OnlineVerdict:
-    """A thin stateful shell for a training loop: feed measurements, read the verdict.
+    """The rule, fed one SEEM measurement at a time (the driver's and SeemMonitor's).
 
-    >>> monitor = OnlineVerdict()
-    >>> v = monitor.update(step, seem=metrics["seem/normalized"], q=metrics["seem/q_data"])
+    >>> v = OnlineVerdict(VerdictConfig(), ceiling=454.6)
+    >>> v.update(step, {"seem/normalized": 0.3, "seem/q_data": 40.0, "seem/ntk_cos": 0.99})
+
+    `ceiling` is max|r|/(1 − γ) of the training data; without one (γ = 1) only the SEEM
+    clause can fire, and nothing counts as "too late". Once |Q| passes the ceiling (or goes
+    non-finite) the verdict is frozen: it fired before the fact, or it missed.
     """
 
-    def __init__(self, config: VerdictConfig = VerdictConfig()):
-        self.config = config
-        self.seem_steps: list[float] = []
-        self.seem: list[float] = []
-        self.q_steps: list[float] = []
-        self.q: list[float] = []
-        self.result = Verdict(False, None, "")
+    def __init__(self, config: VerdictConfig = VerdictConfig(), ceiling: float | None = None):
+        self.config, self.ceiling = config, ceiling
+        self.result = Verdict()
+        self.too_late = False
+        self._streak: list[tuple[int, float, float | None]] = []  # (step, seem, |q|)
+        self._q: list[tuple[int, float]] = []  # (step, |q|) of recent measurements
 
-    def update(self, step: float, seem: float | None = None, q: float | None = None) -> Verdict:
-        """Record one measurement (either value may be None); once fired, the verdict stays."""
-        if seem is not None:
-            self.seem_steps.append(float(step))
-            self.seem.append(float(seem))
-        if q is not None:
-            self.q_steps.append(float(step))
-            self.q.append(float(q))
-        if not self.result.fired:
-            self.result = verdict(self.seem_steps, self.seem, self.q, self.config,
-                                  q_steps=self.q_steps)
+    def diverged(self) -> None:
+        """Q has passed the ceiling (seen by the caller between measurements): freeze."""
+        self.too_late = True
+
+    def update(self, step: int, metrics: Mapping[str, Any]) -> Verdict:
+        """One measurement: `seem/normalized`, `seem/q_data` (mean Q on the probe's data
+        actions) and `seem/ntk_cos` (NaN at the first measurement); missing keys are allowed.
+        Returns the verdict so far (once fired, it stays)."""
+        if self.result.fired or self.too_late:
+            return self.result
+        c = self.config
+        seem = _finite(metrics.get("seem/normalized"))
+        q_raw = metrics.get("seem/q_data")
+        q = _finite(q_raw)
+        if q_raw is not None and q is None:  # Q already non-finite: the fact, not a forecast
+            self.too_late = True
+            return self.result
+        aq = None if q is None else abs(q)
+        if aq is not None and self.ceiling is not None and aq >= self.ceiling:
+            self.too_late = True
+            return self.result
+        cos = _finite(metrics.get("seem/ntk_cos"))
+        step = int(step)
+
+        # Clause 1: a persistent, stable-direction, Q-raising self-excitation.
+        stable = cos is None or cos >= c.ntk_cos_min or not self._streak
+        if seem is not None and seem > c.seem_threshold and stable:
+            self._streak.append((step, seem, aq))
+        elif seem is not None:
+            self._streak = []
+        if len(self._streak) >= c.consecutive:
+            window = self._streak[-c.consecutive:]
+            q0, q1 = window[0][2], window[-1][2]
+            rising = q0 is None or q1 is None or q1 >= c.q_rise * q0
+            if rising:
+                self.result = Verdict(True, step, "seem", seem, window[0][0])
+                return self.result
+
+        # Clause 2: Q accelerating through the upper part of its possible range.
+        if aq is not None and self.ceiling is not None and step > 0:
+            self._q.append((step, aq))
+            self._q = self._q[-c.q_trend_window:]
+            if (len(self._q) == c.q_trend_window and aq >= c.q_trend_frac * self.ceiling
+                    and _loglog_slope(self._q) > c.q_trend_exponent):
+                self.result = Verdict(True, step, "q_trend", seem, self._q[0][0])
         return self.result
+
+
+def _loglog_slope(points: Sequence[tuple[int, float]]) -> float:
+    """Least-squares slope of log|Q| against log(step)."""
+    xs = [math.log(t) for t, _ in points]
+    ys = [math.log(max(q, 1e-12)) for _, q in points]
+    mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
+    sxx = sum((x - mx) ** 2 for x in xs)
+    if sxx == 0:
+        return 0.0
+    return sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / sxx
+
+
+def replay(records: Sequence[Mapping[str, Any]], config: VerdictConfig = VerdictConfig(),
+           ceiling: float | None = None) -> Verdict:
+    """The verdict an online monitor would have given on a logged series: `records` are one
+    seed's metrics.jsonl rows in step order; only those with `seem/normalized` are
+    measurements."""
+    v = OnlineVerdict(config, ceiling)
+    for rec in records:
+        if "seem/normalized" in rec:
+            v.update(rec["step"], rec)
+    return v.result

@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from seemrl import runfolder
 from seemrl.diagnostics.verdict import VerdictConfig
 from seemrl.logging import read_jsonl
 
@@ -58,7 +59,7 @@ class SeedSeries:
     records describe its frozen last finite state, not training).
 
     steps/q/norm: every log point (mean Q over the chunk's batches, critic head-0 parameter
-    norm at the chunk's end). seem_steps/seem: the SEEM measurements. diverged_at: the step Q
+    norm at the chunk's end). seem_steps/seem: the SEEM measurements. stopped_at: the step Q
     (or the loss) turned non-finite or passed the run's q_bound (None if it never did).
     """
 
@@ -68,7 +69,7 @@ class SeedSeries:
     norm: np.ndarray
     seem_steps: np.ndarray
     seem: np.ndarray
-    diverged_at: int | None
+    stopped_at: int | None
 
     def seem_above(self, threshold: float = SEEM_THRESHOLD) -> float | None:
         """First SEEM measurement above `threshold` (None if never)."""
@@ -77,8 +78,8 @@ class SeedSeries:
     def q_past(self, limit: float) -> float | None:
         """First log point with |Q| > limit or non-finite, or the recorded divergence."""
         step = first_step(self.steps, ~np.isfinite(self.q) | (np.abs(self.q) > limit))
-        if self.diverged_at is not None:
-            step = self.diverged_at if step is None else min(step, self.diverged_at)
+        if self.stopped_at is not None:
+            step = self.stopped_at if step is None else min(step, self.stopped_at)
         return step
 
     def max_abs_q(self) -> float:
@@ -115,23 +116,27 @@ def load_run(run_dir: str | pathlib.Path) -> RunData:
     """Read a finished run folder (config.json, status.json, metrics.jsonl)."""
     run_dir = pathlib.Path(run_dir)
     config = json.loads((run_dir / "config.json").read_text())
-    status = json.loads((run_dir / "status.json").read_text())
+    status = runfolder.read_status(run_dir)
+    if status is None:
+        raise FileNotFoundError(f"{run_dir / 'status.json'} is missing or unreadable")
     records = read_jsonl(run_dir / "metrics.jsonl")
     seeds = []
     for seed in config["train"]["seeds"]:
-        diverged_at = status["seeds"][str(seed)]["diverged_at"]
-        rows = [r for r in records if r.get("seed") == seed
-                and (diverged_at is None or r["step"] - config["train"]["log_every"]
-                     < diverged_at)]
+        stopped_at = status.seeds[int(seed)].stopped_at
+        # A stopped seed logs no training after its stop (folders from before: its frozen
+        # state's rows, cut here).
+        rows = [r for r in records if r.get("seed") == seed and not r.get("stopped")
+                and (stopped_at is None or r["step"] - config["train"]["log_every"]
+                     < stopped_at)]
         steps, q, norm = (np.array([_num(r.get(k)) for r in rows], np.float64)
                           for k in ("step", "train/q_mean", "train/critic_param_norm_0"))
         seem_rows = [r for r in rows if r.get("seem/normalized") is not None]
         seem_steps = np.array([r["step"] for r in seem_rows], np.float64)
         seem = np.array([_num(r["seem/normalized"]) for r in seem_rows], np.float64)
-        if diverged_at is not None and len(q) and rows[-1]["step"] >= diverged_at:
+        if stopped_at is not None and len(q) and rows[-1]["step"] >= stopped_at:
             # The chunk it blew up in logs the mean of its finite part; mark the blow-up.
             q[-1] = math.nan
-        seeds.append(SeedSeries(int(seed), steps, q, norm, seem_steps, seem, diverged_at))
+        seeds.append(SeedSeries(int(seed), steps, q, norm, seem_steps, seem, stopped_at))
     return RunData(run_dir.name, run_dir, config, float(config["q_ceiling"]), seeds)
 
 

@@ -80,7 +80,7 @@ def seed_result(s: dv.SeedSeries, ceiling: float) -> dict[str, Any]:
     return {"seed": s.seed, "final_seem": dv.json_num(final_seem),
             "max_seem": dv.json_num(s.max_seem()), "max_abs_q": dv.json_num(s.max_abs_q()),
             "seem_above_step": seem_step, "q_past_ceiling_step": q_step,
-            "diverged_at": s.diverged_at,
+            "diverged_at": s.stopped_at,
             "self_exciting": bool(final_seem > dv.SEEM_THRESHOLD),
             "q_bounded": q_step is None,
             "diverged": bool(final_seem > dv.SEEM_THRESHOLD and q_step is not None)}

@@ -149,7 +149,7 @@ def seed_result(s: dv.SeedSeries, ceiling: float, status: dict[str, Any]) -> dic
     score = (status.get("seeds", {}).get(str(s.seed), {}) or {}).get("final_score")
     return {"seed": s.seed, "diverged": q_step is not None, "q_past_ceiling_step": q_step,
             "runaway": runaway is not None, "q_past_10x_ceiling_step": runaway,
-            "stopped_at": s.diverged_at, "seem_above_step": s.seem_above(),
+            "stopped_at": s.stopped_at, "seem_above_step": s.seem_above(),
             "seem_sustained_step": _sustained(s.seem_steps, s.seem),
             "final_seem": dv.json_num(s.final_seem()), "max_seem": dv.json_num(s.max_seem()),
             "max_abs_q": dv.json_num(s.max_abs_q()),
@@ -208,7 +208,7 @@ def plot_curves(runs: dict[str, dv.RunData], table, dataset: str, family: str,
         plotting.seeds_and_mean(ax_s, [(s.seem_steps, s.seem) for s in data.seeds],
                                 colours[v], label)
         for s in data.seeds:  # a seed stopped at the Q bound ends with a cross
-            if s.diverged_at is not None and len(s.steps):
+            if s.stopped_at is not None and len(s.steps):
                 ok = np.isfinite(s.q)
                 if ok.any():
                     ax_q.plot(s.steps[ok][-1], abs(s.q[ok][-1]), "x", color=colours[v], ms=7)

@@ -83,7 +83,7 @@ def run(ctx: Context) -> Outcome:
 
 def analyse(s: dv.SeedSeries, ceiling: float, L: int) -> dict[str, Any]:
     """Onset, crash, the two crash predictions and the growth orders of one seed."""
-    crash = s.diverged_at
+    crash = s.stopped_at
     # Divergence under way: SEEM says self-excitation (what an online monitor sees first),
     # or Q already past any possible return, whichever comes first.
     onset = min((t for t in (s.seem_above(), s.q_past(ceiling)) if t is not None),
@@ -120,7 +120,7 @@ def max_jump(s: dv.SeedSeries, onset: float | None) -> float | None:
     if onset is None:
         return None
     norm = s.norm[(s.steps >= onset) & np.isfinite(s.norm)]
-    if s.diverged_at is not None:
+    if s.stopped_at is not None:
         norm = norm[:-1]
     return float(np.max(norm[1:] / norm[:-1])) if len(norm) > 1 else None
 

@@ -75,7 +75,7 @@ def seed_result(s: dv.SeedSeries, ceiling: float) -> dict[str, Any]:
     q_step = s.q_past(ceiling)
     return {"seed": s.seed, "seem_above_step": seem_step, "q_past_ceiling_step": q_step,
             "q_exploded_step": s.q_past(EXPLODE_FACTOR * ceiling),
-            "diverged_at": s.diverged_at,
+            "diverged_at": s.stopped_at,
             "lead_steps": (q_step - seem_step if q_step is not None and seem_step is not None
                            else None),
             "max_seem": dv.json_num(s.max_seem()), "final_seem": dv.json_num(s.final_seem()),
