@@ -16,6 +16,7 @@ from seemrl.diagnostics.growth import (
 from seemrl.diagnostics.ntk import gram, mlp_gram, per_sample_grads
 from seemrl.diagnostics.probe import init_memory, make_probe_fn, probe_metrics
 from seemrl.diagnostics.report import diagnose
+from seemrl.diagnostics.schedule import SeemSchedule
 from seemrl.diagnostics.seem import (
     SeemResult,
     max_real_eig,
@@ -25,11 +26,11 @@ from seemrl.diagnostics.seem import (
     seem_matrix,
     seem_mlp,
 )
-from seemrl.diagnostics.schedule import SeemSchedule
 from seemrl.diagnostics.verdict import OnlineVerdict, Verdict, VerdictConfig, replay
 
 __all__ = [
-    "OnlineVerdict", "SeemResult", "SeemSchedule", "Verdict", "VerdictConfig", "diagnose", "fit_adam_growth",
+    "OnlineVerdict", "SeemResult", "SeemSchedule", "Verdict", "VerdictConfig", "diagnose",
+    "fit_adam_growth",
     "gram", "homogeneity_check", "init_memory", "make_probe_fn", "max_real_eig", "mlp_gram",
     "mlp_seem_matrix", "num_layers", "per_sample_grads", "predict_crash_sgd", "probe_metrics",
     "replay", "seem", "seem_heads", "seem_matrix", "seem_mlp",

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from seemrl.diagnostics import growth
 from seemrl import runfolder
+from seemrl.diagnostics import growth
 from seemrl.diagnostics.verdict import Verdict, VerdictConfig, replay
 
 Q_KEYS = ("train/q_mean", "seem/q_data")

@@ -11,8 +11,9 @@ so measurements `first` steps apart up to step 2 · `first` · `per_octave`, the
 `per_octave` measurements per doubling of the step (the spacing doubles as t doubles), until
 the spacing reaches `every`. With the defaults (50, 10 000, 20): every 50 steps to step
 2 000, every 100 to 4 000, ..., every 10 000 from step 256 000 on; 151 measurements in the
-first 100 000 steps, 254 in 1M (the authors' every-10 000 schedule: 10 and 100). The points are a fixed sequence from step 0, so a resumed run measures
-at the same steps, and they do not depend on the logging period.
+first 100 000 steps, 254 in 1M (the authors' every-10 000 schedule: 10 and 100). The
+points are a fixed sequence from step 0, so a resumed run measures at the same steps, and
+they do not depend on the logging period.
 """
 
 from __future__ import annotations
