@@ -2,102 +2,92 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
-import math
 
 import numpy as np
 import pytest
 
 from seemrl import cli
+from seemrl.diagnostics.verdict import VerdictConfig
 from seemrl.repro import fraction, predict
 
 
 # -- predict: scoring on records with known answers -------------------------------------------
-def _rec(exploded_at, verdict_step, reason=None, still_growing=False):
-    return {"exploded_at": exploded_at, "verdict_step": verdict_step,
-            "reason": reason or ("seem" if verdict_step is not None else None),
-            "still_growing": still_growing}
+def _rec(diverged_at, predicted_at, reason=None, steps=10_000):
+    return {"diverged_at": diverged_at, "predicted_at": predicted_at, "steps": steps,
+            "reason": reason or ("seem" if predicted_at is not None else None)}
 
 
-def test_score_counts_warning_and_prediction():
+def test_score_recall_false_alarms_and_lead():
     records = [
-        _rec(5000.0, 2000.0),                    # hit, 3000 ahead
-        _rec(8000.0, 7000.0, "q_growth"),        # hit, 1000 ahead
-        _rec(3000.0, 3000.0, "q_explode"),       # flagged at the explosion: warning, no lead
-        _rec(4000.0, None),                      # missed
-        _rec(None, 6000.0, still_growing=True),  # false alarm, Q still growing
-        _rec(None, 9000.0),                      # false alarm
-        _rec(None, None, still_growing=True),    # calm, not flagged
-        _rec(None, None),                        # calm, not flagged
+        _rec(5000, 2000),               # predicted ahead: lead 3000, 0.6 of the time
+        _rec(8000, 6000, "q_trend"),    # ahead: lead 2000, 0.25
+        _rec(4000, None),               # missed (a verdict at/after the fact is none)
+        _rec(None, 600),                # calm, alarm at 600 in a 10 000-step run: false
+        _rec(None, 4000),               # calm, alarm at 4 000: the run is too short to say
+        _rec(None, None),               # calm, quiet
+        _rec(None, None),
     ]
     s = predict.score(records)
-    assert (s["seed_runs"], s["exploded"], s["not_exploded"]) == (8, 4, 4)
-    w, p = s["warning"], s["prediction"]
-    assert (w["true_positive"], w["false_alarm"], w["missed"], w["true_negative"]) == (3, 2, 1, 2)
-    assert w["accuracy"] == pytest.approx(5 / 8)
-    assert w["false_alarm_rate"] == pytest.approx(0.5)
-    assert w["miss_rate"] == pytest.approx(0.25)
-    # Prediction: the seed flagged only at its explosion counts as missed.
-    assert (p["true_positive"], p["missed"], p["false_alarm"]) == (2, 2, 2)
-    assert p["accuracy"] == pytest.approx(4 / 8)
-    assert s["steps_ahead"] == {"median": 1000.0, "min": 0.0, "max": 3000.0}
-    assert s["steps_ahead_when_ahead"] == {"median": 2000.0, "min": 1000.0, "max": 3000.0}
-    assert s["fired_by"] == {"seem": 3, "q_growth": 1, "q_explode": 1}
-    assert s["false_alarms_q_still_growing"] == 1
-    assert s["not_exploded_q_still_growing"] == 2
+    assert (s["seed_runs"], s["diverged"], s["calm"], s["predicted_ahead"]) == (7, 3, 4, 2)
+    assert s["recall"] == pytest.approx(2 / 3)
+    assert (s["false_alarms"], s["unsettled_alarms"]) == (1, 1)
+    assert s["false_alarm_rate"] == pytest.approx(1 / 4)
+    assert s["false_alarm_rate_with_unsettled"] == pytest.approx(2 / 4)
+    assert s["lead_steps_median"] == 2500
+    assert s["lead_fraction_median"] == pytest.approx((0.6 + 0.25) / 2)
+    assert s["fired_by"] == {"seem": 3, "q_trend": 1}
 
 
 def test_score_empty_and_all_calm():
     s = predict.score([])
-    assert s["seed_runs"] == 0 and s["warning"]["accuracy"] is None
+    assert s["seed_runs"] == 0 and s["recall"] is None and s["false_alarm_rate"] is None
     s = predict.score([_rec(None, None)] * 3)
-    assert s["warning"]["accuracy"] == 1.0 and s["warning"]["miss_rate"] is None
-    assert s["steps_ahead"]["median"] is None
+    assert s["recall"] is None and s["false_alarm_rate"] == 0.0
+    assert s["lead_fraction_median"] is None
 
 
-def _seed_run(q, seem, ceiling=100.0, every=100, seem_every=200):
-    q = np.asarray(q, float)
-    q_steps = every * np.arange(1, len(q) + 1, dtype=float)
-    seem = np.asarray(seem, float)
-    seem_steps = seem_every * np.arange(1, len(seem) + 1, dtype=float)
-    bad = ~np.isfinite(q) | (np.abs(q) > ceiling)
-    return predict.SeedRun("r", 0, int(q_steps[-1]), seem_steps, seem, q_steps, q, ceiling,
-                           float(q_steps[bad.argmax()]) if bad.any() else None)
+def _seed_run(seem, q, diverged_at, ceiling=100.0, every=100):
+    rows = [{"step": every * (i + 1), "seed": 0, "seem/normalized": s, "seem/q_data": v,
+             "seem/ntk_cos": 1.0} for i, (s, v) in enumerate(zip(seem, q, strict=True))]
+    return predict.SeedRun("r", 0, 10_000, ceiling, diverged_at, rows)
 
 
-def test_judge_replays_the_fixed_rule():
-    # SEEM > 0.1 from the 1st measurement (step 200): the default rule (5 in a row) fires at
-    # step 1000; Q passes the ceiling at step 1500.
-    r = _seed_run([1, 2, 4, 8, 10, 12, 14, 16, 20, 30, 40, 50, 60, 80, 150, 300],
-                  [0.5] * 8)
-    rec = predict.judge(r)
-    assert rec["exploded_at"] == 1500.0
-    assert (rec["verdict_step"], rec["reason"]) == (1000.0, "seem")
-    # SEEM never self-excites: only the Q-past-ceiling clause fires, at the explosion.
-    r = _seed_run([1, 2, 4, 8, 10, math.nan], [0.0] * 3)
-    rec = predict.judge(r)
-    assert (rec["exploded_at"], rec["verdict_step"], rec["reason"]) == (600.0, 600.0,
-                                                                        "q_explode")
-    # Calm and flat: nothing.
-    rec = predict.judge(_seed_run([10.0] * 10, [0.0] * 5))
-    assert rec["exploded_at"] is None and rec["verdict_step"] is None
-    assert not rec["still_growing"]
+def test_judge_counts_only_verdicts_before_the_fact():
+    rule = VerdictConfig(seem_threshold=0.1, consecutive=3)
+    # SEEM > 0.1 from step 100 with Q rising: the rule fires at step 300, Q passes at 550.
+    rec = predict.judge(_seed_run([0.5] * 5, [10, 20, 40, 80, 160], 550), rule)
+    assert (rec["predicted_at"], rec["reason"], rec["diverged_at"]) == (300, "seem", 550)
+    # The same series, but Q passed the ceiling at step 250 (between measurements): the
+    # verdict at 300 came after the fact, so there is no prediction.
+    rec = predict.judge(_seed_run([0.5] * 5, [10, 20, 40, 80, 160], 250), rule)
+    assert rec["predicted_at"] is None and rec["reason"] is None
 
 
-def test_still_growing():
-    assert _seed_run([1, 2, 3, 4, 5, 6, 8, 10, 14, 20], [0.0]).still_growing()
-    assert not _seed_run([10, 11, 12, 12, 12, 12, 13, 13, 13, 13], [0.0]).still_growing()
-    assert not _seed_run([1, 2, 4, 500], [0.0]).still_growing()  # exploded: not "growing"
+def test_calibration_picks_from_the_grid_by_recall_then_lead():
+    seeds = [_seed_run([0.5] * 6, [10, 20, 30, 40, 50, 60], 1000),     # diverges at 1000
+             _seed_run([0.03] * 6, [10, 11, 12, 12, 12, 12], None)]    # calm, SEEM 0.03
+    best, rows = predict.calibrate(seeds, {"seem_threshold": (0.02, 0.1),
+                                           "consecutive": (1, 3)})
+    assert len(rows) == 4
+    # 0.02 flags the calm seed (a false alarm); 0.1 with one measurement has the longest lead.
+    assert (best.seem_threshold, best.consecutive) == (0.1, 1)
 
 
-def test_families_hold_out_the_calibration_configs():
-    for scale in predict.SCALES.values():
-        assert not any(predict.in_calibration(c) for c in scale["family"])
-    assert all(predict.in_calibration(c) for c in predict.CALIBRATION)
-    assert len(predict.SCALES["cpu"]["family"]) * len(predict.SCALES["cpu"]["seeds"]) >= 40
-    fam = predict.SCALES["cpu"]["family"]
-    for key in ("dataset", "fraction", "gamma", "optimizer", "layer_norm"):
-        assert len({c[key] for c in fam}) >= 2, key
+def test_families_are_fixed_and_held_apart():
+    cal, held = predict.CALIBRATION, predict.HELD_OUT
+    predict.check_families(cal, held)
+    assert not {c["dataset"] for c in cal} & {c["dataset"] for c in held}
+    assert len(held) * len(predict.SCALES["cpu"]["seeds"]) >= 60
+    assert len({c["dataset"] for c in held}) >= 4
+    assert any("medium-replay" in c["dataset"] for c in held)
+    assert any("medium-expert" in c["dataset"] for c in held)
+    for key in ("fraction", "gamma", "optimizer", "layer_norm", "tau", "bc_coef"):
+        assert len({c[key] for c in held}) >= 2, key
+    assert {1.0, 0.1} <= {c["bc_coef"] for c in held}
+    with pytest.raises(ValueError, match="repeats calibration"):
+        predict.check_families(cal, [*held, cal[0]])
 
 
 # -- fraction: the summary on synthetic cells --------------------------------------------------
@@ -184,37 +174,17 @@ def test_predict_smoke(smoke):
     tmp, codes = smoke
     assert codes["predict"] == 0
     out, record = _record(tmp, "predict")
-    assert record["figures"] == ["predict_scatter.png", "predict_timeline.png",
-                                 "predict_curves.png"]
+    assert record["figures"] == ["predict_scatter.png", "predict_curves.png"]
     p = predict.SCALES["smoke"]
     res = record["results"]
     seeds = res["seeds"]
-    assert len(seeds) == len(p["family"]) * len(p["seeds"])
+    assert len(seeds) == len(p["held_out"]) * len(p["seeds"])
     # The aggregate is the scoring of the per-seed records, recomputed here.
     assert res["overall"] == json.loads(json.dumps(predict.score(seeds)))
-    assert [c["seed_runs"] for c in res["per_config"]] == [len(p["seeds"])] * len(p["family"])
+    assert [c["seed_runs"] for c in res["per_config"]] == [len(p["seeds"])] * len(p["held_out"])
     # Truth and verdict come from the run folders: re-read one and judge it again.
-    run = predict.run_name(p["family"][0])
+    run = predict.run_name(p["held_out"][0])
     again = [predict.judge(r) for r in predict.load_seeds(out / "runs" / run)]
     assert [r for r in seeds if r["run"] == run] == json.loads(json.dumps(again))
-    assert res["rule"]["seem_threshold"] == 0.1
-
-
-def test_verdict_calibration_scores_with_predicts_code():
-    import importlib.util
-    import pathlib
-
-    path = pathlib.Path(__file__).parents[1] / "experiments" / "verdict_calibration.py"
-    spec = importlib.util.spec_from_file_location("verdict_calibration", path)
-    vc = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(vc)
-    seeds = [_seed_run([1, 2, 4, 8, 10, 12, 14, 16, 20, 30, 40, 50, 60, 80, 150, 300],
-                       [0.5] * 8),
-             _seed_run([10.0] * 10, [0.0] * 5), _seed_run([10.0] * 10, [0.3] * 5)]
-    e = vc.evaluate(seeds, predict.VerdictConfig())
-    assert (e["runs"], e["true_positive"], e["false_alarm"], e["true_negative"]) == (3, 1, 1, 1)
-    assert e["accuracy"] == pytest.approx(2 / 3)
-    assert e["steps_ahead_median"] == 500.0 and e["fired_before_explosion"] == 1
-    assert not any(predict.in_calibration(c) for c in vc.HELD_OUT)
-    best, table = vc.calibrate(seeds)
-    assert len(table) == len(vc.GRID["seem_threshold"]) * len(vc.GRID["consecutive"])
+    assert res["rule"] == json.loads(json.dumps(dataclasses.asdict(VerdictConfig())))
+    assert set(res["alternatives"]) == set(predict.ALTERNATIVES)
