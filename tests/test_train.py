@@ -254,3 +254,29 @@ def test_seed_groups_match_one_group_and_are_saved_resolved(hopper_npz, tmp_path
     train(tcfg(hopper_npz, seeds=(0, 1, 2)), ALGO, tmp_path / "auto", progress=False)
     saved = json.loads((tmp_path / "auto" / "config.json").read_text())["train"]["seed_groups"]
     assert 1 <= saved <= 3
+
+
+def test_seem_schedule_and_verdict_do_not_depend_on_log_every(hopper_npz, tmp_path):
+    # SEEM at the schedule's steps (every 2 to step 16, then 4, ... capped at 8) whatever the
+    # logging period; the states there, so the measurements and the verdict, are the same.
+    from seemrl.diagnostics.schedule import SeemSchedule
+
+    seem = dict(steps=40, seem_first=2, seem_every=8, seem_probe=16)
+    runs = {}
+    for log_every in (5, 20):
+        train(tcfg(hopper_npz, log_every=log_every, **seem), ALGO, tmp_path / f"l{log_every}",
+              progress=False)
+        runs[log_every] = read_jsonl(tmp_path / f"l{log_every}" / "metrics.jsonl")
+    want = SeemSchedule(2, 8).steps(40)
+    for seed in (0, 1):
+        series = {}
+        for log_every, records in runs.items():
+            rows = [r for r in records if r["seed"] == seed and "seem/normalized" in r]
+            assert [r["step"] for r in rows] == want
+            series[log_every] = [(r["seem/normalized"], r["seem/q_data"]) for r in rows]
+            # Log points are still there too, at every multiple of log_every.
+            steps = {r["step"] for r in records if r["seed"] == seed}
+            assert set(range(log_every, 41, log_every)) <= steps
+        assert series[5] == series[20]
+    status = {k: json.loads((tmp_path / f"l{k}" / "status.json").read_text()) for k in runs}
+    assert status[5]["seeds"] == status[20]["seeds"]

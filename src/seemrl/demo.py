@@ -6,8 +6,10 @@ setting where critics diverge) on several seeds, once with a plain critic and on
 LayerNorm critic. SEEM is measured along the way. Prints a comparison table and writes a PNG
 of Q, critic norm and SEEM against steps.
 
-A seed "overshoots" when its mean Q exceeds the largest discounted return any policy could
-collect on this data, max|r| / (1 − γ): a value no correct critic can reach.
+A seed "overshoots" (diverged_at, the fact) when its mean Q exceeds the largest discounted
+return any policy could collect on this data, max|r| / (1 − γ): a value no correct critic can
+reach. The online verdict's predicted_at (from SEEM on the dense early schedule) is shown
+beside it: a prediction counts only when it came first.
 """
 
 from __future__ import annotations
@@ -93,6 +95,9 @@ def run_demo(cfg: DemoConfig, out: str | pathlib.Path, data_dir=None, progress: 
 def summarize(run_dir: pathlib.Path, status: dict, ceiling: float) -> dict[str, Any]:
     records = read_jsonl(run_dir / "metrics.jsonl")
     seeds = [int(s) for s in status["seeds"]]
+    from seemrl import runfolder
+
+    known = runfolder.read_status(run_dir)
     final_q, max_q, seem, scores = [], [], [], []
     for seed in seeds:
         _, q = plotting.series(records, "train/q_mean", seed)
@@ -102,9 +107,12 @@ def summarize(run_dir: pathlib.Path, status: dict, ceiling: float) -> dict[str, 
         seem.append(s[-1] if len(s) else np.nan)
         scores.append(status["seeds"][str(seed)]["final_score"])
     overshoot = sum(1 for q in max_q if not np.isfinite(q) or q > ceiling)
-    diverged = sum(1 for s in status["seeds"].values() if s["diverged_at"] is not None)
+    events = [known.seeds[s] if known else runfolder.SeedStatus() for s in seeds]
     return {"run_dir": str(run_dir), "seeds": seeds, "final_q": final_q, "max_abs_q": max_q,
-            "q_ceiling": ceiling, "overshooting_seeds": overshoot, "nan_seeds": diverged,
+            "q_ceiling": ceiling, "overshooting_seeds": overshoot,
+            "predicted_at": [e.predicted_at for e in events],
+            "diverged_at": [e.diverged_at for e in events],
+            "stopped_seeds": sum(e.stopped_at is not None for e in events),
             "final_seem": seem, "final_score": scores}
 
 
@@ -140,17 +148,26 @@ def print_table(result: dict[str, Any], console) -> None:
 
     table = Table(title=f"TD3 (bc_coef 0) on {result['transitions']} transitions of "
                         f"{pathlib.Path(result['dataset']).name}")
-    for col in ("critic", "seeds with Q > max possible return", "max |Q| (mean over seeds)",
+    for col in ("critic", "seeds with Q > max possible return",
+                "predicted_at → diverged_at, per seed", "max |Q| (mean over seeds)",
                 "final SEEM (mean)", "final score (mean)"):
         table.add_column(col, justify="right")
     for label, row in result["rows"].items():
         with np.errstate(all="ignore"):
             table.add_row(label, f"{row['overshooting_seeds']} / {len(row['seeds'])}",
+                          events(row),
                           f"{np.nanmean(row['max_abs_q']):.3g} (ceiling {row['q_ceiling']:.3g})",
                           f"{np.nanmean(row['final_seem']):+.3f}",
                           _mean(row["final_score"]))
     console.print(table)
     console.print(f"figure: {result['png']}")
+
+
+def events(row: dict[str, Any]) -> str:
+    """'0: 350 → 900, 1: — → —' (the prediction, then the fact; — when it did not happen)."""
+    f = lambda x: "—" if x is None else f"{x:,}"
+    return ", ".join(f"{s}: {f(p)} → {f(d)}" for s, p, d in
+                     zip(row["seeds"], row["predicted_at"], row["diverged_at"], strict=True))
 
 
 def _mean(values) -> str:
