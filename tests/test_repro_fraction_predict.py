@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from seemrl import cli
+from seemrl import cli, runfolder, stats
 from seemrl.diagnostics.verdict import VerdictConfig
 from seemrl.repro import fraction, predict
 
@@ -90,41 +90,112 @@ def test_families_are_fixed_and_held_apart():
         predict.check_families(cal, [*held, cal[0]])
 
 
-# -- fraction: the summary on synthetic cells --------------------------------------------------
-def test_fraction_summary_sign_and_trend():
-    p = {"algos": {"td3bc": {"fractions": [1.0, 0.1, 0.01]}}}
-    cells = [{"algo": "td3bc", "fraction": f, "diff_final_score_mean": d,
-              "diff_best_score_mean": b}
-             for f, d, b in ((1.0, -2.0, 1.0), (0.1, 5.0, 6.0), (0.01, 30.0, None))]
-    s = fraction.summarize(cells, p)["td3bc"]
-    assert s["trend_as_data_shrinks"] == "unclear"  # no seed pairs: no error to read
-    assert s["by_fraction"]["1"]["same_sign_as_paper"] is False  # paper: +24
-    assert s["by_fraction"]["0.01"]["same_sign_as_paper"] is True
-    assert (s["same_sign"], s["compared"]) == (2, 3)
-    assert s["by_fraction"]["0.01"]["diff_best_sum"] is None
+# -- fraction: statistics and reading on synthetic run folders -------------------------------
+def test_bootstrap_ci_known_data():
+    ci = stats.mean_ci([3.0] * 5)
+    assert (ci["mean"], ci["lo"], ci["hi"], ci["n"]) == (3.0, 3.0, 3.0, 5)  # zero width
+    one = stats.mean_ci([7.0, None])
+    assert (one["mean"], one["lo"], one["hi"], one["n"]) == (7.0, None, None, 1)
+    assert stats.mean_ci([1.0, 2.0, 9.0]) == stats.mean_ci([1.0, 2.0, 9.0])  # seeded
+    # Coverage: the 95 % interval of 20 normal draws holds the true mean most of the time.
+    rng = np.random.default_rng(1)
+    hits = [(c := stats.mean_ci(rng.normal(5.0, 2.0, 20), n=2000))["lo"] <= 5.0 <= c["hi"]
+            for _ in range(200)]
+    assert 0.86 <= np.mean(hits) <= 0.99
+    assert stats.excludes_zero({"lo": 0.5, "hi": 2}) == 1
+    assert stats.excludes_zero({"lo": -1, "hi": 2}) == 0
+    g = stats.grouped_mean_ci([[1.0, 1.0], [3.0, 3.0, 3.0]])
+    assert (g["mean"], g["lo"], g["hi"], g["n"]) == (2.0, 2.0, 2.0, [2, 3])
 
 
-def test_fraction_trend_needs_more_than_the_seed_noise():
-    p = {"algos": {"td3bc": {"fractions": [1.0, 0.01]}}}
+def _run_folder(path, evals, steps=50, step=None, stopped_at=None, diverged_at=None,
+                seem=None):
+    """A run folder as the trainer writes it: evals {seed: [score at step 10, 20, ...]}."""
+    path.mkdir(parents=True)
+    seeds = {str(s): {"active": stopped_at is None or s not in stopped_at,
+                      "predicted_at": None, "predicted_reason": None,
+                      "diverged_at": (diverged_at or {}).get(s),
+                      "stopped_at": (stopped_at or {}).get(s),
+                      "final_score": v[-1], "best_score": max(v)} for s, v in evals.items()}
+    (path / "status.json").write_text(json.dumps(
+        {"step": steps if step is None else step, "steps": steps, "seeds": seeds}))
+    rows = []
+    for s, v in evals.items():
+        for k, score in enumerate(v):
+            st = 10 * (k + 1)
+            row = {"step": st, "seed": s, "eval/normalized_score": score,
+                   "time/steps_per_sec": 100.0}
+            if stopped_at and s in stopped_at and st > stopped_at[s]:
+                row = {"step": st, "seed": s, "stopped": True, "eval/normalized_score": score}
+            if seem is not None:
+                row["seem/normalized"] = seem[s] * (k + 1)
+            rows.append(row)
+    (path / "metrics.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
 
-    def cells(small, best=50.0):
-        return [{"algo": "td3bc", "fraction": f, "diff_final_score": d,
-                 "diff_final_score_mean": float(np.mean(d)), "diff_best_score_mean": None,
-                 "ln": {"best_score": [best, None]}, "no_ln": {"best_score": [3.0, 2.0]}}
-                for f, d in ((1.0, [-5.0, 5.0]), (0.01, small))]
 
-    # 1 %: mean +10 but seed pairs at -10 and +30: within 2 standard errors of 100 %'s 0.
-    s = fraction.summarize(cells([-10.0, 30.0]), p)["td3bc"]
-    assert s["trend_as_data_shrinks"] == "unclear"
-    se = s["by_fraction"]["0.01"]["diff_final_se"]
-    assert se == pytest.approx(np.std([-10.0, 30.0], ddof=1) / np.sqrt(2))
-    trend = lambda small: fraction.summarize(cells(small), p)["td3bc"]["trend_as_data_shrinks"]
-    assert trend([40.0, 44.0]) == "grows"
-    assert trend([-40.0, -44.0]) == "shrinks"
-    assert trend([10.0]) == "unclear"  # one seed pair
-    # Policies that never scored 5 have learned nothing whose difference means anything.
-    untrained = fraction.summarize(cells([40.0, 44.0], best=4.0), p)["td3bc"]
-    assert untrained["trend_as_data_shrinks"] == "untrained"
+def test_score_is_the_mean_of_the_last_evaluations(tmp_path):
+    _run_folder(tmp_path / "r", {0: [1.0, 2.0, 10.0, 20.0, 30.0], 1: [5.0, 5.0, 50.0, 0.0, 1.0]},
+                stopped_at={1: 30}, diverged_at={1: 25}, seem={0: 0.01, 1: 0.2})
+    # A resume that re-logged step 50 of seed 0: the row counts once.
+    with (tmp_path / "r" / "metrics.jsonl").open("a") as f:
+        f.write(json.dumps({"step": 50, "seed": 0, "eval/normalized_score": 30.0}) + "\n")
+    res = runfolder.read_results(tmp_path / "r", last=3)
+    assert res[0].score == pytest.approx(20.0) and res[0].evaluations == 3
+    assert res[1].score == pytest.approx(17.0)  # the stopped seed's frozen evaluations count
+    assert (res[1].stopped, res[1].diverged_at, res[0].stopped) == (True, 25, False)
+    assert res[0].seem_final == pytest.approx(0.05)
+    assert runfolder.read_results(tmp_path / "r", last=10)[0].evaluations == 5
+    # 50 steps at 100 steps/s, seed 0's rows (the seeds train side by side).
+    assert runfolder.training_seconds(tmp_path / "r") == pytest.approx(0.5)
+
+
+P_PARTIAL = {"datasets": ["hopper-medium", "walker2d-medium"], "score_last": 3,
+             "eval_episodes": 10, "evals": 5, "log_every": 10,
+             "algos": {"td3bc": {"steps": 50, "fractions": [0.01, 1.0], "seeds": [0, 1, 2]}}}
+
+
+def _partial_runs(root, unfinished=(), missing=(), gain_small=30.0):
+    for ds in P_PARTIAL["datasets"]:
+        for f in (0.01, 1.0):
+            for ln in (False, True):
+                name = fraction.run_name("td3bc", ds, f, ln)
+                if name in missing:
+                    continue
+                base = 40.0 + (gain_small if ln and f == 0.01 else 0.0) + (2.0 if ln else 0.0)
+                evals = {s: [base + s] * 5 for s in range(3)}
+                _run_folder(root / name, evals, step=20 if name in unfinished else None)
+
+
+def test_partial_runs_give_a_report_with_pending_cells(tmp_path):
+    noln = fraction.run_name("td3bc", "walker2d-medium", 0.01, False)
+    ln = fraction.run_name("td3bc", "hopper-medium", 1.0, True)
+    _partial_runs(tmp_path, unfinished={noln}, missing={ln})
+    cells = fraction.collect(P_PARTIAL, tmp_path)
+    assert len(cells) == 4
+    pending = {(c["dataset"], c["fraction"], k) for c in cells for k in fraction.CRITICS
+               if not c[k]["finished"]}
+    assert pending == {("walker2d-medium", 0.01, "no_ln"), ("hopper-medium", 1.0, "ln")}
+    s = fraction.summarize(cells, P_PARTIAL)["td3bc"]
+    assert (s["verdict"], s["runs_finished"], s["runs"]) == ("not yet", 6, 8)
+    # The finished 1 % dataset still reads: +32 on hopper, walker2d left out (pending).
+    assert s["by_fraction"]["0.01"]["gain"]["mean"] == pytest.approx(32.0)
+    assert s["by_fraction"]["0.01"]["datasets_finished"] == 1
+    results = {"runs_finished": 6, "runs": 8, "training_cpu_hours": 0.0,
+               "training_cpu_hours_means": "x", "gpu": None}
+    text = fraction.markdown(cells, fraction.summarize(cells, P_PARTIAL), P_PARTIAL, results)
+    assert "not yet: 6 of 8 runs finished" in text
+    assert f"{noln} (step 20 of 50)" in text and f"{ln} (step 0 of 50)" in text
+
+
+def test_claim_verdicts_from_the_cis(tmp_path):
+    _partial_runs(tmp_path / "a")
+    s = fraction.summarize(fraction.collect(P_PARTIAL, tmp_path / "a"), P_PARTIAL)["td3bc"]
+    assert s["verdict"] == "holds"  # +32 at 1 %, +2 at 100 %, seeds identical across critics
+    assert s["gain_change_small_minus_large"]["mean"] == pytest.approx(30.0)
+    assert "the paper's claim holds here" in fraction.statement("td3bc", s)
+    _partial_runs(tmp_path / "b", gain_small=-20.0)
+    s = fraction.summarize(fraction.collect(P_PARTIAL, tmp_path / "b"), P_PARTIAL)["td3bc"]
+    assert s["verdict"] == "contradicted"
 
 
 # -- both at smoke scale, through the CLI -------------------------------------------------------
@@ -150,24 +221,45 @@ def test_fraction_smoke(smoke):
     tmp, codes = smoke
     assert codes["fraction"] == 0
     out, record = _record(tmp, "fraction")
-    assert record["figures"] == ["fraction.png", "fraction_runs.png"]
+    assert record["figures"] == ["fraction.png", "fraction_scores.png"]
     p = fraction.SCALES["smoke"]
     cells = record["results"]["cells"]
     assert len(cells) == sum(len(a["fractions"]) for a in p["algos"].values())
     for c in cells:
         for k in ("ln", "no_ln"):
-            assert len(c[k]["final_score"]) == len(c["seeds"])
-            assert all(isinstance(v, float) for v in c[k]["final_score"])  # evaluated
-            assert c[k]["q_ceiling"] > 0
-        want = [a - b for a, b in zip(c["ln"]["final_score"], c["no_ln"]["final_score"],
-                                      strict=True)]
-        assert c["diff_final_score"] == pytest.approx(want)
-    summary = record["results"]["summary"]
-    assert set(summary) == set(fraction.ALGOS)
-    assert summary["td3bc"]["trend_as_data_shrinks"] in ("grows", "shrinks", "unclear",
-                                                         "untrained")
+            assert c[k]["finished"]
+            assert len(c[k]["score"]) == len(c["seeds"])
+            assert all(isinstance(v, float) for v in c[k]["score"])  # evaluated
+        want = [a - b for a, b in zip(c["ln"]["score"], c["no_ln"]["score"], strict=True)]
+        assert c["diff"] == pytest.approx(want)
+    res = record["results"]
+    assert (res["runs_finished"], res["runs"]) == (2 * len(cells), 2 * len(cells))
+    assert res["training_cpu_hours"] > 0
+    assert set(res["summary"]) == set(fraction.ALGOS)
+    assert res["summary"]["td3bc"]["verdict"] in ("holds", "contradicted", "not shown",
+                                                  "untrained")
     assert (out / "runs" / "cql-hopper-medium-f1-noln" / "metrics.jsonl").is_file()
     assert "LN − no-LN" in (out / "section.md").read_text()
+
+
+def test_fraction_collect_trains_nothing_and_lists_pending(smoke, tmp_path, monkeypatch):
+    import shutil
+
+    src, _ = smoke
+    shutil.copytree(src / "fraction", tmp_path / "fraction")
+    run = tmp_path / "fraction" / "runs" / "td3bc-hopper-medium-f0.1-ln"
+    status = json.loads((run / "status.json").read_text())
+    (run / "status.json").write_text(json.dumps({**status, "step": 0}))  # as if interrupted
+    monkeypatch.setattr(fraction, "run", lambda ctx: pytest.fail("--collect must not train"))
+    assert cli.main(["repro", "fraction", "--scale", "smoke", "--collect", "--out",
+                     str(tmp_path), "--no-progress"]) == 0
+    record = json.loads((tmp_path / "fraction" / "results.json").read_text())
+    assert record["collected"] and record["runs"]["trained"] == 0
+    assert record["results"]["runs_finished"] == record["results"]["runs"] - 1
+    text = (tmp_path / "fraction" / "section.md").read_text()
+    assert "td3bc-hopper-medium-f0.1-ln (step 0 of 20)" in text
+    assert "--collect` from the run folders" in text
+    assert "TD3+BC**: not yet: 3 of 4 runs finished" in text
 
 
 def test_predict_smoke(smoke):
@@ -188,3 +280,30 @@ def test_predict_smoke(smoke):
     assert [r for r in seeds if r["run"] == run] == json.loads(json.dumps(again))
     assert res["rule"] == json.loads(json.dumps(dataclasses.asdict(VerdictConfig())))
     assert set(res["alternatives"]) == set(predict.ALTERNATIVES)
+
+
+# -- the GPU script at smoke size: it writes what the report reads -----------------------------
+def test_fraction_gpu_script_smoke_feeds_the_report(tmp_path):
+    import importlib.util
+    import pathlib
+
+    script = pathlib.Path(__file__).parents[1] / "experiments" / "fraction_gpu.py"
+    spec = importlib.util.spec_from_file_location("fraction_gpu", script)
+    gpu = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gpu)
+    exp = tmp_path / "fraction"
+    assert gpu.main(["--smoke", "--out", str(exp / "gpu"), "--data-dir",
+                     str(tmp_path / "data")]) == 0
+    record = json.loads((exp / fraction.GPU_RESULTS).read_text())
+    assert record["pending"] == [] and len(record["finished"]) == 4
+    # The CPU report with none of its own runs yet: its cells pending, the GPU cells read.
+    from seemrl.repro._common import Context
+
+    ctx = Context(name="fraction", scale="smoke", params=P_PARTIAL, out=exp,
+                  data_dir=tmp_path / "data")
+    outcome = fraction.report(ctx)
+    cells = [c for c in outcome.results["cells"] if c.get("source") == "gpu"]
+    assert {c["algo"] for c in cells} == {"cql", "diffql"}
+    assert all(c[k]["finished"] and len(c["diff"]) == 2 for c in cells for k in ("ln", "no_ln"))
+    assert "CQL (GPU)" in outcome.markdown and "Diffusion-QL (GPU)" in outcome.markdown
+    assert outcome.results["summary"]["td3bc"]["verdict"] == "not yet"

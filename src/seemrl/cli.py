@@ -354,8 +354,11 @@ def cmd_repro(argv: list[str]) -> int:
                    help="local engine: runs trained at once in separate processes (default 1)")
     p.add_argument("--address", help="ray engine: address of an existing cluster")
     p.add_argument("--collect", action="store_true",
-                   help="with 'all': train nothing, assemble the results document from the "
-                        "experiments already run at this scale in --out")
+                   help="train nothing: with 'all', assemble the results document from the "
+                        "experiments already run at this scale in --out; with an experiment "
+                        "that has a report of its own (fraction), write its results.json, "
+                        "section.md and figures from the runs finished so far (the rest "
+                        "listed as pending)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     args = p.parse_args(argv)
     from rich.console import Console
@@ -371,8 +374,6 @@ def cmd_repro(argv: list[str]) -> int:
         return 0
     if args.workers < 1:
         raise ConfigError("--workers must be >= 1")
-    if args.collect and args.name != "all":
-        raise ConfigError("--collect goes with 'repro all' (it assembles the results document)")
     out = pathlib.Path(args.out or f"runs/repro/{args.scale}")
     kwargs = dict(data_dir=args.data_dir, engine=args.engine, workers=args.workers,
                   address=args.address, progress=not args.no_progress)
@@ -382,7 +383,8 @@ def cmd_repro(argv: list[str]) -> int:
                                      console=console, **kwargs)
             console.print(f"results document: {result['doc']}")
             return 0
-        record = _common.run_experiment(args.name, args.scale, out, console=console, **kwargs)
+        record = _common.run_experiment(args.name, args.scale, out, console=console,
+                                        collect=args.collect, **kwargs)
     except _common.ExperimentUnavailable as e:
         print(f"seemrl repro {args.name}: {e}", file=sys.stderr)
         return 2

@@ -104,20 +104,27 @@ def machine() -> dict[str, Any]:
             "device": devices[0].device_kind if devices else "?"}
 
 
-def command_line(name: str, scale: str) -> str:
-    return f"seemrl repro {name} --scale {scale}"
+def command_line(name: str, scale: str, collect: bool = False) -> str:
+    return f"seemrl repro {name} --scale {scale}" + (" --collect" if collect else "")
 
 
 def run_experiment(name: str, scale: str, out: str | pathlib.Path, *,
                    data_dir: str | pathlib.Path | None = None, engine: str = "local",
                    workers: int = 1, address: str | None = None, progress: bool = True,
-                   console=None) -> dict[str, Any]:
-    """Run one experiment at one scale into out/<name>; returns what results.json holds."""
+                   console=None, collect: bool = False) -> dict[str, Any]:
+    """Run one experiment at one scale into out/<name>; returns what results.json holds.
+
+    With `collect`, nothing is trained: the experiment's `report(ctx)` writes results.json,
+    section.md and the figures from the runs already in out/<name>/runs (finished ones; the
+    rest are listed as pending). Only experiments with a `report` have this path."""
     from seemrl.data import generate
 
     module = get(name)
     if scale not in SCALES:
         raise ConfigError(f"unknown scale '{scale}' (choose from {', '.join(SCALES)})")
+    if collect and not hasattr(module, "report"):
+        raise ConfigError(f"repro {name} has no --collect path (it trains and reports in one "
+                          "go); --collect goes with 'all' or an experiment that has one")
     ctx = Context(name=name, scale=scale, params=dict(module.SCALES[scale]),
                   out=pathlib.Path(out) / name,
                   data_dir=pathlib.Path(data_dir) if data_dir else generate.default_data_dir(),
@@ -126,14 +133,15 @@ def run_experiment(name: str, scale: str, out: str | pathlib.Path, *,
     ctx.out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     try:
-        outcome = module.run(ctx)
+        outcome = module.report(ctx) if collect else module.run(ctx)
     except ExperimentUnavailable as e:  # noted, so that `repro all --collect` can say why
         _atomic_text(ctx.out / "unavailable.json", json.dumps({"scale": scale, "why": str(e)}))
         raise
     (ctx.out / "unavailable.json").unlink(missing_ok=True)
     seconds = time.perf_counter() - t0
     record = {"experiment": name, "title": module.TITLE, "scale": scale, "params": ctx.params,
-              "command": command_line(name, scale), "machine": machine(),
+              "command": command_line(name, scale, collect), "collected": collect,
+              "machine": machine(),
               "date": datetime.date.today().isoformat(), "seconds": seconds,
               "runs": ctx.runs, "figures": [p.name for p in ctx.figures],
               "results": outcome.results}
@@ -150,10 +158,13 @@ def section(record: dict[str, Any], body: str) -> str:
     reused = (f"; {runs['reused']} of {runs['reused'] + runs['trained']} training runs were "
               "reused from an earlier invocation of the same command, so their time is not in "
               "it" if runs.get("reused") else "")
-    lines = [f"## {record['experiment']}: {record['title']}", "",
-             f"Command: `{record['command']}` ({record['seconds'] / 60:.1f} min on "
-             f"{m['cpus']} CPU cores, {m['backend']} backend ({m['device']}), "
-             f"jax {m['jax']}, {record['date']}{reused}).", "",
+    how = (f"Collected by `{record['command']}` from the run folders that "
+           f"`{command_line(record['experiment'], record['scale'])}` trained (trains nothing; "
+           f"{record['date']}, jax {m['jax']})." if record.get("collected") else
+           f"Command: `{record['command']}` ({record['seconds'] / 60:.1f} min on "
+           f"{m['cpus']} CPU cores, {m['backend']} backend ({m['device']}), "
+           f"jax {m['jax']}, {record['date']}{reused}).")
+    lines = [f"## {record['experiment']}: {record['title']}", "", how, "",
              f"Scale `{record['scale']}`: {params}.", ""]
     for fig in record["figures"]:
         lines += [f"![{record['experiment']}: {fig}]({fig})", ""]

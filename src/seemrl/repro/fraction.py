@@ -18,12 +18,13 @@ any policy could collect on the data (`demo.summarize`).
 
 from __future__ import annotations
 
-import math
+import json
+import pathlib
 from typing import Any
 
 import numpy as np
 
-from seemrl import demo, plotting
+from seemrl import runfolder, stats
 from seemrl.repro._common import Context, Outcome
 from seemrl.sweep import RunSpec
 
@@ -151,236 +152,188 @@ def eval_steps(a: dict[str, Any], p: dict[str, Any]) -> list[int]:
     return sorted(set(range(every, a["steps"] + 1, every)) | {a["steps"]})
 
 
+GPU_RESULTS = "gpu/results.json"
+"""Where `experiments/fraction_gpu.py` leaves its results, inside the experiment folder: the
+report reads its cells when the file is there (CQL and Diffusion-QL at paper length)."""
+
+
 def run(ctx: Context) -> Outcome:
-    p = ctx.params
     trained = ctx.train(specs(ctx))
     failed = [n for n, r in trained.items() if r.outcome == "failed"]
     if failed:
         raise RuntimeError(f"training failed for {', '.join(failed)}: "
                            f"{trained[failed[0]].error}")
-    cells = collect(p, {n: r.run_dir for n, r in trained.items()})
+    return report(ctx)
+
+
+def report(ctx: Context) -> Outcome:
+    """The report from whatever runs of this scale have finished in out/runs (trains nothing:
+    `seemrl repro fraction --collect`), plus the GPU script's cells when present. Runs that
+    have not finished (or not started) are listed as pending, never dropped."""
+    p = ctx.params
+    cells = collect(p, ctx.out / "runs")
+    gpu_path = ctx.out / GPU_RESULTS
+    gpu = None
+    if gpu_path.is_file():
+        gpu = json.loads(gpu_path.read_text())
+        cells += [{**c, "source": "gpu"} for c in collect(gpu["params"], gpu_path.parent / "runs")]
     summary = summarize(cells, p)
-    ctx.save_figure(plot_difference(cells, summary, p), "fraction.png")
-    ctx.save_figure(plot_runs(cells, p), "fraction_runs.png")
-    return Outcome({"cells": cells, "summary": summary,
-                    "paper_difference_sum_9_datasets": {
-                        a: {f"{f:g}": v for f, v in d.items()} for a, d in PAPER_DIFF.items()}},
-                   markdown(cells, summary, p))
+    cpu_hours = sum(_run_hours(c) for c in cells if c.get("source") != "gpu")
+    from seemrl.repro import _fraction_figures as figures
+
+    ctx.save_figure(figures.difference(cells, summary), "fraction.png")
+    ctx.save_figure(figures.scores(cells), "fraction_scores.png")
+    results = {"cells": cells, "summary": summary,
+               "runs_finished": sum(c[k]["finished"] for c in cells for k in CRITICS),
+               "runs": 2 * len(cells),
+               "training_cpu_hours": cpu_hours,
+               "training_cpu_hours_means": "Σ over run folders of the steps of each logged "
+               "training chunk / its time/steps_per_sec (one core per run): evaluation "
+               "rollouts and SEEM measurements are not in it, so the wall time was longer",
+               "gpu": None if gpu is None else {k: v for k, v in gpu.items() if k != "params"},
+               "paper_difference_sum_9_datasets": {
+                   a: {f"{f:g}": v for f, v in d.items()} for a, d in PAPER_DIFF.items()}}
+    return Outcome(results, markdown(cells, summary, p, results))
 
 
 # -- reading the runs ------------------------------------------------------------------------
-def collect(p: dict[str, Any], run_dirs: dict[str, str]) -> list[dict[str, Any]]:
-    """One cell per algorithm × dataset × fraction: both critics' per-seed numbers and the
-    per-seed-pair LN − no-LN differences."""
-    import json
-    import pathlib
+CRITICS = ("no_ln", "ln")
 
+
+def collect(p: dict[str, Any], runs_dir: str | pathlib.Path) -> list[dict[str, Any]]:
+    """One cell per algorithm × dataset × fraction, each critic's run read from
+    runs_dir/<run name>: per seed the score (mean of its last `score_last` evaluations), stop,
+    divergence and last SEEM; the mean with its bootstrap CI; and, when both critics' runs
+    have finished, the LN − no-LN difference per seed pair (seed s with LN minus seed s
+    without: the same seed, the same data subset) with its CI."""
+    runs_dir = pathlib.Path(runs_dir)
+    last = p.get("score_last", 1)
     cells = []
-    for dataset in p["datasets"]:
-        for algo, a in p["algos"].items():
-            for fraction in a["fractions"]:
+    for algo, a in p["algos"].items():
+        for fraction in a["fractions"]:
+            for dataset in p["datasets"]:
                 cell: dict[str, Any] = {"algo": algo, "dataset": dataset, "fraction": fraction,
                                         "steps": a["steps"], "seeds": list(a["seeds"])}
                 for ln in (False, True):
-                    run_dir = pathlib.Path(run_dirs[run_name(algo, dataset, fraction, ln)])
-                    status = json.loads((run_dir / "status.json").read_text())
-                    ceiling = json.loads((run_dir / "config.json").read_text())["q_ceiling"]
-                    s = demo.summarize(run_dir, status, ceiling)
-                    cell["ln" if ln else "no_ln"] = {
-                        "run_dir": str(run_dir),
-                        "final_score": [_num(status["seeds"][str(x)]["final_score"])
-                                        for x in a["seeds"]],
-                        "best_score": [_num(status["seeds"][str(x)]["best_score"])
-                                       for x in a["seeds"]],
-                        "diverged_at": [status["seeds"][str(x)]["diverged_at"]
-                                        for x in a["seeds"]],
-                        "max_abs_q": [_num(q) for q in s["max_abs_q"]],
-                        "q_ceiling": ceiling,
-                        "overshooting_seeds": s["overshooting_seeds"]}
-                for key in ("final_score", "best_score"):
-                    diff = [_sub(x, y) for x, y in zip(cell["ln"][key], cell["no_ln"][key],
-                                                       strict=True)]
-                    cell[f"diff_{key}"] = diff
-                    cell[f"diff_{key}_mean"] = _mean(diff)
+                    name = run_name(algo, dataset, fraction, ln)
+                    cell["ln" if ln else "no_ln"] = _critic(runs_dir / name, a["seeds"], last)
+                no, yes = cell["no_ln"], cell["ln"]
+                diff = ([_sub(y, x) for x, y in zip(no["score"], yes["score"], strict=True)]
+                        if no["finished"] and yes["finished"] else [])
+                cell["diff"] = diff
+                cell["diff_ci"] = stats.mean_ci(diff)
                 cells.append(cell)
     return cells
 
 
+def _critic(run_dir: pathlib.Path, seeds: list[int], last: int) -> dict[str, Any]:
+    status = runfolder.read_status(run_dir)
+    res = runfolder.read_results(run_dir, last) if status is not None else {}
+    got = [res.get(s) for s in seeds]
+    seem = [r.seem_final for r in got if r is not None and r.seem_final is not None]
+    return {"run_dir": str(run_dir), "finished": bool(status and status.finished),
+            "step": status.step if status else 0,
+            "score": [r.score if r else None for r in got],
+            "evaluations": [r.evaluations if r else 0 for r in got],
+            "stopped": [bool(r and r.stopped) for r in got],
+            "diverged_at": [r.diverged_at if r else None for r in got],
+            "diverged": sum(r is not None and r.diverged_at is not None for r in got),
+            "seem_final": [r.seem_final if r else None for r in got],
+            "seem_final_median": float(np.median(seem)) if seem else None,
+            "ci": stats.mean_ci([r.score if r else None for r in got]),
+            "training_hours": runfolder.training_seconds(run_dir) / 3600}
+
+
+def _run_hours(cell: dict[str, Any]) -> float:
+    return sum(cell[k]["training_hours"] for k in CRITICS)
+
+
 def summarize(cells: list[dict[str, Any]], p: dict[str, Any]) -> dict[str, Any]:
-    """Per algorithm: mean LN − no-LN difference per fraction (summed over datasets, as the
-    paper sums), the paper's value, whether the signs agree, and the trend as data shrinks:
-    "grows" / "shrinks" when the difference at the smallest fraction is above / below the one at
-    the largest by more than twice their combined standard error over seed pairs, else
-    "unclear" (also with one seed pair: no error to read); "untrained" when no evaluation of
-    either critic reached UNTRAINED_SCORE (policies that fall at once have nothing to compare);
-    None with one fraction."""
+    """Per algorithm: LN's gain per fraction (the mean over datasets of each dataset's mean
+    LN − no-LN over seed pairs, with a bootstrap CI that resamples seed pairs within each
+    dataset; only datasets whose both runs finished), the change of that gain from the largest
+    to the smallest fraction (CI from independent resamples of the two), and the verdict on
+    the paper's claim (LN helps more as data shrinks; its gain at the smallest fraction is
+    positive with a CI that excludes 0)."""
     out = {}
-    for algo, a in p["algos"].items():
-        rows = {}
-        for fraction in a["fractions"]:
-            mine = [c for c in cells if c["algo"] == algo and c["fraction"] == fraction]
-            final = [c["diff_final_score_mean"] for c in mine]
-            best = [c["diff_best_score_mean"] for c in mine]
-            paper = PAPER_DIFF[algo].get(fraction)
-            total = _sum(final)
-            rows[f"{fraction:g}"] = {
-                "diff_final_sum": total, "diff_final_se": _sum_se(mine),
-                "diff_best_sum": _sum(best), "paper_sum_9": paper,
-                "same_sign_as_paper": (None if total is None or paper is None
-                                       else bool(np.sign(total) == np.sign(paper)))}
-        fr = sorted(a["fractions"])
-        small, large = rows[f"{fr[0]:g}"], rows[f"{fr[-1]:g}"]
-        lo, hi = small["diff_final_sum"], large["diff_final_sum"]
-        trend = None
-        scores = [v for c in cells if c["algo"] == algo for k in ("ln", "no_ln")
-                  for v in c.get(k, {}).get("best_score", []) if v is not None]
-        if lo is not None and hi is not None and len(fr) >= 2:
-            se_lo, se_hi = small["diff_final_se"], large["diff_final_se"]
-            margin = math.inf if se_lo is None or se_hi is None else 2 * math.hypot(se_lo, se_hi)
-            trend = ("grows" if lo - hi > margin else "shrinks" if hi - lo > margin
-                     else "unclear")
-            if scores and max(scores) < UNTRAINED_SCORE:
-                trend = "untrained"
-        signs = [r["same_sign_as_paper"] for r in rows.values()
-                 if r["same_sign_as_paper"] is not None]
-        out[algo] = {"by_fraction": rows, "trend_as_data_shrinks": trend,
-                     "same_sign": sum(signs), "compared": len(signs)}
+    rng = np.random.default_rng(0)
+    for algo in dict.fromkeys(c["algo"] for c in cells):
+        mine = [c for c in cells if c["algo"] == algo]
+        fractions = sorted({c["fraction"] for c in mine})
+        rows, draws = {}, {}
+        for f in reversed(fractions):  # as the figure reads: 100 % first
+            here = [c for c in mine if c["fraction"] == f]
+            done = [[d for d in c["diff"] if d is not None] for c in here if c["diff"]]
+            done = [d for d in done if d]
+            ci = stats.grouped_mean_ci(done)
+            draws[f] = stats.resampled_means(done, rng)
+            rows[f"{f:g}"] = {"gain": ci, "datasets_finished": len(done),
+                              "datasets": len(here), "paper_sum_9": PAPER_DIFF[algo].get(f)}
+        small, large = fractions[0], fractions[-1]
+        g_small, g_large = rows[f"{small:g}"]["gain"], rows[f"{large:g}"]["gain"]
+        shrink = stats.interval(
+            None if g_small["mean"] is None or g_large["mean"] is None
+            else g_small["mean"] - g_large["mean"],
+            None if draws[small] is None or draws[large] is None or small == large
+            else draws[small] - draws[large])
+        ends = [c for c in mine if c["fraction"] in (small, large)]
+        finished = sum(c[k]["finished"] for c in mine for k in CRITICS)
+        scores = [v for c in mine for k in CRITICS for v in c[k]["score"] if v is not None]
+        if any(not c[k]["finished"] for c in ends for k in CRITICS):
+            verdict = "not yet"
+        elif small == large:
+            verdict = "one fraction"
+        elif not scores or max(scores) < UNTRAINED_SCORE:
+            verdict = "untrained"
+        else:
+            sign_small, sign_shrink = stats.excludes_zero(g_small), stats.excludes_zero(shrink)
+            verdict = ("holds" if sign_small > 0 and sign_shrink > 0
+                       else "contradicted" if sign_small < 0 or sign_shrink < 0
+                       else "not shown")
+        out[algo] = {"by_fraction": rows, "gain_change_small_minus_large": shrink,
+                     "smallest": small, "largest": large, "verdict": verdict,
+                     "runs_finished": finished, "runs": 2 * len(mine)}
     return out
 
 
-def _sum_se(cells: list[dict[str, Any]]) -> float | None:
-    """Standard error of a sum over cells of mean per-seed-pair differences (None when some
-    cell has fewer than two pairs)."""
-    var = 0.0
-    for c in cells:
-        d = [x for x in c.get("diff_final_score", []) if x is not None]
-        if len(d) < 2:
-            return None
-        var += float(np.var(d, ddof=1)) / len(d)
-    return math.sqrt(var)
-
-
-# -- figures ---------------------------------------------------------------------------------
-def _xpos(fractions: list[float]) -> dict[float, int]:
-    return {f: i for i, f in enumerate(sorted(fractions, reverse=True))}
-
-
-def plot_difference(cells, summary, p):
-    """Per algorithm: LN − no-LN final score per seed pair (dots) and its mean (bar) against
-    the fraction; the paper's summed difference on a right axis (diamonds)."""
-    plt = plotting.pyplot()
-    algos = list(p["algos"])
-    fig, axes = plt.subplots(1, len(algos), figsize=(4.2 * len(algos), 4.2), squeeze=False)
-    all_fracs = sorted({f for a in p["algos"].values() for f in a["fractions"]}
-                       | set(PAPER_DIFF["td3bc"]), reverse=True)
-    pos = _xpos(all_fracs)
-    handles: list = []
-    for ax, algo in zip(axes[0], algos, strict=True):
-        a = p["algos"][algo]
-        for f in a["fractions"]:
-            mine = [c for c in cells if c["algo"] == algo and c["fraction"] == f]
-            diffs = [d for c in mine for d in c["diff_final_score"] if d is not None]
-            mean = summary[algo]["by_fraction"][f"{f:g}"]["diff_final_sum"]
-            x = pos[f]
-            if mean is not None:
-                ax.bar(x, mean, width=0.55, color="tab:blue" if mean >= 0 else "tab:red",
-                       alpha=0.45)
-            jitter = np.linspace(-0.12, 0.12, len(diffs)) if len(diffs) > 1 else [0.0]
-            ax.scatter(x + np.asarray(jitter), diffs, s=16, color="k", zorder=3,
-                       label="one seed pair" if f == a["fractions"][0] else None)
-        ax.axhline(0, color="k", lw=0.8)
-        ax.set_xticks(range(len(all_fracs)), [f"{100 * f:g} %" for f in all_fracs])
-        ax.set_xlim(-0.6, len(all_fracs) - 0.4)
-        ax.set_xlabel("fraction of the dataset's transitions")
-        ax.set_ylabel("LN − no-LN normalised score (this run)")
-        ax.set_title(f"{ALGOS[algo]}: {a['steps']:,} steps, {len(a['seeds'])} seed(s)")
-        ax.grid(alpha=0.3, axis="y")
-        twin = ax.twinx()
-        xs = [pos[f] for f in sorted(PAPER_DIFF[algo], reverse=True)]
-        ys = [PAPER_DIFF[algo][f] for f in sorted(PAPER_DIFF[algo], reverse=True)]
-        twin.plot(xs, ys, "D--", color="tab:gray", ms=5, lw=1,
-                  label="paper, summed over 9 datasets (right axis)")
-        _align_zero(ax, twin)
-        twin.set_ylabel("paper: LN − no-LN, sum of 9 datasets", color="tab:gray")
-        twin.tick_params(axis="y", colors="tab:gray")
-        if not handles:
-            handles = ax.get_legend_handles_labels()[0] + twin.get_legend_handles_labels()[0]
-    from matplotlib.patches import Patch
-
-    handles = [Patch(color="tab:blue", alpha=0.45, label="LN better (mean over seed pairs)"),
-               Patch(color="tab:red", alpha=0.45, label="LN worse (mean over seed pairs)"),
-               *handles]
-    fig.legend(handles=handles, loc="lower center", ncol=4, fontsize=8)
-    datasets = ", ".join(p["datasets"])
-    fig.suptitle(f"LayerNorm critic minus plain critic: D4RL-normalised score (final "
-                 f"evaluation) on {datasets}, left axes; the paper's Fig. 9, right axes")
-    fig.tight_layout(rect=(0, 0.07, 1, 0.95))
-    return fig
-
-
-def _align_zero(ax, twin) -> None:
-    """Both y axes put zero at the same height, so signs read off one horizontal line."""
-    extents = []
-    for a in (ax, twin):
-        lo, hi = a.get_ylim()
-        extents.append((max(-lo, 0.0), max(hi, 0.0)))
-    below = [n / (n + p) if n + p > 0 else 0.5 for n, p in extents]
-    f = float(np.clip(max(below), 0.15, 0.85))  # share of each axis below zero
-    for a, (neg, pos) in zip((ax, twin), extents, strict=True):
-        neg, pos = max(neg, 1e-9), max(pos, 1e-9)
-        if neg / (neg + pos) < f:
-            neg = f / (1 - f) * pos
-        else:
-            pos = (1 - f) / f * neg
-        a.set_ylim(-neg * 1.05, pos * 1.05)
-
-
-def plot_runs(cells, p):
-    """Per algorithm: the score of each critic against the fraction (thin: seeds, bold:
-    mean), and the largest |mean Q| relative to the Q ceiling max|r|/(1 − γ) (log)."""
-    plt = plotting.pyplot()
-    algos = list(p["algos"])
-    fig, axes = plt.subplots(2, len(algos), figsize=(4.2 * len(algos), 7.5), squeeze=False)
-    all_fracs = sorted({f for a in p["algos"].values() for f in a["fractions"]}, reverse=True)
-    pos = _xpos(all_fracs)
-    colors = {"no_ln": ("tab:red", "plain critic"), "ln": ("tab:blue", "LayerNorm critic")}
-    for j, algo in enumerate(algos):
-        mine = sorted((c for c in cells if c["algo"] == algo), key=lambda c: -c["fraction"])
-        for key, (color, label) in colors.items():
-            for row, (metric, tf) in enumerate((("final_score", None), ("max_abs_q", "ratio"))):
-                ax = axes[row, j]
-                curves = []
-                for k in range(len(mine[0]["seeds"]) if mine else 0):
-                    xs, ys = [], []
-                    for c in mine:
-                        v = c[key][metric][k]
-                        if v is None:
-                            continue
-                        xs.append(pos[c["fraction"]])
-                        ys.append(v / c[key]["q_ceiling"] if tf else v)
-                    curves.append((np.asarray(xs, float), np.asarray(ys, float)))
-                plotting.seeds_and_mean(ax, curves, color, label)
-        for row in (0, 1):
-            ax = axes[row, j]
-            ax.set_xticks(range(len(all_fracs)), [f"{100 * f:g} %" for f in all_fracs])
-            ax.set_xlim(-0.3, len(all_fracs) - 0.7)
-            ax.grid(alpha=0.3)
-            ax.set_xlabel("fraction of the dataset's transitions")
-        axes[0, j].set_title(f"{ALGOS[algo]}")
-        axes[0, j].set_ylabel("D4RL-normalised score (final evaluation)")
-        axes[1, j].set_yscale("log")
-        axes[1, j].axhline(1.0, color="k", ls="--", lw=1, label="Q ceiling max|r|/(1−γ)")
-        axes[1, j].set_ylabel("max |mean Q| / Q ceiling")
-    axes[0, 0].legend(fontsize=7)
-    axes[1, 0].legend(fontsize=7)
-    fig.suptitle(f"Each run on {', '.join(p['datasets'])}: score and largest Q against the "
-                 "fraction (thin: seeds, bold: mean over seeds)")
-    fig.tight_layout(rect=(0, 0, 1, 0.96))
-    return fig
-
-
 # -- the section -----------------------------------------------------------------------------
-def markdown(cells, summary, p) -> str:
+def _ci(ci: dict[str, Any], signed: bool = False) -> str:
+    if ci.get("mean") is None:
+        return "—"
+    m = f"{ci['mean']:+.1f}" if signed else f"{ci['mean']:.1f}"
+    if ci.get("lo") is None:
+        return f"{m} (1 seed)" if ci.get("n") == 1 else m
+    return f"{m} [{ci['lo']:+.1f}, {ci['hi']:+.1f}]" if signed else (
+        f"{m} [{ci['lo']:.1f}, {ci['hi']:.1f}]")
+
+
+def statement(algo: str, s: dict[str, Any]) -> str:
+    """The plain sentence on the paper's claim for one algorithm, with its numbers."""
+    small, large = s["smallest"], s["largest"]
+    g_small = s["by_fraction"][f"{small:g}"]["gain"]
+    g_large = s["by_fraction"][f"{large:g}"]["gain"]
+    nums = (f"LN − no-LN at {100 * small:g} %: {_ci(g_small, True)}, at {100 * large:g} %: "
+            f"{_ci(g_large, True)}, change {_ci(s['gain_change_small_minus_large'], True)}")
+    head = f"**{ALGOS[algo]}**: "
+    v = s["verdict"]
+    if v == "not yet":
+        return (f"{head}not yet: {s['runs_finished']} of {s['runs']} runs finished (so far: "
+                f"{nums}).")
+    if v == "one fraction":
+        return f"{head}one fraction only, no trend to read (LN − no-LN {_ci(g_small, True)})."
+    if v == "untrained":
+        return (f"{head}not read: no seed of either critic scored {UNTRAINED_SCORE:g} (the "
+                f"policies fall at once; {nums}).")
+    what = {"holds": "the paper's claim holds here: LN's gain is positive at the smallest "
+                     "fraction and larger there than on all the data, both CIs excluding 0",
+            "contradicted": "the paper's claim is contradicted here: a CI excludes 0 on the "
+                            "wrong side",
+            "not shown": "the paper's claim is not shown here: a CI holds 0"}[v]
+    return f"{head}{what} ({nums})."
+
+
+def markdown(cells, summary, p, results) -> str:
+    last = p.get("score_last", 1)
     lines = ["What ran (per algorithm, each fraction with both critics; all seeds of a "
              "fraction train on the same random subset; "
              f"{p['eval_episodes']} evaluation episode(s) per seed and evaluation):", "",
@@ -392,79 +345,55 @@ def markdown(cells, summary, p) -> str:
             f"every {at[0]:,} ({len(at)} evaluations)")
         lines.append(f"| {ALGOS[algo]} | {', '.join(f'{100 * f:g} %' for f in a['fractions'])}"
                      f" | {a['steps']:,} | {len(a['seeds'])} | {at_text} |")
-    lines += ["", "Normalised score (mean ± sd over seeds, final evaluation; best evaluation "
-              "in brackets), LN − no-LN (mean over seed pairs), the paper's LN − no-LN "
-              "(summed over 9 datasets, so only its sign and trend compare), and the seeds "
-              "whose Q passed max|r|/(1 − γ):", "",
-              "| algorithm | dataset | fraction | plain critic | LN critic | LN − no-LN final "
-              "(best) | paper | Q past ceiling plain / LN |", "|---|---|---|---|---|---|---|---|"]
+    gpu = results.get("gpu")
+    if gpu:
+        lines += ["", f"Also read: the GPU script's cells ({gpu.get('command', '?')}, "
+                  f"{gpu.get('device', '?')}), marked GPU below."]
+    pending = [f"{run_name(c['algo'], c['dataset'], c['fraction'], k == 'ln')} (step "
+               f"{c[k]['step']:,} of {c['steps']:,})" for c in cells for k in CRITICS
+               if not c[k]["finished"]]
+    lines += ["", f"Runs finished: {results['runs_finished']} of {results['runs']}; training "
+              f"time so far {results['training_cpu_hours']:.3g} CPU hours ("
+              f"{results['training_cpu_hours_means']})."]
+    if pending:
+        lines += ["", "Pending (not finished, not in the statistics): " + ", ".join(pending)
+                  + "."]
+    lines += ["", f"Score: a seed's D4RL-normalised return averaged over its last {last} "
+              "evaluation(s); a seed stopped at its Q bound keeps being evaluated at its last "
+              "finite state and those evaluations count. Per cell: mean over seeds "
+              "[95 % percentile bootstrap CI, 10,000 resamples of the seeds]; LN − no-LN per "
+              "seed pair (same seed, same data subset) with its CI; seeds whose |mean Q| passed "
+              "max|r|/(1 − γ) (plain / LN); the median over seeds of the last normalised SEEM "
+              "(plain / LN).", "",
+              "| algorithm | dataset | fraction | plain critic | LN critic | LN − no-LN | "
+              "Q past ceiling | final SEEM |", "|---|---|---|---|---|---|---|---|"]
     for c in cells:
         n, ln = c["no_ln"], c["ln"]
-        paper = PAPER_DIFF[c["algo"]].get(c["fraction"])
+        state = lambda r: _ci(r["ci"]) if r["finished"] else f"pending ({r['step']:,})"
+        seem = " / ".join("—" if r["seem_final_median"] is None
+                          else f"{r['seem_final_median']:.3g}" for r in (n, ln))
+        src = " (GPU)" if c.get("source") == "gpu" else ""
         lines.append(
-            f"| {ALGOS[c['algo']]} | {c['dataset']} | {100 * c['fraction']:g} % | "
-            f"{_ms(n['final_score'])} ({_ms(n['best_score'])}) | "
-            f"{_ms(ln['final_score'])} ({_ms(ln['best_score'])}) | "
-            f"{_f(c['diff_final_score_mean'], True)} ({_f(c['diff_best_score_mean'], True)}) | "
-            f"{'—' if paper is None else f'{paper:+d}'} | "
-            f"{n['overshooting_seeds']} / {ln['overshooting_seeds']} of {len(c['seeds'])} |")
-    missing = sum(v is None for c in cells for k in ("ln", "no_ln")
-                  for v in c[k]["final_score"])
-    lines += ["", "### What the numbers show", ""]
+            f"| {ALGOS[c['algo']]}{src} | {c['dataset']} | {100 * c['fraction']:g} % | "
+            f"{state(n)} | {state(ln)} | {_ci(c['diff_ci'], True)} | "
+            f"{n['diverged']} / {ln['diverged']} of {len(c['seeds'])} | {seem} |")
+    lines += ["", "LN's gain per fraction: the mean over datasets of LN − no-LN (each dataset's "
+              "mean over seed pairs), CI resampling seed pairs within each dataset; the paper's "
+              "LN − no-LN is summed over its 9 datasets (read off Fig. 9), so only its sign and "
+              "trend compare:", "",
+              "| algorithm | fraction | LN − no-LN [95 % CI] | datasets finished | paper (Σ 9) |",
+              "|---|---|---|---|---|"]
     for algo, s in summary.items():
-        by = s["by_fraction"]
-        trend = {"grows": "grows as data shrinks (as in the paper)",
-                 "shrinks": "shrinks as data shrinks (the paper's grows)",
-                 "unclear": "shows no trend beyond the seed noise (2 standard errors, "
-                            "≥ 2 seeds)",
-                 "untrained": f"is not read: no evaluation of either critic reached "
-                              f"{UNTRAINED_SCORE:g} (the policies fall at once)",
-                 None: "has no trend to read (one fraction)"}[s["trend_as_data_shrinks"]]
-        seq = ", ".join(f"{100 * float(f):g} %: {_f(r['diff_final_sum'], True)}"
-                        for f, r in by.items())
-        lines.append(f"- **{ALGOS[algo]}**: LN − no-LN {seq}; same sign as the paper at "
-                     f"{s['same_sign']} of {s['compared']} fractions; the difference {trend}.")
-    over_plain = sum(c["no_ln"]["overshooting_seeds"] for c in cells)
-    over_ln = sum(c["ln"]["overshooting_seeds"] for c in cells)
-    seeds = sum(len(c["seeds"]) for c in cells)
-    lines += [f"- Q past the ceiling: {over_plain} of {seeds} plain-critic seeds, {over_ln} of "
-              f"{seeds} LN-critic seeds.",
-              f"- Seeds with no score (stopped before their first evaluation): {missing}.",
-              "", "The paper's runs are 1M steps, 10 seeds and 9 datasets; a run of a few "
-              "thousand steps (a few hundred for CQL) on one dataset is far from a trained "
-              "policy, so the scores here are small and noisy and only the sign and the trend "
-              "of the difference are compared with the paper, not its size."]
+        for f, r in s["by_fraction"].items():
+            paper = "—" if r["paper_sum_9"] is None else f"{r['paper_sum_9']:+d}"
+            lines.append(f"| {ALGOS[algo]} | {100 * float(f):g} % | {_ci(r['gain'], True)} | "
+                         f"{r['datasets_finished']} of {r['datasets']} | {paper} |")
+    lines += ["", "### Does the paper's claim hold here?", "",
+              "The claim (Fig. 9): a LayerNorm critic helps more as data shrinks, and at the "
+              "smallest fraction its gain is positive with a 95 % CI that excludes 0.", ""]
+    lines += [f"- {statement(algo, s)}" for algo, s in summary.items()]
     return "\n".join(lines)
-
-
-def _num(v) -> float | None:
-    return None if v is None or not math.isfinite(float(v)) else float(v)
 
 
 def _sub(x, y):
     return None if x is None or y is None else x - y
-
-
-def _mean(values):
-    vals = [v for v in values if v is not None]
-    return float(np.mean(vals)) if vals else None
-
-
-def _sum(values):
-    vals = [v for v in values if v is not None]
-    return float(np.sum(vals)) if vals else None
-
-
-def _f(x, signed: bool = False) -> str:
-    if x is None:
-        return "—"
-    return f"{x:+.1f}" if signed else f"{x:.1f}"
-
-
-def _ms(values) -> str:
-    vals = [v for v in values if v is not None]
-    if not vals:
-        return "—"
-    if len(vals) == 1:
-        return f"{vals[0]:.1f}"
-    return f"{np.mean(vals):.1f} ± {np.std(vals, ddof=1):.1f}"

@@ -1,0 +1,109 @@
+"""The cells of `repro fraction` the CPU cannot run: CQL and Diffusion-QL at paper length.
+
+    python experiments/fraction_gpu.py                      # on a GPU, ≤ --budget-s seconds
+    python experiments/fraction_gpu.py --smoke --out DIR    # seconds, on the CPU (the test)
+    seemrl repro fraction --scale cpu --collect             # the report then reads it
+
+CQL and Diffusion-QL on hopper-medium at 1 % and 100 % of its transitions, each with and
+without the LayerNorm critic: 1M gradient steps, the seeds side by side in one vmapped group
+(10, the paper's count), 10 evaluation episodes every 100k steps, score = mean of the last 3.
+Run names, options and the subset are `repro fraction`'s own (`fraction.specs`), so the cells
+compare with the CPU ones. The runs go to OUT/runs (default: inside the CPU experiment's
+folder, runs/repro/cpu/fraction/gpu, where its report looks) and OUT/results.json says what ran,
+on what, and which runs finished.
+
+Resumable: finished runs are skipped, interrupted ones resume from their last checkpoint
+(every 50k steps). After --budget-s seconds the script interrupts training (a checkpoint is
+saved), writes results.json with the unfinished runs as pending, and exits 0; run it again to
+go on. How far one 10-minute call gets depends on the GPU; the report never waits for it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pathlib
+import signal
+import sys
+import threading
+import time
+
+from seemrl import runfolder
+from seemrl.repro import _common, fraction
+
+PARAMS = {
+    "datasets": ["hopper-medium"], "size": 1_000_000, "eval_episodes": 10, "evals": 10,
+    "log_every": 5_000, "checkpoint_every": 50_000, "seem_every": 50_000, "seed_groups": 1,
+    "score_last": 3,
+    "algos": {a: {"steps": 1_000_000, "fractions": [0.01, 1.0], "seeds": list(range(10)),
+                  "options": {}} for a in ("cql", "diffql")},
+}
+"""Paper scale on one dataset (the paper: 10 seeds, 1M steps, 9 datasets)."""
+
+SMOKE = {
+    "datasets": ["hopper-medium"], "size": 2_000, "eval_episodes": 1, "evals": 1,
+    "log_every": 10, "score_last": 1, "seed_groups": 1,
+    "algos": {a: {"steps": 10, "fractions": [0.01], "seeds": [0, 1],
+                  "options": fraction.SCALES["smoke"]["algos"][a]["options"]}
+              for a in ("cql", "diffql")},
+}
+"""Seconds on a CPU: the same code path with tiny nets, data and runs (1 % only: each run
+costs a compilation)."""
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--out", type=pathlib.Path, default=pathlib.Path("runs/repro/cpu/fraction/gpu"),
+                   help="folder for runs/ and results.json (default: where `repro fraction "
+                        "--scale cpu --collect` reads it)")
+    p.add_argument("--data-dir", type=pathlib.Path, help="dataset folder (default seemrl's)")
+    p.add_argument("--smoke", action="store_true", help="tiny runs on the CPU (a check)")
+    p.add_argument("--seeds", type=int, help="seeds per run (default 10; fewer if they do "
+                   "not fit the GPU's memory)")
+    p.add_argument("--budget-s", type=float, default=540.0,
+                   help="interrupt training after this many seconds (default 540)")
+    args = p.parse_args(argv)
+    from seemrl.data import generate
+
+    params = json.loads(json.dumps(SMOKE if args.smoke else PARAMS))
+    if args.seeds:
+        for a in params["algos"].values():
+            a["seeds"] = list(range(args.seeds))
+    args.out.mkdir(parents=True, exist_ok=True)
+    ctx = _common.Context(name="fraction_gpu", scale="smoke" if args.smoke else "gpu",
+                          params=params, out=args.out,
+                          data_dir=args.data_dir or generate.default_data_dir(),
+                          progress=not args.smoke)
+    t0 = time.perf_counter()
+    # A SIGINT at the budget: the trainer saves a checkpoint and the sweep stops.
+    timer = threading.Timer(args.budget_s, os.kill, (os.getpid(), signal.SIGINT))
+    timer.start()
+    interrupted = False
+    try:
+        ctx.train(fraction.specs(ctx))
+    except KeyboardInterrupt:
+        interrupted = True
+    finally:
+        timer.cancel()
+    runs = {s.name: runfolder.read_status(args.out / "runs" / s.name)
+            for s in fraction.specs(ctx)}
+    import jax
+
+    record = {"command": "python experiments/fraction_gpu.py" + (" --smoke" if args.smoke
+                                                                 else ""),
+              "device": jax.devices()[0].device_kind, "backend": jax.default_backend(),
+              "seconds_this_call": time.perf_counter() - t0, "interrupted": interrupted,
+              "finished": sorted(n for n, s in runs.items() if s and s.finished),
+              "pending": sorted(n for n, s in runs.items() if not (s and s.finished)),
+              "params": params}
+    tmp = args.out / "results.json.tmp"
+    tmp.write_text(json.dumps(record, indent=1))
+    os.replace(tmp, args.out / "results.json")
+    print(f"{len(record['finished'])} of {len(runs)} runs finished; "
+          f"{args.out / 'results.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
