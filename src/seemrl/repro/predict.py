@@ -97,7 +97,7 @@ SIZES = {"hopper-medium": 1_000_000, "walker2d-medium": 1_000_000,
          "halfcheetah-medium": 1_000_000}
 """Transitions of each dataset (others: the scale's `size`); a fraction is of these."""
 
-GRID = {"seem_threshold": (0.02, 0.05, 0.1, 0.2), "consecutive": (1, 2, 3, 5),
+GRID = {"seem_threshold": (0.02, 0.05, 0.1, 0.2, 0.3, 0.5), "consecutive": (1, 2, 3, 5, 8),
         "ntk_cos_min": (0.0, 0.9), "q_rise": (0.0, 1.0)}
 """The calibration grid (every combination, the Q-trend clause as in `VerdictConfig()`)."""
 
@@ -109,13 +109,16 @@ SCALES: dict[str, dict[str, Any]] = {
                            config("hopper-medium", 0.5, 0.99, True, optimizer="sgd")],
               "size": 2_000, "sizes": {}, "seeds": [0, 1], "steps": 200, "log_every": 100,
               "seem_first": 20, "seem_every": 100, "seem_probe": 16, "q_bound_factor": 10.0},
-    # The default SEEM schedule and probe (what a user runs), 10 000 steps per run: a calm
-    # seed's verdict can then be called false up to step 1 000, where the dense schedule
-    # has taken 20 measurements. A seed is stopped at 10× its ceiling (long past the fact).
+    # The default SEEM schedule and probe (what a user runs), 20 000 steps per run: a calm
+    # seed's verdict can then be called false up to step 2 000, where the dense schedule
+    # has taken 40 measurements (a 10 000-step pilot left seeds with SEEM ≈ 0.9 from step
+    # 150 and Q still climbing at the end: the old calibration saw those pass the ceiling
+    # at 9 500-10 000). A seed is stopped at 10× its ceiling (long past the fact); the seeds
+    # of a run share one vmapped group, one run per process and core.
     "cpu": {"calibration": CALIBRATION, "held_out": HELD_OUT, "size": 200_000,
-            "sizes": SIZES, "seeds": [0, 1, 2], "steps": 10_000, "log_every": 500,
+            "sizes": SIZES, "seeds": [0, 1, 2], "steps": 20_000, "log_every": 500,
             "seem_first": 50, "seem_every": 10_000, "seem_probe": 256,
-            "q_bound_factor": 10.0},
+            "q_bound_factor": 10.0, "seed_groups": 1},
     # The paper's length (1M steps): late divergences (its antmaze seed at 260k) count.
     "paper": {"calibration": CALIBRATION, "held_out": HELD_OUT, "size": 1_000_000,
               "sizes": {}, "seeds": [0, 1, 2, 3, 4], "steps": 1_000_000, "log_every": 1000,
@@ -266,6 +269,8 @@ def _specs(ctx: Context, family: Sequence[dict[str, Any]]) -> list[RunSpec]:
                  "seem_first": p["seem_first"], "seem_probe": p["seem_probe"],
                  # A seed is stopped once far past the ceiling (it has long since diverged).
                  "q_bound": p["q_bound_factor"] * _ceiling(path, c)}
+        if "seed_groups" in p:
+            train["seed_groups"] = p["seed_groups"]
         algo = {"bc_coef": c.get("bc_coef", 0.0), "gamma": c["gamma"],
                 "optimizer": c["optimizer"], "lr_critic": c["lr"], "tau": c["tau"],
                 "layer_norm": c["layer_norm"]}
