@@ -7,14 +7,41 @@ Host-side datasets are NumPy; device-side batches are JAX pytrees.
 from __future__ import annotations
 
 import dataclasses
+import errno
 from typing import Any, NamedTuple
 
 import jax.numpy as jnp
 import numpy as np
 
 
-class DataError(ValueError):
+class SeemrlError(Exception):
+    """An expected failure: the user's input or the machine's state, never a bug in seemrl.
+
+    Its message is one line naming the file, key or option at fault and, where there is one,
+    what to do next; the CLI prints it and exits with code 2. Anything else keeps its traceback.
+    """
+
+
+class DataError(SeemrlError, ValueError):
     """Bad or unreadable input data. The CLI turns it into a one-line error and exit code 2."""
+
+
+class WriteError(SeemrlError):
+    """A file seemrl writes could not be written: disk full, read-only file system, no
+    permission. Nothing half-written is left under the file's name and no temporary file."""
+
+    @classmethod
+    def of(cls, path: Any, e: OSError) -> WriteError:
+        """The one-line error for `e`, raised while writing `path`."""
+        hint = {errno.ENOSPC: " (free some space and run the command again)",
+                errno.EDQUOT: " (free some of your quota and run the command again)",
+                errno.EROFS: " (the file system is mounted read-only: choose another folder)"}
+        return cls(f"cannot write {path}: {e.strerror or e}{hint.get(e.errno, '')}")
+
+
+class RunError(SeemrlError):
+    """A run folder cannot be used as asked: its checkpoint is unreadable, it was trained on
+    other data, it has no checkpoint or no log point yet."""
 
 
 class Terminated(KeyboardInterrupt):
