@@ -282,8 +282,8 @@ def _action_space_line(dataset) -> str:
     if outside is None:
         return f"{space}: every action inside"
     rows, row, value = outside
-    return (f"{space}: {rows:,} rows outside (first: row {row}, {value:g}); seemrl train "
-            "refuses them, or clips them with --clip-actions")
+    return (f"{space}: {rows:,} row{'s' * (rows > 1)} outside (first: row {row}, {value:g}); "
+            "seemrl train refuses the data, or clips them with --clip-actions")
 
 
 def _print_dataset_list(data_dir) -> None:

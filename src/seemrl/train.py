@@ -6,7 +6,8 @@ by side, sampling minibatches from the on-device dataset inside the scan. Betwee
 (the edges): divergence marking, logging, evaluation, SEEM, checkpoints.
 
 Run folder layout (`out`):
-  config.json        resolved config (train + algo), reusable with --config
+  config.json        resolved config (train + algo), reusable with --config, and the
+                     dataset's fingerprint, which a resume checks
   normalizer.json    the state normalisation used in training and evaluation
   metrics.jsonl      one object per seed per log point
   status.json        per seed: diverged_at, final/best score, last step
@@ -218,8 +219,9 @@ def _check_actions(dataset: Dataset, cfg: TrainConfig, env_id: str,
                                                             max_action))
     rows, row, value = outside
     raise DataError(f"dataset '{cfg.dataset}': action {value:g} at row {row} is outside "
-                    f"{env_id}'s action space [{-max_action:g}, {max_action:g}] ({rows:,} rows "
-                    "are): fix the data, or pass --clip-actions to clip them into it")
+                    f"{env_id}'s action space [{-max_action:g}, {max_action:g}] ({rows:,} "
+                    f"row{'s' * (rows > 1)} in all): fix the data, or pass --clip-actions to "
+                    "clip them into it")
 
 
 def init_states(algo, algo_cfg, seeds, obs_dim: int, act_dim: int, max_action: float):
