@@ -175,6 +175,13 @@ def test_a_read_only_out_is_told_before_the_data_loads(hopper_npz, tmp_path, cap
     assert code == 2 and "a-file is a file" in one_line(err)
 
 
+def test_a_run_that_fails_before_it_starts_leaves_no_folder(tmp_path, capsys):
+    code, _, err = run(["train", "--dataset", tmp_path / "missing.npz", "--out",
+                        tmp_path / "a" / "b" / "run", *FAST], capsys)
+    assert code == 2 and "missing.npz" in one_line(err)
+    assert not (tmp_path / "a").exists()
+
+
 def test_an_unexpected_exception_keeps_its_traceback(hopper_npz, tmp_path, monkeypatch):
     from seemrl.train import Trainer
 

@@ -691,9 +691,7 @@ def train(cfg: TrainConfig, algo_cfg, out: str | pathlib.Path, resume: bool = Fa
         normalizer = _saved_normalizer(out) if resume and other_data else None
         trainer = Trainer(cfg, algo_cfg, out, prepare(cfg, normalizer))
     except BaseException:
-        if made:
-            with contextlib.suppress(OSError):
-                out.rmdir()
+        _remove_folders(made)
         raise
     if not resume:
         for name in RUN_FILES:
@@ -702,8 +700,9 @@ def train(cfg: TrainConfig, algo_cfg, out: str | pathlib.Path, resume: bool = Fa
     return trainer.run(resume=resume, progress=progress, console=console, other_data=other_data)
 
 
-def check_run_folder(out: pathlib.Path, resume: bool) -> bool:
-    """Raises what would stop a run using folder `out`; creates it (returns True) if missing.
+def check_run_folder(out: pathlib.Path, resume: bool) -> list[pathlib.Path]:
+    """Raises what would stop a run using folder `out`; creates it if missing, and returns the
+    folders it created (deepest first), for a run that fails before it starts to remove.
 
     Raises:
       RunError: resume, and there is no checkpoint to continue from.
@@ -719,18 +718,23 @@ def check_run_folder(out: pathlib.Path, resume: bool) -> bool:
     if not resume and out.is_dir() and not {p.name for p in out.iterdir()} <= set(RUN_FILES):
         raise ConfigError(f"run folder {out} is not empty: use --resume {out} to continue it, "
                           "or choose another --out")
-    made = not out.exists()
+    made = [p for p in (out, *out.parents) if not p.exists()]
     probe = out / f".seemrl-write-test-{os.getpid()}"
     try:
         out.mkdir(parents=True, exist_ok=True)
         probe.write_bytes(b"")
         probe.unlink()
     except OSError as e:
-        if made:
-            with contextlib.suppress(OSError):
-                out.rmdir()
+        _remove_folders(made)
         raise WriteError.of(out, e) from e
     return made
+
+
+def _remove_folders(folders: list[pathlib.Path]) -> None:
+    """Remove these folders, deepest first, where they are still empty."""
+    for folder in folders:
+        with contextlib.suppress(OSError):
+            folder.rmdir()
 
 
 def _saved_normalizer(out: pathlib.Path):
