@@ -51,3 +51,38 @@ def test_a_checkpoint_of_other_networks_is_refused_by_name(tmp_path):
 def test_atomic_write_json(tmp_path):
     checkpoint.atomic_write_json(tmp_path / "s.json", {"b": 1, "a": [1, 2]})
     assert json.loads((tmp_path / "s.json").read_text()) == {"a": [1, 2], "b": 1}
+
+
+def test_a_failed_write_leaves_the_old_file_and_no_temp_file(tmp_path, monkeypatch):
+    """Disk full mid-write (here at fsync, as NFS and full disks report it): WriteError naming
+    the file, the last good checkpoint untouched, no checkpoint.msgpack.tmp left behind."""
+    import errno
+    import os
+
+    from seemrl.types import WriteError
+
+    checkpoint.save(tmp_path, {"w": jnp.ones(3)}, {"step": 1})
+    before = (tmp_path / checkpoint.CHECKPOINT).read_bytes()
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "fsync", full)
+    with pytest.raises(WriteError, match=r"checkpoint\.msgpack: No space left on device"):
+        checkpoint.save(tmp_path, {"w": jnp.full(3, 2.0)}, {"step": 2})
+    assert [p.name for p in tmp_path.iterdir()] == [checkpoint.CHECKPOINT]
+    assert (tmp_path / checkpoint.CHECKPOINT).read_bytes() == before
+
+
+@pytest.mark.parametrize("damage", ["truncated", "garbage", "empty", "other msgpack"])
+def test_an_unreadable_checkpoint_is_one_error_that_says_what_to_do(tmp_path, damage):
+    from seemrl.types import RunError
+
+    checkpoint.save(tmp_path, {"w": jnp.ones((64, 64))}, {"step": 1})
+    path = tmp_path / checkpoint.CHECKPOINT
+    data = path.read_bytes()
+    path.write_bytes({"truncated": data[: len(data) // 2], "garbage": b"\x93not a checkpoint",
+                      "empty": b"", "other msgpack": b"\x92\x01\x02"}[damage])
+    with pytest.raises(RunError, match=r"checkpoint .*checkpoint\.msgpack is unreadable .*"
+                                       r"start the run again with `seemrl train --config"):
+        checkpoint.load(tmp_path, {"w": jnp.zeros((64, 64))})

@@ -47,3 +47,33 @@ def test_tensorboard_logger_writes_events(tmp_path):
     logger.close()
     assert list((tmp_path / "tb" / "seed_0").glob("events.*"))
     assert list((tmp_path / "tb" / "seed_3").glob("events.*"))
+
+
+def test_a_failed_log_call_leaves_whole_lines_and_names_the_file(tmp_path):
+    """Disk full half-way through a call: WriteError naming metrics.jsonl, and the file holds
+    the earlier calls' lines only (no torn line for the next writer to append to)."""
+    import errno
+
+    from seemrl.types import WriteError
+
+    path = tmp_path / "metrics.jsonl"
+    logger = JsonlLogger(path)
+    logger.log([{"step": 1, "seed": 0}])
+
+    class Full:  # the disk fills after some bytes of the next write
+        def __init__(self, file):
+            self.file = file
+
+        def write(self, data):
+            self.file.write(data[:7])
+            self.file.flush()
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        def __getattr__(self, name):
+            return getattr(self.file, name)
+
+    logger._file = Full(logger._file)
+    with pytest.raises(WriteError, match=r"metrics\.jsonl: No space left on device"):
+        logger.log([{"step": 2, "seed": 0}, {"step": 2, "seed": 1}])
+    logger.close()
+    assert path.read_text() == '{"step": 1, "seed": 0}\n'

@@ -14,8 +14,8 @@ import pytest
 from seemrl import checkpoint
 from seemrl.algos import td3bc
 from seemrl.config import ConfigError
-from seemrl.logging import read_jsonl
 from seemrl.diagnostics.schedule import SeemSchedule
+from seemrl.logging import read_jsonl
 from seemrl.train import TrainConfig, Trainer, _first_bad_step, train
 from seemrl.types import Terminated
 from tests.conftest import stop_before_chunk

@@ -6,6 +6,7 @@ Writes go to a temporary file in the same folder, are fsync'ed, then renamed ove
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import pathlib
@@ -16,18 +17,32 @@ import jax
 import numpy as np
 
 from seemrl.config import ConfigError
+from seemrl.types import RunError, WriteError
 
 CHECKPOINT = "checkpoint.msgpack"
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """`path` holds `data` or what it held before, never part of it, whatever goes wrong.
+
+    Raises:
+      WriteError: the file could not be written (disk full, read-only, no permission); the
+        temporary file is gone and `path` is as it was.
+    """
     path = pathlib.Path(path)
     tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException as e:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        if isinstance(e, OSError):
+            raise WriteError.of(path, e) from e
+        raise
 
 
 def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
@@ -48,7 +63,7 @@ def load(run_dir: str | os.PathLike, target) -> tuple[Any, dict[str, Any]]:
     path = pathlib.Path(run_dir) / CHECKPOINT
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint in {run_dir} (expected {path.name})")
-    payload = flax.serialization.msgpack_restore(path.read_bytes())
+    payload, meta = _read(path)
     mismatch = f"the checkpoint in {run_dir} does not fit the networks of this run's config"
     saved = _paths(payload["state"])
     wanted = _paths(flax.serialization.to_state_dict(target))
@@ -67,7 +82,26 @@ def load(run_dir: str | os.PathLike, target) -> tuple[Any, dict[str, Any]]:
             raise ConfigError(f"{mismatch}: {jax.tree_util.keystr(where)} is "
                               f"{np.shape(x)} there, {np.shape(t)} here")
     state = jax.tree.map(lambda t, x: np.asarray(x, dtype=np.asarray(t).dtype), target, state)
-    return state, json.loads(payload["meta"])
+    return state, meta
+
+
+def _read(path: pathlib.Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The payload and metadata of a checkpoint file; RunError when it is not one (truncated,
+    overwritten, empty: a disk or a copy that failed, since seemrl's own writes are atomic)."""
+    try:
+        payload = flax.serialization.msgpack_restore(path.read_bytes())
+        meta = json.loads(payload["meta"])
+        if not isinstance(payload.get("state"), dict) or not isinstance(meta, dict):
+            raise ValueError("no training state in it")
+    except OSError:
+        raise
+    except Exception as e:  # noqa: BLE001 - msgpack raises many types for a broken file
+        reason = " ".join(str(e).split()) or type(e).__name__
+        raise RunError(
+            f"checkpoint {path} is unreadable ({reason}); seemrl keeps no earlier one, so the "
+            f"run cannot continue: remove it and start the run again with `seemrl train "
+            f"--config {path.parent / 'config.json'} --out {path.parent}`") from e
+    return payload, meta
 
 
 def _paths(tree, prefix: str = "") -> set[str]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import errno
 import os
 import pathlib
 import sys
@@ -16,10 +17,14 @@ from typing import Any
 
 from seemrl import config as config_lib
 from seemrl.config import ConfigError
-from seemrl.types import DataError, Terminated
+from seemrl.types import SeemrlError, Terminated
 
-USAGE_ERRORS = (ConfigError, DataError, FileNotFoundError, NotADirectoryError, PermissionError,
+USAGE_ERRORS = (SeemrlError, FileNotFoundError, NotADirectoryError, PermissionError,
                 IsADirectoryError)
+"""Expected failures (what the user gave, the state of their disk): one line and exit code 2.
+Anything else keeps its traceback, so that a bug stays visible."""
+STORAGE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG)
+"""OSErrors that come from the machine, never from a bug, wherever they are raised."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -93,6 +98,9 @@ def _train_parser(prog: str, algo_name: str) -> argparse.ArgumentParser:
     p.add_argument("--resume", metavar="RUN_DIR",
                    help="continue a stopped run from its last checkpoint (only --steps and "
                         "the logging/eval options may change)")
+    p.add_argument("--accept-other-data", action="store_true",
+                   help="with --resume: go on although the dataset is not the one the run was "
+                        "trained on (the run keeps its normaliser); without it that is an error")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_config_flags(p, TrainConfig, "data and run options")
     add_config_flags(p, algo.Config, f"{algo.NAME} options (--algo picks the algorithm)")
@@ -134,6 +142,9 @@ def cmd_train(argv: list[str]) -> int:
 
     args = vars(_train_parser("seemrl train", algo_name).parse_args(argv))
     out, resume, no_progress = args.pop("out"), args.pop("resume"), args.pop("no_progress")
+    other_data = args.pop("accept_other_data")
+    if other_data and not resume:
+        raise ConfigError("--accept-other-data goes with --resume")
     args.pop("config", None)
     if args.pop("preset", None) and known.resume:
         raise ConfigError("--preset cannot be combined with --resume (the run keeps its config)")
@@ -156,7 +167,21 @@ def cmd_train(argv: list[str]) -> int:
     algo_cfg = config_lib.build(algo.Config, {**algo_over, **flags_algo})
     if out is None:
         out = pathlib.Path("runs") / _default_run_name(train_cfg, algo_cfg)
-    status = train(train_cfg, algo_cfg, out, resume=bool(resume), progress=not no_progress)
+    from seemrl import checkpoint
+    from seemrl.types import WriteError
+
+    if resume and not checkpoint.exists(out):  # stopped before its first: nothing to lose
+        print(f"seemrl train: {out} has no checkpoint yet (it stopped before its first one): "
+              "starting it again from step 0", file=sys.stderr)
+        resume, other_data = None, False
+    try:
+        status = train(train_cfg, algo_cfg, out, resume=bool(resume), progress=not no_progress,
+                       other_data=other_data)
+    except WriteError as e:
+        if checkpoint.exists(out):
+            raise WriteError(f"{e}; the run's last checkpoint is kept: continue it with "
+                             f"--resume {out}") from e
+        raise
     _print_status(status, out)
     return 0
 
@@ -222,7 +247,8 @@ def cmd_data(argv: list[str]) -> int:
     if args.action == "info":
         from seemrl.data import load_dataset, print_info
 
-        print_info(load_dataset(args.dataset))
+        dataset = load_dataset(args.dataset)
+        print_info(dataset, action_space=_action_space_line(dataset))
     elif args.action == "make":
         from seemrl.data import generate
 
@@ -235,6 +261,29 @@ def cmd_data(argv: list[str]) -> int:
     else:
         _print_dataset_list(args.data_dir)
     return 0
+
+
+def _action_space_line(dataset) -> str:
+    """What `data info` says of the actions against the env's action space, and what
+    `seemrl train` will do with them."""
+    from seemrl import evaluation
+
+    env_id = evaluation.infer_env_id(dataset.metadata)
+    if env_id is None:
+        return "not checked: the dataset names no env (seemrl train --env ENV checks it)"
+    try:
+        _, act_dim, max_action = evaluation.env_dims(env_id)
+    except SeemrlError as e:
+        return f"not checked: {_one_line(e)}"
+    if act_dim != dataset.act_dim:
+        return f"{env_id} has {act_dim} action dimensions, the data {dataset.act_dim}"
+    space = f"{env_id} [{-max_action:g}, {max_action:g}]"
+    outside = dataset.outside_actions(max_action)
+    if outside is None:
+        return f"{space}: every action inside"
+    rows, row, value = outside
+    return (f"{space}: {rows:,} row{'s' * (rows > 1)} outside (first: row {row}, {value:g}); "
+            "seemrl train refuses the data, or clips them with --clip-actions")
 
 
 def _print_dataset_list(data_dir) -> None:
@@ -290,6 +339,12 @@ def cmd_diagnose(argv: list[str]) -> int:
     run = pathlib.Path(args.run)
     if not (run / "metrics.jsonl").is_file():
         raise ConfigError(f"{run} is not a seemrl run folder (no metrics.jsonl)")
+    from seemrl.diagnostics.report import read_metrics
+    from seemrl.types import RunError
+
+    if not read_metrics(run / "metrics.jsonl"):
+        raise RunError(f"{run} has no log points yet (the first comes after --log-every "
+                       "steps): nothing to diagnose yet")
     report = diagnose(run, out_dir=args.out, plots=not args.no_plots)
     print(report.text())
     return 0
@@ -503,6 +558,11 @@ def main(argv: list[str] | None = None) -> int:
     except USAGE_ERRORS as e:
         print(f"seemrl {args.command}: error: {_one_line(e)}", file=sys.stderr)
         return 2
+    except OSError as e:
+        if e.errno not in STORAGE_ERRNOS:
+            raise
+        print(f"seemrl {args.command}: error: {_one_line(e)}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt as e:
         how, code = _stopped(e)
         print(f"seemrl {args.command}: {how}; the last checkpoint is kept (continue with "
@@ -532,6 +592,8 @@ def _one_line(e: BaseException) -> str:
     text = str(e) or type(e).__name__
     if isinstance(e, FileNotFoundError) and e.filename:
         text = f"no such file: {e.filename}"
+    elif isinstance(e, OSError) and e.errno in STORAGE_ERRNOS:
+        text = f"{e.filename or 'a file'}: {e.strerror or e}"
     return " ".join(text.split())
 
 

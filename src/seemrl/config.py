@@ -17,8 +17,10 @@ import types
 import typing
 from typing import Any
 
+from seemrl.types import SeemrlError
 
-class ConfigError(ValueError):
+
+class ConfigError(SeemrlError, ValueError):
     """A bad option or config file. The CLI turns it into a one-line error and exit code 2."""
 
 

@@ -7,12 +7,15 @@ A record is one flat dict per seed per log point: `step`, `seed`, and namespaced
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
 import pathlib
 from collections.abc import Iterable
 from typing import Any, Protocol
+
+from seemrl.types import WriteError
 
 
 class Logger(Protocol):
@@ -28,16 +31,32 @@ def _clean(value: Any) -> Any:
 
 
 class JsonlLogger:
-    """Appends one JSON object per record to `path`, flushed at every call."""
+    """Appends one JSON object per record to `path`, flushed at every call.
+
+    A call that cannot write (disk full, read-only) raises WriteError and leaves the file as it
+    was before the call: whole lines only, none of that call's records.
+    """
 
     def __init__(self, path: str | os.PathLike):
         self.path = pathlib.Path(path)
-        self._file = self.path.open("a")
+        try:
+            self._file = self.path.open("ab")
+        except OSError as e:
+            raise WriteError.of(self.path, e) from e
 
     def log(self, records: Iterable[dict[str, Any]]) -> None:
-        for record in records:
-            self._file.write(json.dumps({k: _clean(v) for k, v in record.items()}) + "\n")
-        self._file.flush()
+        text = "".join(json.dumps({k: _clean(v) for k, v in record.items()}) + "\n"
+                       for record in records)
+        size = os.fstat(self._file.fileno()).st_size
+        try:
+            self._file.write(text.encode())
+            self._file.flush()
+        except OSError as e:
+            with contextlib.suppress(OSError):
+                self._file.close()  # drops what the failed flush left in the buffer
+            with contextlib.suppress(OSError):
+                os.truncate(self.path, size)  # no torn line: it frees space, never needs it
+            raise WriteError.of(self.path, e) from e
 
     def close(self) -> None:
         self._file.close()
@@ -60,12 +79,10 @@ def truncate_jsonl(path: str | os.PathLike, after_step: int) -> None:
     path = pathlib.Path(path)
     if not path.exists():
         return
+    from seemrl.checkpoint import atomic_write_bytes
+
     kept = [r for r in read_jsonl(path) if r.get("step", 0) <= after_step]
-    tmp = path.with_suffix(".jsonl.tmp")
-    with tmp.open("w") as f:
-        for r in kept:
-            f.write(json.dumps(r) + "\n")
-    os.replace(tmp, path)
+    atomic_write_bytes(path, "".join(json.dumps(r) + "\n" for r in kept).encode())
 
 
 class TensorBoardLogger:

@@ -37,6 +37,7 @@ has the details.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime
 import json
@@ -169,8 +170,9 @@ def run_one(spec: RunSpec, out: str | pathlib.Path, progress: bool = False,
         raise
     except Exception as e:  # noqa: BLE001 - reported per run, the sweep goes on
         if not isinstance(e, ForeignRunError):  # never write into another run's folder
-            run_dir.mkdir(parents=True, exist_ok=True)
-            (run_dir / "error.txt").write_text(traceback.format_exc())
+            with contextlib.suppress(OSError):  # a full disk: the error is in the result
+                run_dir.mkdir(parents=True, exist_ok=True)
+                (run_dir / "error.txt").write_text(traceback.format_exc())
         status = None if isinstance(e, ForeignRunError) else read_status(run_dir)
         return RunResult(spec.name, str(run_dir), "failed", status, _one_line(e),
                          seconds=time.perf_counter() - t0)
@@ -509,10 +511,10 @@ def _clear_partial(run_dir: pathlib.Path) -> None:
 
 def _one_line(e: BaseException) -> str:
     """The error in one line; its type only where the message is not one of seemrl's own."""
-    from seemrl.types import DataError
+    from seemrl.types import SeemrlError
 
     text = " ".join(str(e).split())
-    if isinstance(e, ConfigError | DataError) and text:
+    if isinstance(e, SeemrlError) and text:
         return text
     return f"{type(e).__name__}: {text}" if text else type(e).__name__
 

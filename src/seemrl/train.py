@@ -6,7 +6,8 @@ by side, sampling minibatches from the on-device dataset inside the scan. Betwee
 (the edges): divergence marking, logging, evaluation, SEEM, checkpoints.
 
 Run folder layout (`out`):
-  config.json        resolved config (train + algo), reusable with --config
+  config.json        resolved config (train + algo), reusable with --config, and the
+                     dataset's fingerprint, which a resume checks
   normalizer.json    the state normalisation used in training and evaluation
   metrics.jsonl      one object per seed per log point
   status.json        per seed: diverged_at, final/best score, last step
@@ -23,6 +24,7 @@ import json
 import math
 import os
 import pathlib
+import shutil
 import signal
 import threading
 import time
@@ -39,7 +41,7 @@ from seemrl import logging as log_lib
 from seemrl.config import ConfigError
 from seemrl.diagnostics.schedule import SeemSchedule
 from seemrl.diagnostics.verdict import OnlineVerdict, VerdictConfig
-from seemrl.types import Batch, DataError, Dataset, Terminated
+from seemrl.types import Batch, DataError, Dataset, RunError, Terminated, WriteError
 
 
 @dataclasses.dataclass(frozen=True)
@@ -100,6 +102,9 @@ class TrainConfig:
     """A seed whose |mean Q| exceeds this (or turns NaN/Inf) is stopped at its last finite
     state (`stopped_at`). It counts as diverged (`diverged_at`) as soon as |mean Q| passes
     the data's ceiling max|r|/(1 − γ), usually long before."""
+    clip_actions: bool = False
+    """Clip the dataset's actions into the evaluation env's action space; without it a dataset
+    with actions outside that space is refused (they would poison TD targets and BC terms)."""
     seed_groups: int = 0
     """Seeds are split into this many groups, each vmapped, run concurrently in threads (0: one
     per CPU core on a CPU, 1 on an accelerator). One XLA CPU computation of this size keeps
@@ -136,7 +141,7 @@ class TrainConfig:
             raise ConfigError("option 'seed_groups' must be >= 0 (0: automatic)")
 
 
-RUN_INFO_KEYS = ("env_id", "dataset_size", "q_ceiling", "dataset_metadata")
+RUN_INFO_KEYS = ("env_id", "dataset_size", "q_ceiling", "dataset_metadata", "dataset_fingerprint")
 """Facts a saved config.json records beside its `train` and `algo` sections (not options)."""
 
 RESUME_OVERRIDABLE = ("steps", "eval_every", "eval_episodes", "checkpoint_every", "tensorboard",
@@ -157,15 +162,25 @@ class Prepared:
     act_dim: int
     max_action: float
     ref_scores: tuple[float, float] | None
+    fingerprint: dict[str, Any] | None = None  # of the dataset as loaded (Dataset.fingerprint)
 
 
-def prepare(cfg: TrainConfig) -> Prepared:
-    """Load, subset, transform and check the data against the evaluation env."""
+def prepare(cfg: TrainConfig, normalizer=None) -> Prepared:
+    """Load, subset, transform and check the data against the evaluation env.
+
+    `normalizer`: use this state normaliser instead of fitting one (a resumed run's own).
+    """
     from seemrl.data import load_dataset
     from seemrl.data.normalize import Normalizer, return_range_scale, scale_rewards
     from seemrl.data.subset import subset
 
-    dataset = load_dataset(cfg.dataset).with_next_actions()
+    dataset = load_dataset(cfg.dataset)
+    fingerprint = dataset.fingerprint()
+    env_id = cfg.env or evaluation.infer_env_id(dataset.metadata)
+    dims = None if env_id is None else evaluation.env_dims(env_id)
+    if dims is not None and dims[1] == dataset.act_dim:  # before any transform: file rows
+        dataset = _check_actions(dataset, cfg, env_id, dims[2])
+    dataset = dataset.with_next_actions()
     if cfg.reward_normalization == "returns":
         # Measured on the whole dataset, before any subset cuts its episodes apart.
         dataset = scale_rewards(dataset, return_range_scale(dataset))
@@ -173,18 +188,17 @@ def prepare(cfg: TrainConfig) -> Prepared:
         dataset = subset(dataset, cfg.fraction, cfg.data_seed, mode=cfg.subset_mode)
     if cfg.reward_scale != 1.0 or cfg.reward_bias != 0.0:
         dataset = scale_rewards(dataset, cfg.reward_scale, cfg.reward_bias)
-    if cfg.normalize_states:
+    if normalizer is None and cfg.normalize_states:
         normalizer = Normalizer.fit(dataset.observations)
-    else:
+    elif normalizer is None:
         normalizer = Normalizer.identity(dataset.obs_dim)
 
-    env_id = cfg.env or evaluation.infer_env_id(dataset.metadata)
     max_action, ref = float(np.max(np.abs(dataset.actions))), None
     if env_id is None and cfg.eval_episodes > 0:
         raise ConfigError(f"dataset '{cfg.dataset}' names no environment: pass --env ENV_ID "
                           "(or --eval-episodes 0 to train without evaluation)")
-    if env_id is not None:
-        obs_dim, act_dim, max_action = evaluation.env_dims(env_id)
+    if dims is not None:
+        obs_dim, act_dim, max_action = dims
         if (obs_dim, act_dim) != (dataset.obs_dim, dataset.act_dim):
             raise DataError(f"dataset '{cfg.dataset}' has observation/action sizes "
                             f"{dataset.obs_dim}/{dataset.act_dim} but env '{env_id}' has "
@@ -199,7 +213,24 @@ def prepare(cfg: TrainConfig) -> Prepared:
                  discount_t=jnp.asarray(1.0 - dataset.terminals, jnp.float32),
                  a_t=jnp.asarray(dataset.next_actions, jnp.float32))
     return Prepared(dataset, data, normalizer, env_id, dataset.obs_dim, dataset.act_dim,
-                    max_action, ref)
+                    max_action, ref, fingerprint)
+
+
+def _check_actions(dataset: Dataset, cfg: TrainConfig, env_id: str,
+                   max_action: float) -> Dataset:
+    """The dataset, its actions clipped into the env's action space when cfg.clip_actions;
+    DataError naming a row and value outside it otherwise."""
+    outside = dataset.outside_actions(max_action)
+    if outside is None:
+        return dataset
+    if cfg.clip_actions:
+        return dataclasses.replace(dataset, actions=np.clip(dataset.actions, -max_action,
+                                                            max_action))
+    rows, row, value = outside
+    raise DataError(f"dataset '{cfg.dataset}': action {value:g} at row {row} is outside "
+                    f"{env_id}'s action space [{-max_action:g}, {max_action:g}] ({rows:,} "
+                    f"row{'s' * (rows > 1)} in all): fix the data, or pass --clip-actions to "
+                    "clip them into it")
 
 
 def init_states(algo, algo_cfg, seeds, obs_dim: int, act_dim: int, max_action: float):
@@ -361,13 +392,17 @@ class Trainer:
     def config_dict(self) -> dict[str, Any]:
         info = {"env_id": self.p.env_id, "dataset_size": len(self.p.dataset),
                 "q_ceiling": self.q_ceiling,
-                "dataset_metadata": _jsonable(self.p.dataset.metadata)}
+                "dataset_metadata": _jsonable(self.p.dataset.metadata),
+                "dataset_fingerprint": self.p.fingerprint}
         assert set(info) == set(RUN_INFO_KEYS)
         return {"train": config_lib.to_dict(self.cfg), "algo": config_lib.to_dict(self.algo_cfg),
                 **info}
 
     def write_run_files(self) -> None:
-        self.out.mkdir(parents=True, exist_ok=True)
+        try:
+            self.out.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise WriteError.of(self.out, e) from e
         checkpoint.atomic_write_json(self.out / "config.json", self.config_dict())
         checkpoint.atomic_write_json(self.out / "normalizer.json", self.p.normalizer.to_dict())
 
@@ -388,9 +423,16 @@ class Trainer:
                                    "seem": self.seem.memory if self.seem else None}, meta)
         checkpoint.atomic_write_json(self.out / "status.json", self.status())
 
-    def restore(self) -> None:
+    def restore(self, other_data: bool = False) -> None:
+        """Continue from the checkpoint. `other_data`: the dataset may differ from the one the
+        run was trained on (else RunError)."""
+        if not other_data:
+            self._check_same_data()
         target = {"states": self.states, "seem": self.seem.memory if self.seem else None}
         restored, meta = checkpoint.load(self.out, target)
+        if int(meta["step"]) > self.cfg.steps:
+            raise ConfigError(f"--steps {self.cfg.steps} is fewer than the {meta['step']} "
+                              f"steps run {self.out} has done already")
         self.states = jax.tree.map(jnp.asarray, restored["states"])
         self.step, self.active = int(meta["step"]), np.asarray(meta["active"], bool)
         self.diverged_at, self.scores = meta["diverged_at"], meta["scores"]
@@ -413,6 +455,23 @@ class Trainer:
                     verdict.update(rec["step"], rec)
             if self.diverged_at[j] is not None:
                 verdict.diverged()
+
+    def _check_same_data(self) -> None:
+        """RunError when config.json records a dataset other than the one loaded now (run
+        folders from before fingerprints were recorded are taken on trust)."""
+        try:
+            saved = json.loads((self.out / "config.json").read_text()).get("dataset_fingerprint")
+        except (OSError, ValueError, AttributeError):
+            saved = None
+        now = self.p.fingerprint
+        if not isinstance(saved, dict) or now is None or saved == now:
+            return
+        was, now = (f"{f.get('transitions')} transitions, sha256 {str(f.get('sha256'))[:12]}"
+                    for f in (saved, now))
+        raise RunError(
+            f"dataset '{self.cfg.dataset}' is not the one run {self.out} was trained on "
+            f"(then {was}; now {now}): resume it with that data, or pass --accept-other-data "
+            "to go on with this one (keeping the run's normaliser)")
 
     # -- the loop ---------------------------------------------------------------------------
     def evaluate(self) -> list[dict[str, Any]]:
@@ -531,11 +590,13 @@ class Trainer:
                 rec["verdict/predicted_at"] = result.step
                 rec["verdict/reason"] = result.reason
 
-    def run(self, resume: bool = False, progress: bool = True, console=None) -> dict[str, Any]:
+    def run(self, resume: bool = False, progress: bool = True, console=None,
+            other_data: bool = False) -> dict[str, Any]:
         if resume:
-            self.restore()
-        else:
-            self.write_run_files()
+            self.restore(other_data)
+        # On resume too: config.json records a new --steps (and data accepted with
+        # --accept-other-data), and a lost normalizer.json is written again.
+        self.write_run_files()
         logger = self._logger()
         with sigterm_interrupts():  # around the save too: a second SIGTERM cannot cut it short
             try:
@@ -688,11 +749,77 @@ def _jsonable(obj: Any) -> Any:
                                  else str(o)))
 
 
+RUN_FILES = ("config.json", "normalizer.json", "metrics.jsonl", "status.json", "tensorboard",
+             *(f"{name}.tmp" for name in ("config.json", "normalizer.json", "metrics.jsonl",
+                                          "status.json", checkpoint.CHECKPOINT)))
+"""What a run leaves before its first checkpoint (see the module doc; .tmp: killed mid-write)."""
+
+
 def train(cfg: TrainConfig, algo_cfg, out: str | pathlib.Path, resume: bool = False,
-          progress: bool = True, console=None) -> dict[str, Any]:
-    """Train `cfg.seeds` side by side into run folder `out`; returns the final status."""
+          progress: bool = True, console=None, other_data: bool = False) -> dict[str, Any]:
+    """Train `cfg.seeds` side by side into run folder `out`; returns the final status.
+
+    A fresh start may reuse a folder that holds only what a run stopped before its first
+    checkpoint left (nothing in it could be resumed). `other_data`: with `resume`, go on
+    although the dataset is not the one the run was trained on, with the run's normaliser.
+    """
     out = pathlib.Path(out)
-    if not resume and out.exists() and any(out.iterdir()):
+    made = check_run_folder(out, resume)  # before the data loads (tens of seconds)
+    try:
+        normalizer = _saved_normalizer(out) if resume and other_data else None
+        trainer = Trainer(cfg, algo_cfg, out, prepare(cfg, normalizer))
+    except BaseException:
+        _remove_folders(made)
+        raise
+    if not resume:
+        for name in RUN_FILES:
+            shutil.rmtree(out / name, ignore_errors=True)
+            (out / name).unlink(missing_ok=True)
+    return trainer.run(resume=resume, progress=progress, console=console, other_data=other_data)
+
+
+def check_run_folder(out: pathlib.Path, resume: bool) -> list[pathlib.Path]:
+    """Raises what would stop a run using folder `out`; creates it if missing, and returns the
+    folders it created (deepest first), for a run that fails before it starts to remove.
+
+    Raises:
+      RunError: resume, and there is no checkpoint to continue from.
+      ConfigError: a fresh start, and `out` holds a checkpoint or files of its own.
+      WriteError: `out` cannot be written (read-only, no permission).
+    """
+    if resume and not checkpoint.exists(out):
+        raise RunError(f"run {out} has no checkpoint yet (it stopped before its first one): "
+                       f"start it again with `seemrl train --config {out / 'config.json'} "
+                       f"--out {out}`")
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} is a file, not a folder")
+    if not resume and out.is_dir() and not {p.name for p in out.iterdir()} <= set(RUN_FILES):
         raise ConfigError(f"run folder {out} is not empty: use --resume {out} to continue it, "
                           "or choose another --out")
-    return Trainer(cfg, algo_cfg, out).run(resume=resume, progress=progress, console=console)
+    made = [p for p in (out, *out.parents) if not p.exists()]
+    probe = out / f".seemrl-write-test-{os.getpid()}"
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as e:
+        _remove_folders(made)
+        raise WriteError.of(out, e) from e
+    return made
+
+
+def _remove_folders(folders: list[pathlib.Path]) -> None:
+    """Remove these folders, deepest first, where they are still empty."""
+    for folder in folders:
+        with contextlib.suppress(OSError):
+            folder.rmdir()
+
+
+def _saved_normalizer(out: pathlib.Path):
+    from seemrl.data.normalize import Normalizer
+
+    try:
+        return Normalizer.from_dict(json.loads((out / "normalizer.json").read_text()))
+    except (OSError, ValueError) as e:
+        raise RunError(f"{out / 'normalizer.json'} cannot be read ({e}): without the run's "
+                       "own normaliser it cannot go on with other data") from e

@@ -7,14 +7,42 @@ Host-side datasets are NumPy; device-side batches are JAX pytrees.
 from __future__ import annotations
 
 import dataclasses
+import errno
+import hashlib
 from typing import Any, NamedTuple
 
 import jax.numpy as jnp
 import numpy as np
 
 
-class DataError(ValueError):
+class SeemrlError(Exception):
+    """An expected failure: the user's input or the machine's state, never a bug in seemrl.
+
+    Its message is one line naming the file, key or option at fault and, where there is one,
+    what to do next; the CLI prints it and exits with code 2. Anything else keeps its traceback.
+    """
+
+
+class DataError(SeemrlError, ValueError):
     """Bad or unreadable input data. The CLI turns it into a one-line error and exit code 2."""
+
+
+class WriteError(SeemrlError):
+    """A file seemrl writes could not be written: disk full, read-only file system, no
+    permission. Nothing half-written is left under the file's name and no temporary file."""
+
+    @classmethod
+    def of(cls, path: Any, e: OSError) -> WriteError:
+        """The one-line error for `e`, raised while writing `path`."""
+        hint = {errno.ENOSPC: " (free some space and run the command again)",
+                errno.EDQUOT: " (free some of your quota and run the command again)",
+                errno.EROFS: " (the file system is mounted read-only: choose another folder)"}
+        return cls(f"cannot write {path}: {e.strerror or e}{hint.get(e.errno, '')}")
+
+
+class RunError(SeemrlError):
+    """A run folder cannot be used as asked: its checkpoint is unreadable, it was trained on
+    other data, it has no checkpoint or no log point yet."""
 
 
 class Terminated(KeyboardInterrupt):
@@ -105,6 +133,28 @@ class Dataset:
         goes_on = ~self.episode_ends[:-1]
         nxt[:-1][goes_on] = self.actions[1:][goes_on]
         return dataclasses.replace(self, next_actions=nxt)
+
+    def fingerprint(self) -> dict[str, Any]:
+        """{"transitions": N, "sha256": hex digest of every array, its shape and dtype}: the
+        identity of the data, recorded in a run's config.json so a resume can tell that its
+        dataset was replaced (about 0.3 s a million transitions)."""
+        h = hashlib.sha256()
+        for name in ("observations", "actions", "rewards", "next_observations", "terminals",
+                     "timeouts", "episode_ends"):
+            array = np.ascontiguousarray(getattr(self, name))
+            h.update(f"{name} {array.dtype.str} {array.shape}\n".encode())
+            h.update(array.data)
+        return {"transitions": len(self), "sha256": h.hexdigest()}
+
+    def outside_actions(self, max_action: float) -> tuple[int, int, float] | None:
+        """(rows, first row, its value) of actions beyond ±max_action, the range every actor
+        here can output, by more than float rounding; None when all are inside."""
+        bad = np.abs(self.actions) > max_action * (1 + 1e-4)
+        rows = np.flatnonzero(bad.any(axis=1))
+        if len(rows) == 0:
+            return None
+        value = self.actions[rows[0]][bad[rows[0]]][0]
+        return len(rows), int(rows[0]), float(value)
 
     def episode_returns(self) -> np.ndarray:
         """Undiscounted return of each (possibly partial) episode, in order."""

@@ -135,12 +135,14 @@ def describe(dataset: Dataset) -> dict[str, Any]:
     }
 
 
-def print_info(dataset: Dataset, console: Any = None) -> dict[str, Any]:
+def print_info(dataset: Dataset, console: Any = None,
+               action_space: str | None = None) -> dict[str, Any]:
     """Prints `describe(dataset)` as a rich table (what `seemrl data info FILE` shows).
 
     Args:
       dataset: the dataset.
       console: a `rich.console.Console`; default a new one on stdout.
+      action_space: a line on the actions against the env's action space, shown when given.
 
     Returns:
       The `describe` dict that was printed.
@@ -165,6 +167,7 @@ def print_info(dataset: Dataset, console: Any = None) -> dict[str, Any]:
         ("observations", f"{tuple(info['obs_shape'])} {info['obs_dtype']}"),
         ("actions", f"{tuple(info['act_shape'])} {info['act_dtype']} "
                     f"range [{info['action_min']:.4g}, {info['action_max']:.4g}]"),
+        *([("action space", action_space)] if action_space else []),
         ("episode return", fmt(info["episode_return"])),
         ("episode length", fmt(info["episode_length"])),
         ("reward", fmt(info["reward"])),

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from seemrl.types import DataError, Dataset
+from seemrl.types import DataError, Dataset, WriteError
 
 REQUIRED_KEYS = ("observations", "actions", "rewards", "terminals")
 # Stored under these names; everything else in a file is ignored or goes into metadata.
@@ -103,6 +103,10 @@ def from_arrays(
                 f"{source}: key '{key}' has {len(arrays[key])} rows, 'observations' has {n}")
     if n == 0:
         raise DataError(f"{source}: dataset has no transitions")
+    for key in ARRAY_KEYS:  # strings would fail (or worse, parse) in the casts below
+        if key in arrays and np.asarray(arrays[key]).dtype.kind not in "biuf":
+            raise DataError(f"{source}: key '{key}' holds {np.asarray(arrays[key]).dtype} "
+                            "values, not numbers")
     # Row numbers in error messages refer to the file, so check before dropping rows.
     check_finite({k: np.asarray(arrays[k]) for k in ARRAY_KEYS if k in arrays}, source)
 
@@ -210,11 +214,13 @@ def atomic_path(path: str | os.PathLike[str], suffix: str = "") -> Iterator[path
     """Yields a temporary path next to `path`; on success it replaces `path` atomically, so a
     crash mid-write never leaves a truncated file under the real name."""
     path = pathlib.Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}{suffix}")
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         yield tmp
         os.replace(tmp, path)
+    except OSError as e:  # disk full, read-only: one line naming the file (h5py's too)
+        raise WriteError.of(path, e) from e
     finally:
-        if tmp.exists():
-            tmp.unlink()
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)

@@ -29,8 +29,9 @@ from typing import Any
 
 import numpy as np
 
+from seemrl.data._common import atomic_path
 from seemrl.evaluation import ENV_IDS, make_env
-from seemrl.types import DataError, Dataset
+from seemrl.types import DataError, Dataset, WriteError
 
 ENVS = {env: ENV_IDS[env] for env in ("hopper", "walker2d", "halfcheetah")}
 """Envs with shipped behaviour policies (Ant has none yet)."""
@@ -382,10 +383,16 @@ def make_dataset(name: str, size: int = DEFAULT_SIZE, seed: int = 0,
     path = dataset_path(name, data_dir, size, seed)
     save_d4rl(path, data, meta)
     digest = sha256(path)
-    path.with_name(path.name + ".sha256").write_text(f"{digest}  {path.name}\n")
     summary = {**meta, "transitions": len(data), "sha256": digest, "path": str(path),
                "make_seconds": round(time.time() - t0, 1)}
-    path.with_name(path.name + ".json").write_text(json.dumps(summary, indent=1) + "\n")
+    try:
+        for side, text in ((".sha256", f"{digest}  {path.name}\n"),
+                           (".json", json.dumps(summary, indent=1) + "\n")):
+            with atomic_path(path.with_name(path.name + side)) as tmp:
+                tmp.write_text(text)
+    except WriteError:
+        path.unlink(missing_ok=True)  # a dataset without its checksum is refused on use
+        raise
     return path
 
 

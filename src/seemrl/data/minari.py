@@ -25,7 +25,7 @@ import h5py
 import numpy as np
 
 from seemrl.data._common import from_arrays, normalise_metadata, to_python
-from seemrl.types import DataError, Dataset
+from seemrl.types import DataError, Dataset, WriteError
 
 
 def minari_root(root: str | os.PathLike[str] | None = None) -> pathlib.Path:
@@ -315,8 +315,8 @@ def save_minari(
 
     tmp = final.with_name(f".{final.name}.tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
     try:
+        tmp.mkdir(parents=True)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # Minari warns about optional metadata
             storage = MinariStorage.new(tmp / "data", observation_space=obs_space,
@@ -326,6 +326,8 @@ def save_minari(
         if final.exists():
             shutil.rmtree(final)
         os.replace(tmp, final)
+    except OSError as e:  # disk full, read-only: one line naming the dataset
+        raise WriteError.of(final, e) from e
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return final / "data"
