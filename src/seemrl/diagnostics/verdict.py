@@ -20,8 +20,10 @@ for the signature of self-excitation, not one number, at each SEEM measurement t
 measurements come from `SeemSchedule`, so they do not depend on the logging period):
 
 1. **seem**: normalised SEEM > `seem_threshold` at `consecutive` measurements in a row, the
-   NTK direction stable over them (cosine to the previous measurement ≥ `ntk_cos_min`), and
-   |Q on the probe| growing over the streak (its last value ≥ `q_rise` × its first).
+   NTK direction stable over them (cosine to the previous measurement ≥ `ntk_cos_min`; the
+   first measurement has nothing to compare with, so it never counts), and |Q on the probe|
+   grown over the streak (its value at the streak's last measurement ≥ `q_rise` × its value
+   at the measurement just before the streak).
 2. **q_trend**: |Q| already above `q_trend_frac` × ceiling and accelerating: over the last
    `q_trend_window` measurements log|Q| grows faster than `q_trend_exponent` · log t. The
    normal warm-up levels off below the ceiling, so only a run heading through it fires this.
@@ -52,7 +54,7 @@ class VerdictConfig:
     ntk_cos_min: float = 0.9
     """…with the NTK direction stable: cosine to the previous measurement at least this."""
     q_rise: float = 1.0
-    """…and |Q on the probe| at the streak's end at least this × its value at the start."""
+    """…and |Q on the probe| at the streak's end at least this × its value just before it."""
     q_trend_frac: float = 0.5
     """Q-trend clause: |Q| above this fraction of the ceiling…"""
     q_trend_window: int = 4
@@ -116,6 +118,8 @@ class OnlineVerdict:
         self.result = Verdict()
         self.too_late = False
         self._streak: list[tuple[int, float, float | None]] = []  # (step, seem, |q|)
+        self._base: float | None = None  # |q| at the measurement before the streak
+        self._last_q: float | None = None  # |q| at the previous measurement
         self._q: list[tuple[int, float]] = []  # (step, |q|) of recent measurements
 
     def diverged(self) -> None:
@@ -139,18 +143,26 @@ class OnlineVerdict:
         if aq is not None and self.ceiling is not None and aq >= self.ceiling:
             self.too_late = True
             return self.result
-        cos = _finite(metrics.get("seem/ntk_cos"))
         step = int(step)
+        if "seem/ntk_cos" in metrics:  # NaN at a first measurement: no direction seen yet
+            cos = _finite(metrics["seem/ntk_cos"])
+            stable = cos is not None and cos >= c.ntk_cos_min
+        else:  # a caller that does not measure the direction
+            stable = True
 
         # Clause 1: a persistent, stable-direction, Q-raising self-excitation.
-        stable = cos is None or cos >= c.ntk_cos_min or not self._streak
         if seem is not None and seem > c.seem_threshold and stable:
+            if not self._streak:
+                self._base = self._last_q if self._last_q is not None else aq
             self._streak.append((step, seem, aq))
         elif seem is not None:
             self._streak = []
+        self._last_q = aq if aq is not None else self._last_q
         if len(self._streak) >= c.consecutive:
             window = self._streak[-c.consecutive:]
-            q0, q1 = window[0][2], window[-1][2]
+            before = len(self._streak) - c.consecutive - 1  # the window's predecessor
+            q0 = self._base if before < 0 else self._streak[before][2]
+            q1 = window[-1][2]
             rising = q0 is None or q1 is None or q1 >= c.q_rise * q0
             if rising:
                 self.result = Verdict(True, step, "seem", seem, window[0][0])
