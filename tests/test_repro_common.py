@@ -117,3 +117,21 @@ def test_collect_assembles_document_without_training(fake_experiments, tmp_path,
                      "--doc", str(doc), "--no-progress"]) == 0
     assert "no results at scale smoke yet (run `seemrl repro alpha --scale smoke`)" in \
         doc.read_text()
+
+
+def test_collect_keeps_the_sections_it_has_no_runs_for(fake_experiments, tmp_path):
+    # A document made where alpha's runs were; collected again where only beta's exist (here:
+    # beta unavailable, alpha's folder gone): alpha's section survives, at the same scale only.
+    out, doc = tmp_path / "out", tmp_path / "docs" / "RESULTS.md"
+    _common.run_experiment("alpha", "cpu", out, data_dir=tmp_path / "data", progress=False)
+    _common.run_all("cpu", out, doc, collect=True)
+    first = doc.read_text()
+    import shutil
+
+    shutil.rmtree(out / "alpha")
+    _common.run_all("cpu", out, doc, collect=True)
+    text = doc.read_text()
+    alpha = first[first.index("## alpha"):first.index("## beta")]
+    assert alpha in text and "The sum is" in text
+    _common.run_all("smoke", out, doc, collect=True)  # another scale: not kept
+    assert "The sum is" not in doc.read_text()
