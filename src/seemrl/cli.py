@@ -214,13 +214,18 @@ def _print_status(status: dict[str, Any], out) -> None:
     from rich.console import Console
     from rich.table import Table
 
+    from seemrl import runfolder
+
     table = Table(title=f"{out} — step {status['step']}/{status['steps']}")
-    for col in ("seed", "final score", "best score", "diverged at"):
+    for col in ("seed", "final score", "best score", "predicted to diverge at",
+                "diverged at (Q past the ceiling)", "stopped at"):
         table.add_column(col, justify="right")
     fmt = lambda v: "—" if v is None else f"{v:.1f}"
-    for seed, s in status["seeds"].items():
-        table.add_row(seed, fmt(s["final_score"]), fmt(s["best_score"]),
-                      "—" if s["diverged_at"] is None else str(s["diverged_at"]))
+    step = lambda v: "—" if v is None else f"{v:,}"
+    for seed, raw in status["seeds"].items():
+        s = runfolder.seed_status(raw)
+        table.add_row(seed, fmt(s.final_score), fmt(s.best_score), step(s.predicted_at),
+                      step(s.diverged_at), step(s.stopped_at))
     Console().print(table)
 
 
