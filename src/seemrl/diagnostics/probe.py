@@ -79,7 +79,7 @@ def probe_metrics(critic: MLPConfig | ntk.QFn, critic_params, policy_fn: Callabl
     Args:
       critic: an MLPConfig (critic_params is a `networks.Critic` ensemble; head `head` is
         measured with the fast exact NTK path) or any pure q(critic_params, obs, act) -> (N,)
-        (generic path: Φ never materialised, ≈ 2·N²·P flops).
+        (generic path: `ntk.td_grams`, ≈ 2·N²·P flops).
       critic_params: critic parameters.
       policy_fn: pure policy_fn(actor_params, obs (N, obs_dim)) -> (N, act_dim) giving X*:
         the current actor without noise is the authors' choice; a target actor with TD3's
@@ -110,8 +110,7 @@ def probe_metrics(critic: MLPConfig | ntk.QFn, critic_params, policy_fn: Callabl
         fs = ntk.mlp_features(cfg, params, obs_next, next_act)
         A, g_xx = ntk.mlp_td_gram_from_features(cfg, fs, fx, c, with_gxx=True)
     else:
-        g_xx = ntk.gram(q, params, obs, act)
-        A = c[:, None] * ntk.gram(q, params, obs_next, next_act, obs, act) - g_xx
+        A, g_xx = ntk.td_grams(q, params, obs, act, obs_next, next_act, c)
     raw = max_real_eig(A)
     fro = jnp.linalg.norm(A)
 
