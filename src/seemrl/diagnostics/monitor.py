@@ -22,7 +22,8 @@ run folder):
 Critics:
 
 * a pure JAX `q(params, obs (N, ·), act (N, ·)) -> (N,)`: per-sample gradients by vmap(grad)
-  and one matmul (`ntk.td_grams`), reusing `probe.probe_metrics` compiled once;
+  and one matmul (`ntk.td_grams`), reusing `probe.probe_metrics` compiled once (its
+  eigenvalue found on the host after the call: see `host_eig` there);
 * a seemrl `MLPConfig` (params: a `networks.Critic` ensemble, head `head` is measured): the
   driver's exact fast NTK path;
 * a PyTorch `nn.Module` `module(obs, act) -> (N,)` or (N, 1), read live at each step (torch is
@@ -138,6 +139,14 @@ def _cos(a, b) -> float:
     return float(np.clip(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)), -1.0, 1.0))
 
 
+def _seem_on_host(A: np.ndarray) -> tuple[float, float]:
+    """(max Re λ(A), normalised) with the driver's eigensolver; NaN for a non-finite A."""
+    if not np.all(np.isfinite(A)):
+        return float("nan"), float("nan")
+    raw, fro = float(top_eig(A)[0].real), _frobenius(A)
+    return raw, (raw / fro if fro > 0 else 0.0)
+
+
 class _JaxBackend:
     """`probe.probe_metrics` compiled once; the policy's actions are computed outside it (so a
     stateful `policy(obs)` is read at each call, never baked into a compiled function)."""
@@ -154,7 +163,7 @@ class _JaxBackend:
             table = {id(probe.obs_t): actions[0], id(probe.obs_tm1): actions[1]}
             return probe_lib.probe_metrics(critic, critic_params, lambda _, o: table[id(o)],
                                            None, probe, gamma, memory, head=head,
-                                           mask_terminal=mask_terminal)
+                                           mask_terminal=mask_terminal, host_eig=True)
 
         self._measure = jax.jit(measure)
 
@@ -171,8 +180,10 @@ class _JaxBackend:
             actions = (self._policy2(actor_params, p.obs_t), self._policy2(actor_params, p.obs_tm1))
         if self.memory is None:
             self.memory = probe_lib.init_memory(self.critic, critic_params, p, self.head)
-        metrics, self.memory = self._measure(critic_params, actions, p, self.memory)
-        return {k: float(v) for k, v in jax.device_get(metrics).items()}
+        metrics, self.memory, A = self._measure(critic_params, actions, p, self.memory)
+        metrics = {k: float(v) for k, v in jax.device_get(metrics).items()}
+        metrics["seem/raw"], metrics["seem/normalized"] = _seem_on_host(np.asarray(A))
+        return metrics
 
 
 class _TorchBackend:
@@ -214,13 +225,8 @@ class _TorchBackend:
         with torch.no_grad():
             next_act, pi_act = self.policy(next_obs), self.policy(obs)
         A, g_xx, q_x = td_grams_torch(module, obs, act, next_obs, next_act, c)
-        A = A.cpu().numpy()
+        raw, normalized = _seem_on_host(A.cpu().numpy())
         nan = float("nan")
-        if np.all(np.isfinite(A)):
-            raw, fro = float(top_eig(A)[0].real), _frobenius(A)
-            normalized = raw / fro if fro > 0 else 0.0
-        else:
-            raw = fro = normalized = nan
         params = [p for p in module.parameters() if p.requires_grad]
         with torch.enable_grad():
             # Target held fixed, as in the SEEM derivation (and probe_metrics).
