@@ -73,13 +73,13 @@ def init_memory(critic: MLPConfig | ntk.QFn, critic_params, probe: Batch,
 def probe_metrics(critic: MLPConfig | ntk.QFn, critic_params, policy_fn: Callable,
                   actor_params, probe: Batch, gamma: float,
                   previous: ProbeMemory | None = None, *, head: int = 0,
-                  mask_terminal: bool = True) -> tuple[dict, ProbeMemory]:
+                  mask_terminal: bool = True, host_eig: bool = False):
     """SEEM and the stable-direction evidence on a fixed probe batch (jittable).
 
     Args:
       critic: an MLPConfig (critic_params is a `networks.Critic` ensemble; head `head` is
         measured with the fast exact NTK path) or any pure q(critic_params, obs, act) -> (N,)
-        (generic path: Φ never materialised, ≈ 2·N²·P flops).
+        (generic path: `ntk.td_grams`, ≈ 2·N²·P flops).
       critic_params: critic parameters.
       policy_fn: pure policy_fn(actor_params, obs (N, obs_dim)) -> (N, act_dim) giving X*:
         the current actor without noise is the authors' choice; a target actor with TD3's
@@ -91,12 +91,16 @@ def probe_metrics(critic: MLPConfig | ntk.QFn, critic_params, policy_fn: Callabl
       previous: memory from the previous call; None (or `init_memory`) on the first.
       head: which ensemble head (MLPConfig only; the authors used head 0).
       mask_terminal: mask the γ term by discount_t = 1 − d (see seem.py for why).
+      host_eig: leave max Re λ(A) to the caller (`seem/raw` and `seem/normalized` are NaN
+        and A is returned too): SeemMonitor finds it on the host after the jitted call,
+        because a host callback inside jit can deadlock when XLA has a single CPU thread
+        (a process pinned to one core).
 
     Returns:
       (metrics, memory): metrics maps each of METRIC_KEYS to a float32 scalar
       (cosines NaN on the first call; `seem/param_norm` is the norm of the measured params:
       the head for an MLPConfig, all of critic_params for a generic q); memory feeds the
-      next call.
+      next call. With `host_eig`: (metrics, memory, A).
     """
     q, params, cfg = _head(critic, critic_params, head)
     if previous is None:
@@ -110,9 +114,8 @@ def probe_metrics(critic: MLPConfig | ntk.QFn, critic_params, policy_fn: Callabl
         fs = ntk.mlp_features(cfg, params, obs_next, next_act)
         A, g_xx = ntk.mlp_td_gram_from_features(cfg, fs, fx, c, with_gxx=True)
     else:
-        g_xx = ntk.gram(q, params, obs, act)
-        A = c[:, None] * ntk.gram(q, params, obs_next, next_act, obs, act) - g_xx
-    raw = max_real_eig(A)
+        A, g_xx = ntk.td_grams(q, params, obs, act, obs_next, next_act, c)
+    raw = jnp.float32(jnp.nan) if host_eig else max_real_eig(A)
     fro = jnp.linalg.norm(A)
 
     def td_loss(p):
@@ -134,7 +137,8 @@ def probe_metrics(critic: MLPConfig | ntk.QFn, critic_params, policy_fn: Callabl
         "seem/grad_cos": jnp.where(previous.valid, _cos(flat_grad, previous.grad), nan),
     }
     metrics = {k: v.astype(jnp.float32) for k, v in metrics.items()}
-    return metrics, ProbeMemory(g_xx, flat_params, flat_grad, jnp.ones((), bool))
+    memory = ProbeMemory(g_xx, flat_params, flat_grad, jnp.ones((), bool))
+    return (metrics, memory, A) if host_eig else (metrics, memory)
 
 
 def make_probe_fn(critic: MLPConfig | ntk.QFn, policy_fn: Callable, gamma: float, *,
