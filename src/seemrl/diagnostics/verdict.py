@@ -47,10 +47,14 @@ from typing import Any
 class VerdictConfig:
     """Parameters of the divergence rule (see module doc)."""
 
-    seem_threshold: float = 0.05
-    """Normalised SEEM above this counts as self-exciting."""
-    consecutive: int = 3
-    """SEEM measurements in a row above the threshold."""
+    seem_threshold: float = 0.3
+    """Normalised SEEM above this counts as self-exciting (calibrated: TD3+BC's transient
+    early bumps reach 0.27 and fade; the calibration family's diverging critics sit at
+    0.5-0.9)."""
+    consecutive: int = 1
+    """SEEM measurements in a row above the threshold (calibrated: the fastest divergences
+    pass the ceiling 60 steps after the first measurement above it, so waiting for a second
+    one 50 steps later costs them their warning)."""
     ntk_cos_min: float = 0.9
     """…with the NTK direction stable: cosine to the previous measurement at least this."""
     q_rise: float = 1.0

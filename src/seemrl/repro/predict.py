@@ -224,9 +224,14 @@ def score(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
 
 def objective(s: dict[str, Any]) -> tuple:
     """How calibration ranks rules: recall minus the (settled) false-alarm rate, then the
-    median lead as a fraction of the time to the ceiling."""
+    median lead as a fraction of the time to the ceiling; at equal scores the rule that asks
+    more of the theory's signature (stable NTK direction, rising Q), then the lower SEEM
+    threshold (the earlier warning)."""
+    rule = s.get("rule", {})
     return ((s["recall"] or 0.0) - (s["false_alarm_rate"] or 0.0),
-            s["lead_fraction_median"] or 0.0)
+            s["lead_fraction_median"] or 0.0,
+            rule.get("ntk_cos_min", 0.0) + rule.get("q_rise", 0.0),
+            -rule.get("seem_threshold", 0.0))
 
 
 def calibrate(seeds: Sequence[SeedRun], grid: dict[str, Sequence] = GRID
