@@ -283,6 +283,7 @@ def test_predict_smoke(smoke):
 
 
 # -- the GPU script at smoke size: it writes what the report reads -----------------------------
+@pytest.mark.slow  # trains CQL and Diffusion-QL (~75 s on the 2-core machine)
 def test_fraction_gpu_script_smoke_feeds_the_report(tmp_path):
     import importlib.util
     import pathlib
