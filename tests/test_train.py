@@ -140,7 +140,11 @@ def test_diverged_seed_keeps_last_finite_state_and_others_go_on(hopper_npz, tmp_
     assert meta["active"] == [True, False]
     records = read_jsonl(tmp_path / "run" / "metrics.jsonl")
     assert [r.get("diverged_at") for r in records if r["seed"] == 1][0] == 1
+    assert status["seeds"]["1"]["stopped_at"] == 1
     assert max(r["step"] for r in records if r["seed"] == 0) == 8
+    # Nothing is logged for the stopped seed after the chunk it stopped in: its updates are
+    # thrown away, so their metrics would describe nothing.
+    assert [r["step"] for r in records if r["seed"] == 1] == [2]
 
 
 def test_q_bound_marks_divergence(hopper_npz, tmp_path):
