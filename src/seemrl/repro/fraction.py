@@ -1,19 +1,22 @@
 """X % datasets (SPEC §5.6, the paper's Fig. 9): a LayerNorm critic helps more as data shrinks.
 
-TD3+BC, IQL, Diffusion-QL and CQL, each trained with and without LayerNorm in the critic on
-100 / 50 / 10 / 1 % of a dataset's transitions (a random subset, the same for every seed and
-both critics). Score: D4RL-normalised return of the policy, evaluated inside training in
-Gymnasium MuJoCo v5 ("final": the last evaluation; "best": the best one). The paper plots
-LN − no-LN score summed over 9 datasets against the fraction; here each algorithm's
-difference is shown per seed pair (seed s with LN minus seed s without), with its mean.
+Each algorithm of the scale is trained with and without LayerNorm in the critic on fractions
+of a dataset's transitions (a random subset, the same for every seed and both critics; the
+cpu scale: TD3+BC and IQL on hopper/walker2d/halfcheetah-medium at 1 / 10 / 100 %, 5 seeds,
+100k steps; CQL and Diffusion-QL are experiments/fraction_gpu.py's). Score of a seed: the
+mean of its last `score_last` D4RL-normalised evaluations (Gymnasium MuJoCo v5). Per cell:
+the mean over seeds with a 95 % bootstrap interval (`seemrl.stats`), LN − no-LN over seed
+pairs (same seed, same subset) with its interval, the seeds whose Q passed the ceiling
+max|r|/(1 − γ) (`diverged_at`) and the final SEEM. The paper plots LN − no-LN summed over 9
+datasets against the fraction; here it is averaged over the datasets run, so its sign and
+trend compare, not its size.
 
-Every other option is the algorithm's default (its `Config`), except the LN switch, which is
-set explicitly both ways (Diffusion-QL's default critic has LN) and IQL's actor learning-rate
-decay, which is set to the run's length as the IQL paper does. Seeds whose Q blew up (|Q|
-past the run's q_bound or non-finite) are stopped at their last finite state and keep their
-last evaluation; a seed stopped before any evaluation has no score (reported, left out of
-the means). A seed "overshoots" when its mean Q passed max|r|/(1 − γ), the largest return
-any policy could collect on the data (`demo.summarize`).
+Every other option is the algorithm's default (its `Config`), except the LN switch, set
+explicitly both ways (Diffusion-QL's default critic has LN), IQL's actor learning-rate decay,
+set to the run's length as the IQL paper does, and (cpu scale) IQL's locomotion reward
+rescaling and raw states. A seed stopped at its Q bound keeps its last finite state, whose
+evaluations count (marked `stopped` in metrics.jsonl). The sweep is long and resumable: the
+report (`--collect`) reads whatever runs have finished and lists the others as pending.
 """
 
 from __future__ import annotations
