@@ -129,8 +129,21 @@ def plot(out: pathlib.Path, rows: dict[str, dict], ceiling: float, title: str) -
             curves = [plotting.series(records, key, s) for s in row["seeds"]]
             plotting.seeds_and_mean(ax, curves, colors[RUNS[label]], label,
                                     transform=np.abs if key == "train/q_mean" else lambda v: v)
+        # The two events per seed: ▼ on its SEEM curve where the verdict fired, × on the
+        # ceiling where its Q passed it.
+        for seed, pred, div in zip(row["seeds"], row["predicted_at"], row["diverged_at"],
+                                   strict=True):
+            steps, seem = plotting.series(records, "seem/normalized", seed)
+            if pred is not None and len(steps):
+                axes[2].plot([pred], [np.interp(pred, steps, seem)], "v", ms=8,
+                             color=colors[RUNS[label]], mec="k", mew=0.5)
+            if div is not None:
+                axes[0].plot([div], [ceiling], "X", ms=9, color=colors[RUNS[label]],
+                             mec="k", mew=0.5)
     axes[0].axhline(ceiling, color="k", ls="--", lw=1,
-                    label=f"max possible return {ceiling:.3g}")
+                    label=f"max possible return {ceiling:.3g} (×: a seed's Q passed it)")
+    axes[2].plot([], [], "v", color="k", label="predicted to diverge (the verdict)")
+    axes[2].legend(fontsize=8)
     for ax, (_, panel_title, log) in zip(axes, panels, strict=True):
         ax.set_title(panel_title)
         ax.set_xlabel("gradient step")
