@@ -308,3 +308,23 @@ def test_fraction_gpu_script_smoke_feeds_the_report(tmp_path):
     assert all(c[k]["finished"] and len(c["diff"]) == 2 for c in cells for k in ("ln", "no_ln"))
     assert "CQL (GPU)" in outcome.markdown and "Diffusion-QL (GPU)" in outcome.markdown
     assert outcome.results["summary"]["td3bc"]["verdict"] == "not yet"
+
+
+def test_predict_collect_reports_finished_runs_and_lists_the_rest(smoke, tmp_path):
+    import shutil
+
+    from seemrl.repro import _common
+
+    tmp, _ = smoke
+    out = tmp_path / "copy"
+    shutil.copytree(tmp / "predict", out / "predict")
+    p = predict.SCALES["smoke"]
+    unfinished = predict.run_name(p["held_out"][1])
+    (out / "predict" / "runs" / unfinished / "status.json").unlink()
+    record = _common.run_experiment("predict", "smoke", out, data_dir=tmp / "data",
+                                    progress=False, collect=True)
+    res = record["results"]
+    assert res["pending"] == [unfinished] and res["calibration"]["pending"] == []
+    assert [c["name"] for c in res["per_config"]] == [predict.run_name(p["held_out"][0])]
+    assert res["overall"]["seed_runs"] == len(p["seeds"])
+    assert "Not finished yet (1 runs" in (out / "predict" / "section.md").read_text()

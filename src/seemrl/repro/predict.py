@@ -296,33 +296,67 @@ def _train(ctx: Context, specs: list[RunSpec]) -> dict[str, list[SeedRun]]:
 
 
 def run(ctx: Context) -> Outcome:
+    """Train both families (calibration first; finished runs are reused), then report."""
     p = ctx.params
     check_families(p["calibration"], p["held_out"])
     t0 = time.process_time()
-    cal = _train(ctx, _specs(ctx, p["calibration"]))
+    _train(ctx, _specs(ctx, p["calibration"]))
+    _train(ctx, _specs(ctx, p["held_out"]))
+    return report(ctx, cpu_seconds=time.process_time() - t0)
+
+
+def _finished(ctx: Context, family: Sequence[dict[str, Any]]
+              ) -> tuple[dict[str, list[SeedRun]], list[str]]:
+    """The family's finished runs, read back, and the names of the others (trains nothing)."""
+    done, pending = {}, []
+    for c in family:
+        name = run_name(c)
+        status = runfolder.read_status(ctx.out / "runs" / name)
+        if status is not None and status.finished:
+            done[name] = load_seeds(ctx.out / "runs" / name)
+        else:
+            pending.append(name if status is None else f"{name} (step {status.step:,} of "
+                                                       f"{status.steps:,})")
+    return done, pending
+
+
+def report(ctx: Context, cpu_seconds: float | None = None) -> Outcome:
+    """Calibration grid and held-out scores from the runs that have finished (trains nothing:
+    `seemrl repro predict --scale cpu --collect`); unfinished runs are listed as pending."""
+    p = ctx.params
+    check_families(p["calibration"], p["held_out"])
+    cal, cal_pending = _finished(ctx, p["calibration"])
+    held, held_pending = _finished(ctx, p["held_out"])
     best, grid_rows = calibrate([r for rs in cal.values() for r in rs])
-    held = _train(ctx, _specs(ctx, p["held_out"]))
-    cpu_seconds = time.process_time() - t0
     rule = VerdictConfig()
     records = [judge(r, rule) for rs in held.values() for r in rs]
     per_config = []
     for c in p["held_out"]:
         name = run_name(c)
-        per_config.append({"name": name, "config": c,
-                           **score([r for r in records if r["run"] == name])})
+        if name in held:
+            per_config.append({"name": name, "config": c,
+                               **score([r for r in records if r["run"] == name])})
     overall = score(records)
     cal_records = [judge(r, rule) for rs in cal.values() for r in rs]
     alternatives = {name: score([judge(r, alt) for rs in held.values() for r in rs])
                     for name, alt in ALTERNATIVES.items()}
     ctx.save_figure(plot_scatter(records, p), "predict_scatter.png")
-    ctx.save_figure(plot_curves(held, records, p), "predict_curves.png")
+    if held:
+        ctx.save_figure(plot_curves(held, records, p), "predict_curves.png")
     results = {"rule": dataclasses.asdict(rule), "calibrated_best": dataclasses.asdict(best),
                "rule_is_calibrated_best": rule == best,
                "calibration": {"configs": p["calibration"], "overall": score(cal_records),
-                               "grid": grid_rows},
+                               "grid": grid_rows, "pending": cal_pending},
                "overall": overall, "per_config": per_config, "alternatives": alternatives,
-               "seeds": records, "cpu_seconds_this_invocation": cpu_seconds}
+               "pending": held_pending, "seeds": records,
+               "cpu_hours_of_runs": _cpu_hours([*cal, *held], ctx.out / "runs"),
+               "cpu_seconds_this_invocation": cpu_seconds}
     return Outcome(results, markdown(results, p))
+
+
+def _cpu_hours(names: Sequence[str], runs: pathlib.Path) -> float:
+    """Training time of the runs, from their own logs (seemrl.runfolder.training_seconds)."""
+    return sum(runfolder.training_seconds(runs / n) for n in names) / 3600
 
 
 def _ceiling(path: pathlib.Path, c: dict[str, Any]) -> float:
@@ -460,7 +494,7 @@ def markdown(results: dict[str, Any], p: dict[str, Any]) -> str:
         "verdict fired, counted only strictly before diverged_at. A calm seed's alarm at step "
         "p is false when the run was ≥ 10·p long, else unsettled.", "",
         f"Rule (`VerdictConfig()`): SEEM > {rule['seem_threshold']:g} at "
-        f"{rule['consecutive']} measurements in a row with NTK cosine ≥ "
+        f"{rule['consecutive']} measurement(s) in a row with NTK cosine ≥ "
         f"{rule['ntk_cos_min']:g} and |Q| rising ≥ {rule['q_rise']:g}×, or |Q| > "
         f"{rule['q_trend_frac']:g}× ceiling and accelerating (log-log slope > "
         f"{rule['q_trend_exponent']:g} over {rule['q_trend_window']} measurements). "
@@ -479,9 +513,15 @@ def markdown(results: dict[str, Any], p: dict[str, Any]) -> str:
     lines += [_row(name, s) for name, s in results["alternatives"].items()]
     lines += ["", "### Per held-out configuration", "", *HEADER]
     lines += [_row(c["name"], c) for c in results["per_config"]]
-    lines += ["", f"CPU time of the runs in this invocation: "
-              f"{results['cpu_seconds_this_invocation'] / 3600:.2f} h (process time; runs "
-              "reused from an earlier invocation are not in it)."]
+    pending = results["pending"] + results["calibration"]["pending"]
+    if pending:
+        lines += ["", f"**Not finished yet ({len(pending)} runs, not in the numbers above; "
+                  "the same `seemrl repro predict` command resumes them):** "
+                  + ", ".join(pending) + "."]
+    lines += ["", "CPU time of the finished runs' training: "
+              f"{results['cpu_hours_of_runs']:.2f} h "
+              "(Σ over run folders of each logged chunk's steps / its steps per second, one "
+              "core per run; SEEM measurements are not in it)."]
     return "\n".join(lines)
 
 
