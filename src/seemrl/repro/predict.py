@@ -193,9 +193,16 @@ def judge(r: SeedRun, rule: VerdictConfig | None = None) -> dict[str, Any]:
     if predicted is not None and r.diverged_at is not None and predicted >= r.diverged_at:
         predicted = None
     seem = r.seem()
+    q = [(rec["step"], abs(rec["train/q_mean"])) for rec in r.records
+         if rec.get("train/q_mean") is not None]
+    end = q[-1][1] / r.ceiling if q else None
+    half = [a for s, a in q if s <= r.steps / 2]
     return {"run": r.run, "seed": r.seed, "steps": r.steps, "ceiling": r.ceiling,
             "diverged_at": r.diverged_at, "predicted_at": predicted,
             "reason": v.reason if predicted is not None else None,
+            "final_q_over_ceiling": end,
+            # |Q| at the end ≥ 2× its value halfway: a calm seed that may yet diverge
+            "q_still_rising": bool(q and half and q[-1][1] >= 2 * half[-1]),
             "final_seem": float(seem[-1]) if seem.size else None,
             "max_seem": float(seem.max()) if seem.size else None,
             "measurements": int(seem.size)}
@@ -218,6 +225,7 @@ def score(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
             "false_alarms": len(false), "unsettled_alarms": len(alarms) - len(false),
             "false_alarm_rate": len(false) / len(calm) if calm else None,
             "false_alarm_rate_with_unsettled": len(alarms) / len(calm) if calm else None,
+            "false_alarms_q_still_rising": sum(bool(r.get("q_still_rising")) for r in false),
             "lead_steps_median": med(lead), "lead_fraction_median": med(frac),
             "lead_fraction_min": float(np.min(frac)) if frac else None,
             "fired_by": {k: sum(r["reason"] == k for r in hit + alarms)
@@ -385,9 +393,12 @@ def plot_scatter(records, p):
     ax.scatter([r["diverged_at"] for r in miss], [steps * 1.05] * len(miss), s=36, marker="X",
                color="tab:red", label=f"diverged, not predicted ({len(miss)})")
     top = max([steps * 1.1] + [r["diverged_at"] for r in div])
-    ax.plot([1, top], [1, top], "k--", lw=1, label="y = x (at the fact: no lead)")
+    low = 0.5 * min([r["diverged_at"] for r in div] + [p.get("seem_first", 50) or 50])
+    ax.plot([low, top], [low, top], "k--", lw=1, label="y = x (at the fact: no lead)")
     ax.set_xscale("log")
     ax.set_yscale("log")
+    ax.set_xlim(low, top * 1.3)
+    ax.set_ylim(low, top * 1.3)
     ax.set_xlabel("diverged_at: step Q passed max|r|/(1 − γ) (log)")
     ax.set_ylabel("predicted_at: step the verdict fired (log; top row: never)")
     ax.set_title(f"{len(div)} diverged held-out seed-runs")
@@ -441,8 +452,10 @@ def plot_curves(seeds: dict[str, list[SeedRun]], records, p):
                     ax.axvline(rec["diverged_at"], color=c, ls="--", lw=0.9)
         qa.axhline(1.0, color="k", lw=0.8)
         qa.set_yscale("log")
-        qa.set_xscale("symlog", linthresh=1000)
-        sa.set_xscale("symlog", linthresh=1000)
+        for ax in (qa, sa):
+            ax.set_xscale("log")
+            ax.xaxis.set_major_formatter(_steps_formatter())
+            ax.xaxis.set_minor_formatter(_steps_formatter(minor=True))
         sa.axhline(thr, color="grey", ls=":", lw=0.8)
         qa.set_title(name, fontsize=7)
         if i % cols == 0:
@@ -456,6 +469,13 @@ def plot_curves(seeds: dict[str, list[SeedRun]], records, p):
                  "predicted_at, dashed: diverged_at (one colour per seed)", fontsize=10)
     fig.tight_layout()
     return fig
+
+
+def _steps_formatter(minor: bool = False):
+    """Step ticks as plain numbers (1,000 not 10³); minor ticks unlabelled."""
+    from matplotlib.ticker import FuncFormatter, NullFormatter
+
+    return NullFormatter() if minor else FuncFormatter(lambda v, _: f"{v:,.0f}")
 
 
 # -- the section -----------------------------------------------------------------------------
@@ -507,7 +527,10 @@ def markdown(results: dict[str, Any], p: dict[str, Any]) -> str:
         _row("**held out** (" + ", ".join(sorted({c['dataset'] for c in p['held_out']}))
              + ")", o), "",
         "Targets on the held-out family: recall ≥ 90 %, false alarms ≤ 10 %, median lead ≥ 30 "
-        "% of the time to the ceiling. " + verdict_line(o), "",
+        "% of the time to the ceiling. " + verdict_line(o)
+        + (f" Of the {o['false_alarms']} false alarms, {o['false_alarms_q_still_rising']} "
+           "had |Q| still rising at the end (≥ 2× its value halfway through the run): calm "
+           "within the run, not necessarily for good." if o["false_alarms"] else ""), "",
         "### Which signal predicts (held-out runs, each rule replayed on the same logs)", "",
         *HEADER]
     lines += [_row(name, s) for name, s in results["alternatives"].items()]
