@@ -23,7 +23,7 @@ first falls through a window (e.g. from 0.5 to 0.25, i.e. |Q| from 2 to 4) with
 actual crash is the first iteration whose mean Q is non-finite or above `crash_limit`.
 SEEM (diagnostics/seem.py) is measured every `seem_every` iterations on all transitions with
 X* = (s', argmax_k Q(s', a_k)), the action the max backup uses; "self-exciting" means above
-the online verdict's calibrated threshold (`VerdictConfig.seem_threshold`, 0.1), which was
+the online verdict's calibrated threshold (`VerdictConfig.seem_threshold`), which was
 fixed on other runs, not on this one.
 """
 
