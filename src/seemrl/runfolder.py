@@ -39,7 +39,12 @@ class RunStatus:
     @property
     def finished(self) -> bool:
         """At its last step, or every seed stopped."""
-        return self.step >= self.steps or (bool(self.seeds) and not any(
+        return self.finished_for(self.steps)
+
+    def finished_for(self, steps: int) -> bool:
+        """At `steps` (a larger value than the run's makes a finished run resumable), or
+        every seed stopped."""
+        return self.step >= steps or (bool(self.seeds) and not any(
             s.active for s in self.seeds.values()))
 
 

@@ -106,12 +106,10 @@ def read_status(run_dir: str | pathlib.Path) -> dict[str, Any] | None:
 def is_finished(run_dir: str | pathlib.Path, steps: int | None = None) -> bool:
     """A run is finished when it reached its last step (or `steps`, when given: a larger
     value makes a finished run resumable) or every seed stopped (diverged)."""
-    status = read_status(run_dir)
-    if status is None:
-        return False
-    if status["step"] >= (status["steps"] if steps is None else steps):
-        return True
-    return bool(status["seeds"]) and not any(s["active"] for s in status["seeds"].values())
+    from seemrl import runfolder
+
+    status = runfolder.read_status(run_dir)
+    return status is not None and status.finished_for(status.steps if steps is None else steps)
 
 
 def build_configs(spec: RunSpec):
