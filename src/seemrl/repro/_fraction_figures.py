@@ -78,8 +78,8 @@ def difference(cells: list[dict[str, Any]], summary: dict[str, Any]):
                           label="paper, Σ 9 datasets (right axis)")]
     fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 6), fontsize=8)
     fig.suptitle("LayerNorm critic minus plain critic (Fig. 9's layout): score = mean of the "
-                 "last evaluations; left axes here, right axes the paper")
-    fig.tight_layout(rect=(0, 0.08, 1, 0.95))
+                 "last evaluations\nleft axes: here; right axes: the paper")
+    fig.tight_layout(rect=(0, 0.08, 1, 0.92))
     return fig
 
 
