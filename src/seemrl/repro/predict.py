@@ -484,7 +484,7 @@ def _n(x) -> str:
 
 
 def _pct(x) -> str:
-    return "—" if x is None else f"{100 * x:.0f} %"
+    return "—" if x is None else f"{100 * x:.1f} %"
 
 
 def _f2(x) -> str:
