@@ -231,3 +231,40 @@ def test_jax_example_predicts_before_the_ceiling_and_layernorm_stays_quiet():
     assert out["predicted_at"] is not None and out["predicted_at"] < out["diverged_at"]
     quiet = ex.main(["--steps", "400", "--layer-norm"])
     assert quiet["predicted_at"] is None and quiet["diverged_at"] is None
+
+
+def test_td_grams_finds_every_dense_kernel_of_a_critic():
+    """The structured path sees the Dense kernels of a seemrl critic (LayerNorm included) in
+    its jaxpr and leaves biases and norm parameters to exact per-sample gradients."""
+    cfg, net, params = _qnet("layernorm")
+    d = {k: jnp.asarray(v, jnp.float32) for k, v in _data().items()}
+    pairs, rest = ntk._structured_features(lambda p, o, a: net.apply(p, o, a), params,
+                                           d["obs"], d["act"])
+    kernels = [x for x in jax.tree.leaves(params) if x.ndim == 2]
+    assert [(h.shape[1], dl.shape[1]) for h, dl in pairs] == [k.shape for k in kernels]
+    assert rest.shape == (d["obs"].shape[0], ntk.num_params(params) - sum(k.size for k in kernels))
+
+
+def test_td_grams_exact_for_a_weight_used_twice():
+    """A weight applied twice per sample has rank-two per-sample gradients: td_grams must leave
+    it to exact per-sample gradients, not factor it."""
+    rng = np.random.default_rng(1)
+    params = {"w_in": jnp.asarray(rng.standard_normal((4, 8)) / 2, jnp.float32),
+              "w_shared": jnp.asarray(rng.standard_normal((8, 8)) / 3, jnp.float32),
+              "w_out": jnp.asarray(rng.standard_normal(8) / 3, jnp.float32)}
+
+    def q(p, o, a):
+        h = jnp.tanh(jnp.concatenate([o, a], -1) @ p["w_in"])
+        h = jnp.tanh(h @ p["w_shared"])
+        return jnp.tanh(h @ p["w_shared"]) @ p["w_out"]
+
+    obs, nxt = (jnp.asarray(rng.standard_normal((16, 3)), jnp.float32) for _ in range(2))
+    act = jnp.asarray(rng.standard_normal((16, 1)), jnp.float32)
+    pairs, _ = ntk._structured_features(q, params, obs, act)
+    assert len(pairs) == 1            # w_in; not w_shared (used twice), not the vector w_out
+    c = jnp.full((16,), 0.9)
+    A, g = ntk.td_grams(q, params, obs, act, nxt, act, c)
+    g_ref = ntk.gram(q, params, obs, act)
+    a_ref = c[:, None] * ntk.gram(q, params, nxt, act, obs, act) - g_ref
+    np.testing.assert_allclose(g, g_ref, rtol=1e-4, atol=1e-5 * float(jnp.abs(g_ref).max()))
+    np.testing.assert_allclose(A, a_ref, rtol=1e-4, atol=1e-5 * float(jnp.abs(a_ref).max()))

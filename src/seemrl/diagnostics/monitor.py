@@ -21,9 +21,11 @@ run folder):
 
 Critics:
 
-* a pure JAX `q(params, obs (N, ·), act (N, ·)) -> (N,)`: per-sample gradients by vmap(grad)
-  and one matmul (`ntk.td_grams`), reusing `probe.probe_metrics` compiled once (its
-  eigenvalue found on the host after the call: see `host_eig` there);
+* a pure JAX `q(params, obs (N, ·), act (N, ·)) -> (N,)`: `ntk.td_grams` finds the h @ W
+  kernels in q's jaxpr and forms their Gram terms from activations and backprop signals (as
+  the MLP fast path does), the other leaves from exact per-sample gradients; it reuses
+  `probe.probe_metrics` compiled once (its eigenvalue found on the host after the call: see
+  `host_eig` there);
 * a seemrl `MLPConfig` (params: a `networks.Critic` ensemble, head `head` is measured): the
   driver's exact fast NTK path;
 * a PyTorch `nn.Module` `module(obs, act) -> (N,)` or (N, 1), read live at each step (torch is

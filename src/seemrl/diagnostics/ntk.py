@@ -130,30 +130,154 @@ def gram(q: QFn, params, obs_u: jnp.ndarray, act_u: jnp.ndarray,
 TD_GRAMS_MAX_NP = 2**27
 
 
+def _dense_kernels(jaxpr, n_leaves: int, n: int) -> dict[int, int]:
+    """{equation index: leaf index} for every parameter leaf whose one and only use in q is
+    as the right operand of a plain matmul h @ W, with h of shape (n, fan_in).
+
+    Its per-sample gradient is then h_i δ_iᵀ, δ = ∂Q/∂(h @ W). Anything else (a bias, a
+    LayerNorm scale, a weight used twice or inside a nested call, a batched or transposed
+    contraction) is left to the exact per-sample gradients.
+    """
+    from jax.extend.core import Var
+
+    index = {v: i for i, v in enumerate(jaxpr.invars[:n_leaves])}
+    uses: dict[int, list[tuple[int, int]]] = {i: [] for i in range(n_leaves)}
+    for k, eqn in enumerate(jaxpr.eqns):
+        for pos, v in enumerate(eqn.invars):
+            if isinstance(v, Var) and v in index:
+                uses[index[v]].append((k, pos))
+    for v in jaxpr.outvars:
+        if isinstance(v, Var) and v in index:
+            uses[index[v]].append((-1, -1))
+    found = {}
+    for leaf, where in uses.items():
+        if len(where) != 1 or where[0][1] != 1:
+            continue
+        eqn = jaxpr.eqns[where[0][0]]
+        if eqn.primitive.name != "dot_general":
+            continue
+        (lc, rc), (lb, rb) = eqn.params["dimension_numbers"]
+        lhs, rhs = eqn.invars[0].aval, eqn.invars[1].aval
+        if (not lb and not rb and tuple(lc) == (1,) and tuple(rc) == (0,) and lhs.ndim == 2
+                and rhs.ndim == 2 and lhs.shape[0] == n):
+            found[where[0][0]] = leaf
+    return found
+
+
+def _structured_features(q: QFn, params, obs: jnp.ndarray, act: jnp.ndarray):
+    """Per-sample NTK features of any pure q, without forming its per-sample gradients.
+
+    q is traced once to a jaxpr; each parameter used once as the W of h @ W (the Dense
+    kernels of an MLP, however it is written) is found there, and q is re-run with a zero
+    perturbation added to that product: one backward pass of ΣQ gives every sample's δ (rows
+    do not interact), and the forward pass its h. The remaining leaves (biases, norms,
+    shared weights) get exact per-sample gradients by vmap(grad), which costs little once
+    the kernels are out of it.
+
+    Returns:
+      (pairs [(H (N, fan_in), Δ (N, fan_out))], Φ_rest (N, P_rest)), or None when q has
+      no such kernel or its jaxpr cannot be read.
+    """
+    from jax.extend.core import Literal
+
+    leaves, treedef = jax.tree.flatten(params)
+    n = obs.shape[0]
+
+    def flat_q(ls, o, a):
+        return q(jax.tree.unflatten(treedef, ls), o, a)
+
+    try:
+        shapes = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype),
+                              (leaves, obs, act))
+        closed = jax.make_jaxpr(flat_q)(*shapes)
+    except Exception:  # a q this reader cannot trace on its own: use the exact path
+        return None
+    jaxpr = closed.jaxpr
+    kernels = _dense_kernels(jaxpr, len(leaves), n)
+    if not kernels or len(jaxpr.outvars) != 1:
+        return None
+
+    def run(perts):
+        env = dict(zip(jaxpr.constvars, closed.consts, strict=True))
+        env.update(zip(jaxpr.invars, [*leaves, obs, act], strict=True))
+
+        def read(v):
+            return v.val if isinstance(v, Literal) else env[v]
+
+        inputs = {}
+        for k, eqn in enumerate(jaxpr.eqns):
+            invals = [read(v) for v in eqn.invars]
+            bind = eqn.primitive.get_bind_params(eqn.params)   # (subfuns, params) before 0.7
+            subfuns, bind = bind if isinstance(bind, tuple) else ((), bind)
+            with eqn.ctx.manager:
+                out = eqn.primitive.bind(*subfuns, *invals, **bind)
+            if k in kernels:
+                inputs[k] = invals[0]
+                out = out + perts[k]
+            if eqn.primitive.multiple_results:
+                env.update(zip(eqn.outvars, out, strict=True))
+            else:
+                env[eqn.outvars[0]] = out
+        return jnp.sum(read(jaxpr.outvars[0])), inputs
+
+    zeros = {k: jnp.zeros(jaxpr.eqns[k].outvars[0].aval.shape, obs.dtype) for k in kernels}
+    deltas, inputs = jax.grad(run, has_aux=True)(zeros)
+    pairs = [(inputs[k], deltas[k]) for k in sorted(kernels)]
+
+    rest = [i for i in range(len(leaves)) if i not in kernels.values()]
+    if not rest:
+        return pairs, jnp.zeros((n, 0), obs.dtype)
+
+    def q_rest(rest_leaves, o, a):
+        ls = list(leaves)
+        for i, x in zip(rest, rest_leaves, strict=True):
+            ls[i] = x
+        return flat_q(ls, o[None], a[None])[0]
+
+    g = jax.vmap(jax.grad(q_rest), in_axes=(None, 0, 0))([leaves[i] for i in rest], obs, act)
+    return pairs, _flatten_rows(g)
+
+
 def td_grams(q: QFn, params, obs: jnp.ndarray, act: jnp.ndarray, next_obs: jnp.ndarray,
              next_act: jnp.ndarray, c: jnp.ndarray) -> tuple[jnp.ndarray, jnp.ndarray]:
     """A = diag(c) G(X*, X) − G(X, X) and G(X, X) for any pure q, unscaled.
 
-    Per-sample gradients of X and X* are formed once each (vmap of grad) and both blocks come
-    from one matmul, [diag(c) Φ(X*) − Φ(X); Φ(X)] Φ(X)ᵀ: ≈ 2·N²·P flops and N·P floats twice,
-    against two JVP passes per row of U in `gram` (≈ 4× slower at N = 256, P = 70k). As in the
-    MLP fast path, the rows of A are formed from the difference of the features, not as the
-    difference of two float32 Grams. Falls back to `gram` when N·P > TD_GRAMS_MAX_NP.
+    Structured (`_structured_features`): each kernel W of an h @ W contributes
+    (H Hᵀ) ⊙ (Δ Δᵀ), ≈ N²·(fan_in + fan_out) flops instead of N²·fan_in·fan_out, as the MLP
+    fast path does for seemrl's networks; found in q's jaxpr, so any JAX MLP qualifies.
+    Its A-term a'b' − ab (a = H Hᵀ, b = Δ Δᵀ, primes the X* rows, c folded into b') is formed
+    as a'(b' − b) + (a' − a)b from feature differences, so X* near X loses no precision to
+    cancellation. The other leaves: [diag(c) Φ*(X*) − Φ(X)] Φ(X)ᵀ from their per-sample
+    gradients. A q with no such kernel (or one that cannot be traced alone) gets per-sample
+    gradients of everything and that one matmul (≈ 2·N²·P flops); above
+    N·P > TD_GRAMS_MAX_NP the chunked JVPs of `gram`, never holding Φ.
 
     Args:
-      q: pure q(params, obs, act) -> (N,).
+      q: pure q(params, obs, act) -> (N,), rows independent.
       obs, act: X, (N, ·). next_obs, next_act: X*, (N, ·). c: (N,) row weights γ·(1 − d).
 
     Returns:
       (A (N, N), G(X, X) (N, N)).
     """
     n = obs.shape[0]
+    fx = _structured_features(q, params, obs, act)
+    fs = None if fx is None else _structured_features(q, params, next_obs, next_act)
+    cc = c[:, None]
+    if fs is not None:
+        (pairs_x, rest_x), (pairs_s, rest_s) = fx, fs
+        A = (cc * rest_s - rest_x) @ rest_x.T
+        g_xx = rest_x @ rest_x.T
+        for (h, d), (h_s, d_s) in zip(pairs_x, pairs_s, strict=True):
+            a, b = h @ h.T, d @ d.T
+            A = A + (h_s @ h.T) * ((cc * d_s - d) @ d.T) + ((h_s - h) @ h.T) * b
+            g_xx = g_xx + a * b
+        return A, g_xx
     if n * num_params(params) > TD_GRAMS_MAX_NP:
         g_xx = gram(q, params, obs, act)
-        return c[:, None] * gram(q, params, next_obs, next_act, obs, act) - g_xx, g_xx
+        return cc * gram(q, params, next_obs, next_act, obs, act) - g_xx, g_xx
     phi_x = per_sample_grads(q, params, obs, act)
     phi_s = per_sample_grads(q, params, next_obs, next_act)
-    both = jnp.concatenate([c[:, None] * phi_s - phi_x, phi_x]) @ phi_x.T
+    both = jnp.concatenate([cc * phi_s - phi_x, phi_x]) @ phi_x.T
     return both[:n], both[n:]
 
 

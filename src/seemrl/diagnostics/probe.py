@@ -79,7 +79,7 @@ def probe_metrics(critic: MLPConfig | ntk.QFn, critic_params, policy_fn: Callabl
     Args:
       critic: an MLPConfig (critic_params is a `networks.Critic` ensemble; head `head` is
         measured with the fast exact NTK path) or any pure q(critic_params, obs, act) -> (N,)
-        (generic path: `ntk.td_grams`, ≈ 2·N²·P flops).
+        (generic path: `ntk.td_grams`, structured for the h @ W kernels it finds in q).
       critic_params: critic parameters.
       policy_fn: pure policy_fn(actor_params, obs (N, obs_dim)) -> (N, act_dim) giving X*:
         the current actor without noise is the authors' choice; a target actor with TD3's
