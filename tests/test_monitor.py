@@ -234,15 +234,25 @@ def test_jax_example_predicts_before_the_ceiling_and_layernorm_stays_quiet():
 
 
 def test_td_grams_finds_every_dense_kernel_of_a_critic():
-    """The structured path sees the Dense kernels of a seemrl critic (LayerNorm included) in
-    its jaxpr and leaves biases and norm parameters to exact per-sample gradients."""
-    cfg, net, params = _qnet("layernorm")
+    """The structured path sees the Dense kernels of a seemrl critic (LayerNorm included), and
+    of one head of a critic ensemble (kernels sliced out of the stacked leaves), in the jaxpr,
+    leaves biases and norm parameters to exact per-sample gradients, and equals the JVP Gram."""
     d = {k: jnp.asarray(v, jnp.float32) for k, v in _data().items()}
-    pairs, rest = ntk._structured_features(lambda p, o, a: net.apply(p, o, a), params,
-                                           d["obs"], d["act"])
-    kernels = [x for x in jax.tree.leaves(params) if x.ndim == 2]
-    assert [(h.shape[1], dl.shape[1]) for h, dl in pairs] == [k.shape for k in kernels]
-    assert rest.shape == (d["obs"].shape[0], ntk.num_params(params) - sum(k.size for k in kernels))
+    c = 0.9 * (1 - d["done"])
+    cfg, net, params = _qnet("layernorm")
+    ensemble = Critic(cfg).init(jax.random.key(1), d["obs"][:1], d["act"][:1])
+    for q, p, kernel_ndim in ((lambda p, o, a: net.apply(p, o, a), params, 2),
+                              (q_head_fn(cfg, 1), ensemble, 3)):
+        pairs, rest = ntk._structured_features(q, p, d["obs"], d["act"])
+        kernels = [x for x in jax.tree.leaves(params) if x.ndim == 2]
+        assert [(h.shape[1], dl.shape[1]) for h, dl in pairs] == [k.shape for k in kernels]
+        assert rest.shape == (d["obs"].shape[0], ntk.num_params(p) - sum(
+            x.size for x in jax.tree.leaves(p) if x.ndim == kernel_ndim))
+        A, g = ntk.td_grams(q, p, d["obs"], d["act"], d["next_obs"], d["act"], c)
+        g_ref = ntk.gram(q, p, d["obs"], d["act"])
+        a_ref = c[:, None] * ntk.gram(q, p, d["next_obs"], d["act"], d["obs"], d["act"]) - g_ref
+        np.testing.assert_allclose(g, g_ref, rtol=1e-4, atol=1e-5 * float(jnp.abs(g_ref).max()))
+        np.testing.assert_allclose(A, a_ref, rtol=1e-4, atol=1e-5 * float(jnp.abs(a_ref).max()))
 
 
 def test_td_grams_exact_for_a_weight_used_twice():

@@ -130,9 +130,17 @@ def gram(q: QFn, params, obs_u: jnp.ndarray, act_u: jnp.ndarray,
 TD_GRAMS_MAX_NP = 2**27
 
 
+# Ops that only pick or rearrange a leaf's entries (each entry used at most once), so a
+# kernel reached through them (e.g. one head's slice of an ensemble) keeps the Gram term
+# (h_i·h_j)(δ_i·δ_j): for such a map L, L Lᵀ = I.
+_SELECTIONS = frozenset({"slice", "squeeze", "reshape", "transpose", "convert_element_type",
+                         "dynamic_slice", "copy", "copy_p"})
+
+
 def _dense_kernels(jaxpr, n_leaves: int, n: int) -> dict[int, int]:
     """{equation index: leaf index} for every parameter leaf whose one and only use in q is
-    as the right operand of a plain matmul h @ W, with h of shape (n, fan_in).
+    as the right operand of a plain matmul h @ W, with h of shape (n, fan_in), reached
+    directly or through selections (`_SELECTIONS`, each intermediate used once).
 
     Its per-sample gradient is then h_i δ_iᵀ, δ = ∂Q/∂(h @ W). Anything else (a bias, a
     LayerNorm scale, a weight used twice or inside a nested call, a batched or transposed
@@ -140,17 +148,20 @@ def _dense_kernels(jaxpr, n_leaves: int, n: int) -> dict[int, int]:
     """
     from jax.extend.core import Var
 
-    index = {v: i for i, v in enumerate(jaxpr.invars[:n_leaves])}
-    uses: dict[int, list[tuple[int, int]]] = {i: [] for i in range(n_leaves)}
+    uses: dict = {}
     for k, eqn in enumerate(jaxpr.eqns):
         for pos, v in enumerate(eqn.invars):
-            if isinstance(v, Var) and v in index:
-                uses[index[v]].append((k, pos))
+            if isinstance(v, Var):
+                uses.setdefault(v, []).append((k, pos))
     for v in jaxpr.outvars:
-        if isinstance(v, Var) and v in index:
-            uses[index[v]].append((-1, -1))
+        if isinstance(v, Var):
+            uses.setdefault(v, []).append((-1, -1))
     found = {}
-    for leaf, where in uses.items():
+    for leaf, var in enumerate(jaxpr.invars[:n_leaves]):
+        where = uses.get(var, [])
+        while (len(where) == 1 and where[0][1] == 0
+               and jaxpr.eqns[where[0][0]].primitive.name in _SELECTIONS):
+            where = uses.get(jaxpr.eqns[where[0][0]].outvars[0], [])
         if len(where) != 1 or where[0][1] != 1:
             continue
         eqn = jaxpr.eqns[where[0][0]]
