@@ -249,18 +249,39 @@ def _structured_features(q: QFn, params, obs: jnp.ndarray, act: jnp.ndarray):
     return pairs, _flatten_rows(g)
 
 
+def structured_td_grams(q: QFn, params, obs: jnp.ndarray, act: jnp.ndarray,
+                        next_obs: jnp.ndarray, next_act: jnp.ndarray, c: jnp.ndarray):
+    """(A, G(X, X)) as `td_grams` from `_structured_features`, or None when q has no h @ W
+    kernel this path can find.
+
+    Each kernel contributes (H Hᵀ) ⊙ (Δ Δᵀ) to G(X, X): ≈ N²·(fan_in + fan_out) flops
+    instead of N²·fan_in·fan_out. Its A-term a'b' − ab (a = H Hᵀ, b = Δ Δᵀ, primes the X*
+    rows, c folded into b') is formed as a'(b' − b) + (a' − a)b from feature differences, so
+    X* near X loses no precision to cancellation. The other leaves: [diag(c) Φ(X*) − Φ(X)]
+    Φ(X)ᵀ from their per-sample gradients.
+    """
+    fx = _structured_features(q, params, obs, act)
+    fs = None if fx is None else _structured_features(q, params, next_obs, next_act)
+    if fs is None:
+        return None
+    (pairs_x, rest_x), (pairs_s, rest_s) = fx, fs
+    cc = c[:, None]
+    A = (cc * rest_s - rest_x) @ rest_x.T
+    g_xx = rest_x @ rest_x.T
+    for (h, d), (h_s, d_s) in zip(pairs_x, pairs_s, strict=True):
+        a, b = h @ h.T, d @ d.T
+        A = A + (h_s @ h.T) * ((cc * d_s - d) @ d.T) + ((h_s - h) @ h.T) * b
+        g_xx = g_xx + a * b
+    return A, g_xx
+
+
 def td_grams(q: QFn, params, obs: jnp.ndarray, act: jnp.ndarray, next_obs: jnp.ndarray,
              next_act: jnp.ndarray, c: jnp.ndarray) -> tuple[jnp.ndarray, jnp.ndarray]:
     """A = diag(c) G(X*, X) − G(X, X) and G(X, X) for any pure q, unscaled.
 
-    Structured (`_structured_features`): each kernel W of an h @ W contributes
-    (H Hᵀ) ⊙ (Δ Δᵀ), ≈ N²·(fan_in + fan_out) flops instead of N²·fan_in·fan_out, as the MLP
-    fast path does for seemrl's networks; found in q's jaxpr, so any JAX MLP qualifies.
-    Its A-term a'b' − ab (a = H Hᵀ, b = Δ Δᵀ, primes the X* rows, c folded into b') is formed
-    as a'(b' − b) + (a' − a)b from feature differences, so X* near X loses no precision to
-    cancellation. The other leaves: [diag(c) Φ*(X*) − Φ(X)] Φ(X)ᵀ from their per-sample
-    gradients. A q with no such kernel (or one that cannot be traced alone) gets per-sample
-    gradients of everything and that one matmul (≈ 2·N²·P flops); above
+    `structured_td_grams` when q's jaxpr has h @ W kernels (any JAX MLP, however it is
+    written: the MLP fast path's speed). Otherwise per-sample gradients of everything and
+    one matmul, [diag(c) Φ(X*) − Φ(X); Φ(X)] Φ(X)ᵀ (≈ 2·N²·P flops), or above
     N·P > TD_GRAMS_MAX_NP the chunked JVPs of `gram`, never holding Φ.
 
     Args:
@@ -270,19 +291,11 @@ def td_grams(q: QFn, params, obs: jnp.ndarray, act: jnp.ndarray, next_obs: jnp.n
     Returns:
       (A (N, N), G(X, X) (N, N)).
     """
+    out = structured_td_grams(q, params, obs, act, next_obs, next_act, c)
+    if out is not None:
+        return out
     n = obs.shape[0]
-    fx = _structured_features(q, params, obs, act)
-    fs = None if fx is None else _structured_features(q, params, next_obs, next_act)
     cc = c[:, None]
-    if fs is not None:
-        (pairs_x, rest_x), (pairs_s, rest_s) = fx, fs
-        A = (cc * rest_s - rest_x) @ rest_x.T
-        g_xx = rest_x @ rest_x.T
-        for (h, d), (h_s, d_s) in zip(pairs_x, pairs_s, strict=True):
-            a, b = h @ h.T, d @ d.T
-            A = A + (h_s @ h.T) * ((cc * d_s - d) @ d.T) + ((h_s - h) @ h.T) * b
-            g_xx = g_xx + a * b
-        return A, g_xx
     if n * num_params(params) > TD_GRAMS_MAX_NP:
         g_xx = gram(q, params, obs, act)
         return cc * gram(q, params, next_obs, next_act, obs, act) - g_xx, g_xx

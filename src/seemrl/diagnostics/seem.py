@@ -10,13 +10,14 @@ is the operator that actually multiplies the residual. The authors did not mask;
 `done=None` to reproduce their numbers (on locomotion data < 1 % of transitions are terminal,
 so the two rarely differ).
 
-Computation: A = B Φ(X)ᵀ with rows b_i = ∇_θ[γ c_i Q(x*_i) − Q(x_i)] — one per-sample gradient
-per row and one JVP of Q linearised on X, i.e. half the work of forming both Gram blocks.
+Computation: when q's jaxpr has h @ W kernels (any JAX MLP), A is formed from each kernel's
+layer inputs and backprop signals (`ntk.structured_td_grams`, O(N²·Σwidths)); otherwise
+A = B Φ(X)ᵀ with rows b_i = ∇_θ[γ c_i Q(x*_i) − Q(x_i)] — one per-sample gradient per row and
+one JVP of Q linearised on X, i.e. half the work of forming both Gram blocks (O(N²P)).
 
 * method="dense": A formed (chunked, never Φ), then its rightmost eigenpair: LAPACK geev
   (float64, host) for N ≤ 128, above that Krylov–Schur on the formed matrix (`krylov.py`:
-  ~150–250 products of O(N²) instead of O(N³); full geev if it does not converge). O(N²P) to
-  form A; the fast MLP path (`seem_mlp`) forms it in O(N²·Σwidths).
+  ~150–250 products of O(N²) instead of O(N³); full geev if it does not converge).
 * method="matrix_free": A·v = γ c ⊙ Φ*(Φᵀv) − Φ(Φᵀv) by one VJP and two JVPs; the rightmost
   eigenvalue by the same Krylov–Schur solver on that operator (`krylov.py`); ‖A‖_F² =
   tr(AᵀA) by a Hutch++-style randomised estimator (exact on a sketched top subspace plus
@@ -75,7 +76,10 @@ def _mask(gamma: float, done, n: int) -> jnp.ndarray:
 
 def seem_matrix(q: ntk.QFn, params, obs, act, next_obs, next_act, gamma: float = 0.99,
                 done=None, *, scale: bool = False, chunk_size: int = 256) -> jnp.ndarray:
-    """A = γ diag(1−d) G(X*, X) − G(X, X) for any pure q, chunked: (N, N).
+    """A = γ diag(1−d) G(X*, X) − G(X, X) for any pure q: (N, N).
+
+    By `ntk.structured_td_grams` when q's jaxpr has h @ W kernels (exact; the MLP fast path's
+    cost), else B Φᵀ chunk by chunk (below).
 
     Args:
       q: pure q(params, obs (N, ·), act (N, ·)) -> (N,).
@@ -84,6 +88,9 @@ def seem_matrix(q: ntk.QFn, params, obs, act, next_obs, next_act, gamma: float =
       scale: divide per-sample gradients by √P. chunk_size: rows of B held at once.
     """
     c = _mask(gamma, done, obs.shape[0])
+    structured = ntk.structured_td_grams(q, params, obs, act, next_obs, next_act, c)
+    if structured is not None:
+        return structured[0] / ntk.num_params(params) if scale else structured[0]
     _, jvp_x = jax.linearize(lambda p: q(p, obs, act), params)
 
     def td_q(p, o, a, os, as_, ci):
