@@ -37,28 +37,26 @@ has the details.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import dataclasses
 import datetime
 import json
 import os
 import pathlib
-import shutil
 import signal
 import time
 import traceback
 from collections.abc import Sequence
 from typing import Any
 
-from seemrl import checkpoint
-from seemrl import config as config_lib
+from seemrl import checkpoint, process, runconfig, runfolder
 from seemrl.config import ConfigError
 from seemrl.types import Terminated
 
 ENGINES = ("local", "ray")
 CANCEL_WAIT_S = 300.0
 """How long an interrupted sweep waits for its cancelled Ray tasks to save their runs."""
-RUN_FILES = ("config.json", "metrics.jsonl", "status.json", "normalizer.json", "error.txt")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -91,35 +89,11 @@ class RunResult:
     seconds: float = 0.0
 
 
-# -- the grid ---------------------------------------------------------------------------------
 # -- one run ----------------------------------------------------------------------------------
 def read_status(run_dir: str | pathlib.Path) -> dict[str, Any] | None:
-    path = pathlib.Path(run_dir) / "status.json"
-    if not path.is_file():
-        return None
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError:
-        return None
-
-
-def is_finished(run_dir: str | pathlib.Path, steps: int | None = None) -> bool:
-    """A run is finished when it reached its last step (or `steps`, when given: a larger
-    value makes a finished run resumable) or every seed stopped (diverged)."""
-    from seemrl import runfolder
-
+    """RUN's status.json in today's layout (`runfolder.RunStatus.to_dict`), or None."""
     status = runfolder.read_status(run_dir)
-    return status is not None and status.finished_for(status.steps if steps is None else steps)
-
-
-def build_configs(spec: RunSpec):
-    """(TrainConfig, algorithm Config) of a spec; ConfigError on unknown options."""
-    from seemrl import algos
-    from seemrl.train import TrainConfig
-
-    train_cfg = config_lib.build(TrainConfig, spec.train)
-    algo_cfg = config_lib.build(algos.get(train_cfg.algo).Config, spec.algo)
-    return train_cfg, algo_cfg
+    return None if status is None else status.to_dict()
 
 
 def validate(specs: Sequence[RunSpec]) -> None:
@@ -127,7 +101,7 @@ def validate(specs: Sequence[RunSpec]) -> None:
     check_distinct(specs)
     for spec in specs:
         try:
-            build_configs(spec)
+            runconfig.build(spec.train, spec.algo)
         except ConfigError as e:
             raise ConfigError(f"run {spec.name}: {e}") from None
 
@@ -149,20 +123,21 @@ def run_one(spec: RunSpec, out: str | pathlib.Path, progress: bool = False,
     run_dir = pathlib.Path(out) / spec.name
     t0 = time.perf_counter()
     try:
-        train_cfg, algo_cfg = build_configs(spec)
-        saved = _saved_config(run_dir)
+        cfg = runconfig.build(spec.train, spec.algo)
+        saved = runconfig.saved(run_dir)
         if saved is not None:
-            _check_same_run(run_dir, saved, train_cfg, algo_cfg)
-        if is_finished(run_dir, train_cfg.steps):
+            _check_same_run(run_dir, saved, spec)
+        if runfolder.is_finished(run_dir, cfg.train.steps):
             return RunResult(spec.name, str(run_dir), "skipped", read_status(run_dir))
         resume = checkpoint.exists(run_dir)
-        if not resume:
+        if resume and saved is not None:
+            cfg = runconfig.resumed(saved, *cfg.to_dict().values())
+        elif not resume:
             _clear_partial(run_dir)  # JsonlLogger appends: a fresh start needs a clean folder
-        if "seed_groups" not in spec.train:
-            groups = ((saved or {}).get("train") or {}).get("seed_groups", 0) if resume \
-                else seed_groups
-            train_cfg = dataclasses.replace(train_cfg, seed_groups=groups)
-        status = Trainer(train_cfg, algo_cfg, run_dir).run(resume=resume, progress=progress,
+            if "seed_groups" not in spec.train:  # the engine's share of the cores
+                cfg = dataclasses.replace(cfg, train=dataclasses.replace(
+                    cfg.train, seed_groups=seed_groups))
+        status = Trainer(cfg.train, cfg.algo, run_dir).run(resume=resume, progress=progress,
                                                            console=console)
     except KeyboardInterrupt:
         raise
@@ -170,11 +145,11 @@ def run_one(spec: RunSpec, out: str | pathlib.Path, progress: bool = False,
         if not isinstance(e, ForeignRunError):  # never write into another run's folder
             with contextlib.suppress(OSError):  # a full disk: the error is in the result
                 run_dir.mkdir(parents=True, exist_ok=True)
-                (run_dir / "error.txt").write_text(traceback.format_exc())
-        status = None if isinstance(e, ForeignRunError) else read_status(run_dir)
-        return RunResult(spec.name, str(run_dir), "failed", status, _one_line(e),
+                runfolder.path(run_dir, runfolder.ERROR).write_text(traceback.format_exc())
+        known = None if isinstance(e, ForeignRunError) else read_status(run_dir)
+        return RunResult(spec.name, str(run_dir), "failed", known, _one_line(e),
                          seconds=time.perf_counter() - t0)
-    (run_dir / "error.txt").unlink(missing_ok=True)  # from an earlier, failed attempt
+    runfolder.path(run_dir, runfolder.ERROR).unlink(missing_ok=True)  # an earlier attempt's
     return RunResult(spec.name, str(run_dir), "finished", status,
                      seconds=time.perf_counter() - t0)
 
@@ -221,9 +196,7 @@ def run_sweep(specs: Sequence[RunSpec], out: str | pathlib.Path, *, engine: str 
     out.mkdir(parents=True, exist_ok=True)
     record = SweepRecord(out, specs, engine=engine, workers=workers, address=address,
                          retries=retries)
-    from seemrl.train import sigterm_interrupts
-
-    with sigterm_interrupts() as caught:  # SIGTERM stops the sweep as Ctrl-C does
+    with process.sigterm_interrupts() as caught:  # SIGTERM stops the sweep as Ctrl-C does
         try:
             if ray is not None:
                 return _run_ray(ray, specs, out, record, address, retries, cpus_per_run,
@@ -259,7 +232,8 @@ class SweepRecord:
 
     def __init__(self, out: pathlib.Path, specs: Sequence[RunSpec], **settings):
         self.path = out / "sweep.json"
-        self.data = {"settings": settings, "started": _now(), "updated": _now(), "runs": [
+        self.data: dict[str, Any] = {
+            "settings": settings, "started": _now(), "updated": _now(), "runs": [
             {"name": s.name, "train": s.train, "algo": s.algo, "outcome": "pending"}
             for s in specs]}
         self._write()
@@ -453,13 +427,13 @@ def print_plan(specs: Sequence[RunSpec], out, console=None) -> None:
     for col in ("dataset", "algo", "seeds", "steps", "folder"):
         table.add_column(col)
     for s in specs:
-        cfg, algo_cfg = build_configs(s)
+        cfg = runconfig.build(s.train, s.algo).train
         run_dir = pathlib.Path(out) / s.name
-        saved, state = _saved_config(run_dir), ""
+        saved, state = runconfig.saved(run_dir), ""
         if saved is not None:
             try:
-                _check_same_run(run_dir, saved, cfg, algo_cfg)
-                state = "finished" if is_finished(run_dir, cfg.steps) else "started"
+                _check_same_run(run_dir, saved, s)
+                state = "finished" if runfolder.is_finished(run_dir, cfg.steps) else "started"
             except ForeignRunError:
                 state = "[red]another run[/red]"
         table.add_row(s.name, cfg.dataset, cfg.algo, " ".join(map(str, cfg.seeds)),
@@ -469,42 +443,30 @@ def print_plan(specs: Sequence[RunSpec], out, console=None) -> None:
 
 # -- helpers ----------------------------------------------------------------------------------
 def check_distinct(specs: Sequence[RunSpec]) -> None:
-    seen: set[str] = set()
-    twice = sorted({s.name for s in specs if s.name in seen or seen.add(s.name)})
+    counts = collections.Counter(s.name for s in specs)
+    twice = sorted(name for name, n in counts.items() if n > 1)
     if twice:
         raise ConfigError(f"sweep run names must be distinct: {', '.join(twice)} "
                           "(two datasets with the same file name?)")
 
 
-def _saved_config(run_dir: pathlib.Path) -> dict[str, Any] | None:
-    try:
-        return json.loads((run_dir / "config.json").read_text())
-    except (FileNotFoundError, NotADirectoryError, json.JSONDecodeError):
-        return None
-
-
-def _check_same_run(run_dir, saved: dict[str, Any], train_cfg, algo_cfg) -> None:
-    """Raise if run_dir holds another run: options differ beyond what a resume may change
-    (and seed_groups, which a resumed run takes from its config.json)."""
-    from seemrl.train import RESUME_OVERRIDABLE
-
-    now = {"train": config_lib.to_dict(train_cfg), "algo": config_lib.to_dict(algo_cfg)}
-    changed = sorted(k for part in now for k in set(now[part]) & set(saved.get(part) or {})
-                     if k not in (*RESUME_OVERRIDABLE, "seed_groups")
-                     and now[part][k] != saved[part][k])
+def _check_same_run(run_dir, saved: tuple[dict, dict], spec: RunSpec) -> None:
+    """Raise if run_dir holds another run: the spec's options (defaults included) differ
+    beyond what a resume may change (`runconfig.changed_on_resume`)."""
+    now = runconfig.build(spec.train, spec.algo).to_dict()
+    changed = runconfig.changed_on_resume(saved, now["train"], now["algo"])
     if changed:
         raise ForeignRunError(f"{run_dir} holds a run with other {', '.join(changed)}: remove "
                               "it or choose another --out")
 
 
 def _clear_partial(run_dir: pathlib.Path) -> None:
-    """Remove what a run that stopped before its first checkpoint left behind."""
-    if not run_dir.is_dir() or not any(run_dir.iterdir()):
-        return
-    if not any((run_dir / f).exists() for f in RUN_FILES):
+    """Remove what a run that stopped before its first checkpoint left behind; a folder that
+    holds anything else is not touched."""
+    if not runfolder.holds_only_partial(run_dir):
         raise ForeignRunError(f"{run_dir} exists and is not a seemrl run folder: remove it "
                               "or choose another --out")
-    shutil.rmtree(run_dir)
+    runfolder.clear_partial(run_dir)
 
 
 def _one_line(e: BaseException) -> str:
