@@ -138,7 +138,7 @@ def rollout(act: Callable, params, env_id: str, size: int, seed: int, segment: i
     offset = np.concatenate([[0], np.cumsum(quota)[:-1]])
     envs = [make_env(env_id, disable_env_checker=True) for _ in range(n_envs)]
     obs_dim, act_dim = envs[0].observation_space.shape[0], envs[0].action_space.shape[0]
-    cols = {"observations": np.zeros((size, obs_dim), np.float32),
+    cols: dict[str, Any] = {"observations": np.zeros((size, obs_dim), np.float32),
             "actions": np.zeros((size, act_dim), np.float32),
             "rewards": np.zeros(size, np.float32),
             "next_observations": np.zeros((size, obs_dim), np.float32),
@@ -174,7 +174,7 @@ def rollout(act: Callable, params, env_id: str, size: int, seed: int, segment: i
 
 
 def _concat(parts: list[Dataset]) -> Dataset:
-    return Dataset(**{f.name: np.concatenate([getattr(p, f.name) for p in parts])
+    return Dataset(**{f.name: np.concatenate([getattr(p, f.name) for p in parts])  # type: ignore[arg-type]
                       for f in Dataset.__dataclass_fields__.values()
                       if f.name != "metadata" and getattr(parts[0], f.name) is not None})
 
@@ -238,7 +238,7 @@ def complete_episode_returns(data: Dataset, max_steps: int) -> tuple[np.ndarray,
 def _max_steps(env_id: str) -> int:
     import gymnasium as gym
 
-    return int(gym.spec(env_id).max_episode_steps)
+    return int(gym.spec(env_id).max_episode_steps or 0)
 
 
 class _progress:
