@@ -215,15 +215,19 @@ def evaluate(policy: Callable, params, env_id: str, episodes: int, seed: int,
     """
     envs = [make_env(env_id) for _ in range(episodes)]
     obs = np.stack([e.reset(seed=seed + i)[0] for i, e in enumerate(envs)])
-    returns, alive = np.zeros(episodes), np.ones(episodes, bool)
-    key = jax.random.PRNGKey(seed)
-    while alive.any():
-        key, k = jax.random.split(key)
-        act = np.asarray(policy(params, obs.astype(np.float32), k, stochastic))
-        for i in np.flatnonzero(alive):
-            obs[i], r, term, trunc, _ = envs[i].step(act[i])
-            returns[i] += r
-            alive[i] = not (term or trunc)
+    returns = np.zeros(episodes)
+    keys = [jax.random.PRNGKey(seed)]  # split once per policy call
+
+    def act(obs: np.ndarray, t: int):
+        keys[0], k = jax.random.split(keys[0])
+        return policy(params, obs.astype(np.float32), k, stochastic)
+
+    def step(i: int, result: tuple) -> bool:
+        obs[i], r, term, trunc, _ = result
+        returns[i] += r
+        return not (term or trunc)
+
+    evaluation.lockstep(envs, obs, act, step, np.ones(episodes, bool))
     for e in envs:
         e.close()
     return returns

@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from seemrl.data._common import atomic_path
-from seemrl.evaluation import ENV_IDS, make_env
+from seemrl.evaluation import ENV_IDS, lockstep, make_env
 from seemrl.types import DataError, Dataset, WriteError
 
 ENVS = {env: ENV_IDS[env] for env in ("hopper", "walker2d", "halfcheetah")}
@@ -149,25 +149,28 @@ def rollout(act: Callable, params, env_id: str, size: int, seed: int, segment: i
                     for i, e in enumerate(envs)]).astype(np.float32)
     count = np.zeros(n_envs, int)
     key = jax.random.fold_in(jax.random.PRNGKey(seed), segment)
-    t = 0
-    while (alive := np.flatnonzero(count < quota)).size:
-        actions = np.asarray(act(params, obs, jax.random.fold_in(key, t)))
-        t += 1
-        for i in alive:
-            next_obs, r, term, trunc, _ = envs[i].step(actions[i])
-            row = offset[i] + count[i]
-            count[i] += 1
-            cut = count[i] == quota[i]
-            cols["observations"][row] = obs[i]
-            cols["actions"][row] = actions[i]
-            cols["rewards"][row] = r
-            cols["next_observations"][row] = next_obs
-            cols["terminals"][row] = float(term)
-            cols["timeouts"][row] = (trunc or cut) and not term
-            cols["episode_ends"][row] = term or trunc or cut
-            obs[i] = envs[i].reset()[0] if (term or trunc) and not cut else next_obs
-        if advance is not None:
-            advance(len(alive))
+    last: list[np.ndarray] = []  # the actions of the current policy call
+
+    def policy(obs: np.ndarray, t: int) -> np.ndarray:
+        last[:] = [np.asarray(act(params, obs, jax.random.fold_in(key, t)))]
+        return last[0]
+
+    def step(i: int, result: tuple) -> bool:
+        next_obs, r, term, trunc, _ = result
+        row = offset[i] + count[i]
+        count[i] += 1
+        cut = count[i] == quota[i]
+        cols["observations"][row] = obs[i]
+        cols["actions"][row] = last[0][i]
+        cols["rewards"][row] = r
+        cols["next_observations"][row] = next_obs
+        cols["terminals"][row] = float(term)
+        cols["timeouts"][row] = (trunc or cut) and not term
+        cols["episode_ends"][row] = term or trunc or cut
+        obs[i] = envs[i].reset()[0] if (term or trunc) and not cut else next_obs
+        return bool(count[i] < quota[i])
+
+    lockstep(envs, obs, policy, step, count < quota, advance)
     for e in envs:
         e.close()
     return Dataset(**cols)
