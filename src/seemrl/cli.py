@@ -148,15 +148,15 @@ def cmd_diagnose(argv: list[str]) -> int:
     p.add_argument("--out", help="folder for the PNGs (default: the run folder)")
     p.add_argument("--no-plots", action="store_true", help="print only")
     args = p.parse_args(argv)
-    from seemrl.diagnostics.report import diagnose
-
-    run = pathlib.Path(args.run)
-    if not (run / "metrics.jsonl").is_file():
-        raise ConfigError(f"{run} is not a seemrl run folder (no metrics.jsonl)")
-    from seemrl.diagnostics.report import read_metrics
+    from seemrl import runfolder
+    from seemrl.diagnostics.report import diagnose, read_metrics
     from seemrl.types import RunError
 
-    if not read_metrics(run / "metrics.jsonl"):
+    run = pathlib.Path(args.run)
+    metrics = runfolder.path(run, runfolder.METRICS)
+    if not metrics.is_file():
+        raise ConfigError(f"{run} is not a seemrl run folder (no metrics.jsonl)")
+    if not read_metrics(metrics):
         raise RunError(f"{run} has no log points yet (the first comes after --log-every "
                        "steps): nothing to diagnose yet")
     report = diagnose(run, out_dir=args.out, plots=not args.no_plots)
@@ -259,7 +259,7 @@ def cmd_repro(argv: list[str]) -> int:
 def cmd_sweep(argv: list[str]) -> int:
     from rich.console import Console
 
-    from seemrl import algos, sweep
+    from seemrl import algos, engines, sweep, tables
     from seemrl import grid as grid_lib
     from seemrl.runconfig import TrainConfig
 
@@ -282,7 +282,7 @@ def cmd_sweep(argv: list[str]) -> int:
                         "(the data and run options also have their own flags below)")
     p.add_argument("--out", default="runs/sweep", metavar="DIR",
                    help="sweep folder: OUT/<run> per run and OUT/sweep.json (default runs/sweep)")
-    p.add_argument("--engine", choices=sweep.ENGINES, default="local",
+    p.add_argument("--engine", choices=engines.ENGINES, default="local",
                    help="local: this machine (default); ray: a Ray cluster, one task per run "
                         "(pip install seemrl[ray])")
     p.add_argument("--workers", type=int, default=1, metavar="N", help="local engine: runs "
@@ -318,7 +318,7 @@ def cmd_sweep(argv: list[str]) -> int:
         print(f"seemrl sweep: {how}; run the same command again to continue (finished runs "
               "are skipped, started ones resume)", file=sys.stderr)
         return code
-    sweep.print_summary(results, console, title=str(own["out"]))
+    tables.print_summary(results, console, title=str(own["out"]))
     return 1 if any(r.outcome == "failed" for r in results) else 0
 
 

@@ -96,6 +96,8 @@ def holds_only_partial(run_dir: str | pathlib.Path) -> bool:
 def clear_partial(run_dir: str | pathlib.Path) -> None:
     """Remove what a run stopped before its first checkpoint left (`PARTIAL_FILES`); the
     metrics log is appended to, so a fresh start needs them gone."""
+    if not pathlib.Path(run_dir).is_dir():
+        return
     for name in PARTIAL_FILES:
         shutil.rmtree(path(run_dir, name), ignore_errors=True)
         path(run_dir, name).unlink(missing_ok=True)

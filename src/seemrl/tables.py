@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pathlib
 import sys
+from collections.abc import Sequence
 from typing import Any
 
 from seemrl.types import SeemrlError
@@ -93,3 +94,75 @@ def _cell(value) -> str:
     return str(value)
 
 
+# -- sweeps -----------------------------------------------------------------------------------
+def summary_rows(results: Sequence[Any]) -> list[dict[str, Any]]:
+    """Per run: outcome, seeds diverged, final and best score (mean over seeds), seconds."""
+    rows = []
+    for r in results:
+        seeds = list(((r.status or {}).get("seeds") or {}).values())
+        mean = lambda key, seeds=seeds: _mean([s.get(key) for s in seeds])
+        rows.append({"run": r.name, "outcome": r.outcome,
+                     "diverged": sum(s.get("diverged_at") is not None for s in seeds),
+                     "seeds": len(seeds), "final_score": mean("final_score"),
+                     "best_score": mean("best_score"),
+                     "seconds": r.seconds if r.outcome != "skipped" else None,
+                     "error": r.error})
+    return rows
+
+
+def print_summary(results: Sequence[Any], console=None, title: str = "sweep") -> None:
+    """The summary table (rich), then each failed run's error."""
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+
+    console = console or Console()
+    rows = summary_rows(results)
+    counts = {o: sum(r["outcome"] == o for r in rows) for o in ("finished", "skipped", "failed")}
+    table = Table(title=f"{title}: " + ", ".join(f"{n} {o}" for o, n in counts.items() if n))
+    table.add_column("run", overflow="fold")
+    table.add_column("outcome")
+    for col in ("diverged", "final score", "best score", "time"):
+        table.add_column(col, justify="right")
+    fmt = lambda v: "—" if v is None else f"{v:.1f}"
+    for r in rows:
+        table.add_row(r["run"], f"[{_COLOUR[r['outcome']]}]{r['outcome']}[/]",
+                      f"{r['diverged']}/{r['seeds']}" if r["seeds"] else "—",
+                      fmt(r["final_score"]), fmt(r["best_score"]),
+                      "—" if r["seconds"] is None else f"{r['seconds']:.0f} s")
+    console.print(table)
+    for r in rows:
+        if r["error"]:
+            console.print(f"[red]{escape(r['run'])}[/red]: {escape(r['error'])}")
+
+
+def say(console, message: str) -> None:
+    if console is None:
+        from rich.console import Console
+
+        console = Console()
+    console.print(message)
+
+
+_COLOUR = {"finished": "green", "skipped": "dim", "failed": "red"}
+
+
+def done_line(done: int, total: int, r: Any) -> str:
+    from rich.markup import escape
+
+    extra = f": {escape(r.error)}" if r.error else f" ({r.seconds:.0f} s)" if r.seconds else ""
+    return f"[{done}/{total}] {escape(r.name)} [{_COLOUR[r.outcome]}]{r.outcome}[/]{extra}"
+
+
+def one_line(e: BaseException) -> str:
+    """A run's error in one line (a sweep's summary); its type only where the message is not
+    one of seemrl's own."""
+    text = " ".join(str(e).split())
+    if isinstance(e, SeemrlError) and text:
+        return text
+    return f"{type(e).__name__}: {text}" if text else type(e).__name__
+
+
+def _mean(values: list[Any]) -> float | None:
+    values = [v for v in values if v is not None]
+    return sum(values) / len(values) if values else None
