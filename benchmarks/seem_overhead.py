@@ -53,7 +53,8 @@ def measure(algo: str, data: pathlib.Path, out: pathlib.Path, chunk: int, repeat
 
     from seemrl import algos
     from seemrl.diagnostics.schedule import SeemSchedule
-    from seemrl.train import TrainConfig, Trainer
+    from seemrl.runconfig import TrainConfig
+    from seemrl.train import Trainer
 
     cfg = TrainConfig(dataset=str(data), algo=algo, seeds=(0,), steps=10 * chunk,
                       log_every=chunk, eval_episodes=0, checkpoint_every=0, seed_groups=1)

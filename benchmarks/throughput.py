@@ -44,8 +44,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from seemrl.types import EnvSpec
+
 RESULTS = pathlib.Path(__file__).parent / "results"
 OBS, ACT, N_DATA = 11, 3, 100_000
+SPEC = EnvSpec(OBS, ACT)
 
 
 def matmul_rate(sizes=(512, 1024, 2048), repeats: int = 10) -> dict:
@@ -108,7 +111,7 @@ def time_updates(algo_name: str, layer_norm: bool, num_seeds: int, steps: int, r
     `seconds` and `one_core_gflops`, a chunk is shortened to take about `seconds` at half the
     one-core matmul rate (from the update's FLOPs), so slow algorithms finish in bounded time."""
     from seemrl import algos
-    from seemrl.train import init_states, make_chunk
+    from seemrl.core import init_states, make_chunk
 
     algo = algos.get(algo_name)
     cfg = cfg if cfg is not None else algo_config(algo, layer_norm)
@@ -117,8 +120,8 @@ def time_updates(algo_name: str, layer_norm: bool, num_seeds: int, steps: int, r
         est_rate = 0.5 * one_core_gflops * 1e9 / (flops * num_seeds)
         steps = int(min(steps, max(10, seconds * est_rate)))
     data = device_data()
-    states = init_states(algo, cfg, list(range(num_seeds)), OBS, ACT, 1.0)
-    chunk = make_chunk(algo, cfg, ACT, 1.0, batch_size)
+    states = init_states(algo, cfg, list(range(num_seeds)), SPEC)
+    chunk = make_chunk(algo, cfg, SPEC, batch_size)
     args = (states, data, jnp.int32(0), jnp.ones(num_seeds, bool))
     compiled = chunk.lower(*args, num_steps=steps).compile()
     out = compiled(*args)
@@ -147,7 +150,8 @@ PRESETS = {"td3bc": "td3bc-locomotion", "iql": "iql-locomotion", "cql": "cql-loc
 def preset_config(preset: str):
     """(algo name, algo Config, batch size) of a shipped preset."""
     from seemrl import algos, config
-    from seemrl.presets import load_preset, split
+    from seemrl.presets import load_preset
+    from seemrl.runconfig import split
 
     flat = load_preset(preset)
     algo = algos.get(flat["algo"])
@@ -160,11 +164,11 @@ def update_flops(algo, cfg, batch_size: int) -> float:
     is a constant so the delayed-actor `cond` folds away; actor and critic-only steps are
     averaged over one policy period."""
     data = jax.tree.map(lambda x: x[:batch_size], device_data())
-    state = algo.init(jax.random.PRNGKey(0), OBS, ACT, 1.0, cfg)
+    state = algo.init(jax.random.PRNGKey(0), SPEC, cfg)
     period = getattr(cfg, "policy_freq", 1)
     total = 0.0
     for step in range(period):
-        f = jax.jit(lambda s, b, step=step: algo.update(s, b, jnp.int32(step), cfg, ACT, 1.0))
+        f = jax.jit(lambda s, b, step=step: algo.update(s, b, jnp.int32(step), cfg, SPEC))
         cost = f.lower(state, data).compile().cost_analysis()
         cost = cost[0] if isinstance(cost, list) else cost
         total += float(cost.get("flops", float("nan")))
@@ -207,16 +211,16 @@ def seed_groups(num_seeds: int, steps: int, groups: int | None = None,
     import concurrent.futures
 
     from seemrl import algos
-    from seemrl.train import init_states, make_chunk
+    from seemrl.core import init_states, make_chunk
 
     algo = algos.get("td3bc")
     cfg = algo_config(algo, layer_norm)
     data = device_data()
-    chunk = make_chunk(algo, cfg, ACT, 1.0, 256)
+    chunk = make_chunk(algo, cfg, SPEC, 256)
     bounds = np.linspace(0, num_seeds, (groups or num_seeds) + 1).round().astype(int)
     calls = []
     for lo, hi in zip(bounds[:-1], bounds[1:], strict=True):
-        args = (init_states(algo, cfg, list(range(lo, hi)), OBS, ACT, 1.0), data,
+        args = (init_states(algo, cfg, list(range(lo, hi)), SPEC), data,
                 jnp.int32(0), jnp.ones(hi - lo, bool))
         compiled = chunk.lower(*args, num_steps=steps).compile()
         jax.block_until_ready(compiled(*args))
@@ -254,7 +258,8 @@ def driver_overhead(steps_per_s: float) -> dict:
     time at the default log_every (1 000) and checkpoint_every (50 000)."""
     from seemrl.algos import td3bc
     from seemrl.data.npz import save_npz
-    from seemrl.train import TrainConfig, Trainer
+    from seemrl.runconfig import TrainConfig
+    from seemrl.train import Trainer
     from seemrl.types import Dataset
 
     rng = np.random.default_rng(0)

@@ -17,7 +17,7 @@ import sys
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
 import learning_evidence as le  # noqa: E402
 
-from seemrl import stats  # noqa: E402
+from seemrl import runfolder, stats  # noqa: E402
 
 
 def table(runs: list[pathlib.Path]) -> str:
@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("runs", nargs="+", type=pathlib.Path)
     args = p.parse_args(argv)
-    missing = [r for r in args.runs if not (r / "status.json").is_file()]
+    missing = [r for r in args.runs if runfolder.read_status(r) is None]
     if missing:
         print(f"error: not a seemrl run folder: {missing[0]}", file=sys.stderr)
         return 2

@@ -22,11 +22,10 @@ import sys
 
 import numpy as np
 
-from seemrl import algos
+from seemrl import algos, runfolder
 from seemrl import config as config_lib
-from seemrl.algos.common import with_pre_option_values
-from seemrl.logging import read_jsonl
-from seemrl.presets import list_presets, load_preset, split
+from seemrl.presets import list_presets, load_preset
+from seemrl.runconfig import split
 
 PUBLISHED = {
     # Normalised scores on D4RL v2 from each algorithm's paper (CQL: the IQL paper's rerun,
@@ -62,7 +61,7 @@ def settings(config: dict) -> str:
     algorithm it differs least from (run-length options — steps, decay lengths — included:
     they are part of what was run); on a tie, the preset named after the run's dataset."""
     algo = algos.get(config["train"]["algo"])
-    run = {**config["train"], **with_pre_option_values(config["algo"], algo.Config)}
+    run = {**config["train"], **runfolder.migrate_algo_section(config["algo"], algo.Config)}
     dataset = dataset_name(config["train"])
     best: tuple[str, dict] | None = None
     for name in list_presets():
@@ -89,19 +88,19 @@ def _short(value) -> str:
 
 
 def run_seeds(run: pathlib.Path) -> list[int]:
-    return sorted(int(s) for s in json.loads((run / "status.json").read_text())["seeds"])
+    return sorted(runfolder.read_run(run).status.seeds)
 
 
 def row(run: pathlib.Path, seed: int | None = None) -> dict:
     """The run's row over all its seeds, or over `seed` alone."""
-    config = json.loads((run / "config.json").read_text())
+    folder = runfolder.read_run(run)
+    config, status = folder.config, folder.status.to_dict()
     train = config["train"]
-    status = json.loads((run / "status.json").read_text())
     seeds = status["seeds"] if seed is None else {str(seed): status["seeds"][str(seed)]}
     curve: dict[int, list[float]] = {}
     falls: dict[int, list[float]] = {}
     seem: list[float] = []
-    for m in read_jsonl(run / "metrics.jsonl"):
+    for m in folder.metrics:
         if seed is not None and m.get("seed") != seed:
             continue
         if "eval/normalized_score" in m:
@@ -156,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--per-seed", action="store_true",
                    help="a row for each seed of each run (default: a run's seeds averaged)")
     args = p.parse_args(argv)
-    missing = [r for r in args.runs if not (r / "status.json").is_file()]
+    missing = [r for r in args.runs if runfolder.read_status(r) is None]
     if missing:
         print(f"error: not a finished seemrl run folder: {missing[0]}", file=sys.stderr)
         return 2

@@ -9,10 +9,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from seemrl.train import init_states, make_chunk
-from seemrl.types import Batch
+from seemrl.core import init_states, make_chunk
+from seemrl.types import Batch, EnvSpec
 
 A_STAR, OBS, ACT = 0.5, 2, 1
+SPEC = EnvSpec(OBS, ACT)
 SMALL = dict(critic_hidden=(32, 32), actor_hidden=(32, 32))
 
 
@@ -28,8 +29,8 @@ def bandit_data(n: int = 512, seed: int = 0) -> Batch:
 def train_bandit(algo, cfg, steps: int, batch_size: int = 64, seed: int = 0):
     """`steps` updates in one jitted chunk; returns (state of one seed, data)."""
     data = bandit_data()
-    states = init_states(algo, cfg, [seed], OBS, ACT, 1.0)
-    chunk = make_chunk(algo, cfg, ACT, 1.0, batch_size)
+    states = init_states(algo, cfg, [seed], SPEC)
+    chunk = make_chunk(algo, cfg, SPEC, batch_size)
     states, metrics, _ = chunk(states, data, jnp.int32(0), jnp.ones(1, bool), num_steps=steps)
     assert np.all(np.isfinite(np.asarray(metrics["critic_loss"])))
     return jax.tree.map(lambda x: x[0], states), data
@@ -38,7 +39,7 @@ def train_bandit(algo, cfg, steps: int, batch_size: int = 64, seed: int = 0):
 def assert_learned(algo, state, cfg, data: Batch, tol: float = 0.25):
     """The policy's action is near a*, and Q(s, a*) > Q(s, -0.8) on average."""
     obs = data.obs_tm1[:64]
-    a = np.asarray(algo.act(state, obs, cfg, ACT, 1.0))
+    a = np.asarray(algo.act(state, obs, cfg, SPEC))
     assert abs(float(np.mean(a)) - A_STAR) < tol, float(np.mean(a))
     q = algo.critic_q(cfg, 0)
     q_best = q(state.critic_params, obs, jnp.full((64, ACT), A_STAR))

@@ -12,12 +12,13 @@ import numpy as np
 import pytest
 
 from seemrl import algos, checkpoint
-from seemrl.train import init_states, make_chunk
-from seemrl.types import Batch
+from seemrl.core import init_states, make_chunk
+from seemrl.types import Batch, EnvSpec
 
 from .conftest import make_dataset
 
 OBS, ACT, MAX_A = 11, 3, 1.0
+SPEC = EnvSpec(OBS, ACT, MAX_A)
 SMALL = dict(critic_hidden=(32, 32), actor_hidden=(32, 32))
 
 
@@ -49,19 +50,19 @@ def algo(request):
 @pytest.mark.parametrize("layer_norm", [False, True])
 def test_update_jit_equals_eager_and_is_finite(algo, layer_norm):
     cfg = small_config(algo, layer_norm=layer_norm)
-    state = algo.init(jax.random.PRNGKey(0), OBS, ACT, MAX_A, cfg)
+    state = algo.init(jax.random.PRNGKey(0), SPEC, cfg)
     batch = batch_of(device_data())
     for step in (0, 1):  # both branches of delayed updates, where an algorithm has them
-        eager, m_eager = algo.update(state, batch, jnp.int32(step), cfg, ACT, MAX_A)
-        jitted, m_jit = jax.jit(algo.update, static_argnums=(3, 4, 5))(
-            state, batch, jnp.int32(step), cfg, ACT, MAX_A)
+        eager, m_eager = algo.update(state, batch, jnp.int32(step), cfg, SPEC)
+        jitted, m_jit = jax.jit(algo.update, static_argnums=(3, 4))(
+            state, batch, jnp.int32(step), cfg, SPEC)
         assert_trees_close(eager, jitted, rtol=1e-4, atol=1e-5)
         assert m_eager.keys() == m_jit.keys()
         for k in ("critic_loss", "q_mean"):
             assert np.isfinite(float(m_jit[k])), k
         state = jitted
     # The update changed the critic.
-    fresh = algo.init(jax.random.PRNGKey(0), OBS, ACT, MAX_A, cfg)
+    fresh = algo.init(jax.random.PRNGKey(0), SPEC, cfg)
     diffs = jax.tree.map(lambda a, b: float(jnp.abs(a - b).max()), state.critic_params,
                          fresh.critic_params)
     assert max(jax.tree.leaves(diffs)) > 0
@@ -70,25 +71,25 @@ def test_update_jit_equals_eager_and_is_finite(algo, layer_norm):
 def test_deterministic_for_a_key(algo):
     cfg = small_config(algo)
     data = device_data()
-    chunk = make_chunk(algo, cfg, ACT, MAX_A, batch_size=16)
+    chunk = make_chunk(algo, cfg, SPEC, batch_size=16)
     runs = []
     for _ in range(2):
-        states = init_states(algo, cfg, [3], OBS, ACT, MAX_A)
+        states = init_states(algo, cfg, [3], SPEC)
         states, metrics, _ = chunk(states, data, jnp.int32(0), jnp.ones(1, bool), num_steps=5)
         runs.append((states, metrics))
     assert_trees_close(runs[0], runs[1], rtol=0, atol=0)
-    other = init_states(algo, cfg, [4], OBS, ACT, MAX_A)
+    other = init_states(algo, cfg, [4], SPEC)
     assert not np.allclose(jax.tree.leaves(other.critic_params)[0],
                            jax.tree.leaves(runs[0][0].critic_params)[0])
 
 
 def test_checkpoint_round_trip(algo, tmp_path):
     cfg = small_config(algo)
-    states = init_states(algo, cfg, [0, 1], OBS, ACT, MAX_A)
-    chunk = make_chunk(algo, cfg, ACT, MAX_A, batch_size=16)
+    states = init_states(algo, cfg, [0, 1], SPEC)
+    chunk = make_chunk(algo, cfg, SPEC, batch_size=16)
     states, _, _ = chunk(states, device_data(), jnp.int32(0), jnp.ones(2, bool), num_steps=3)
     checkpoint.save(tmp_path, states, {"step": 3})
-    target = init_states(algo, cfg, [7, 8], OBS, ACT, MAX_A)
+    target = init_states(algo, cfg, [7, 8], SPEC)
     restored, meta = checkpoint.load(tmp_path, target)
     assert meta == {"step": 3}
     assert jax.tree.structure(restored) == jax.tree.structure(states)
@@ -98,12 +99,12 @@ def test_checkpoint_round_trip(algo, tmp_path):
 def test_seeds_side_by_side_equal_separate_runs(algo):
     cfg = small_config(algo)
     data = device_data()
-    chunk = make_chunk(algo, cfg, ACT, MAX_A, batch_size=16)
-    together = init_states(algo, cfg, [0, 1, 2], OBS, ACT, MAX_A)
+    chunk = make_chunk(algo, cfg, SPEC, batch_size=16)
+    together = init_states(algo, cfg, [0, 1, 2], SPEC)
     together, m_together, _ = chunk(together, data, jnp.int32(0), jnp.ones(3, bool),
                                     num_steps=20)
     for j, seed in enumerate([0, 1, 2]):
-        alone = init_states(algo, cfg, [seed], OBS, ACT, MAX_A)
+        alone = init_states(algo, cfg, [seed], SPEC)
         alone, m_alone, _ = chunk(alone, data, jnp.int32(0), jnp.ones(1, bool), num_steps=20)
         # Batched and unbatched matmuls may round differently in the last bits.
         assert_trees_close(jax.tree.map(lambda x, j=j: x[j], together),
@@ -114,8 +115,8 @@ def test_seeds_side_by_side_equal_separate_runs(algo):
 
 def test_inactive_seed_is_frozen(algo):
     cfg = small_config(algo)
-    states = init_states(algo, cfg, [0, 1], OBS, ACT, MAX_A)
-    chunk = make_chunk(algo, cfg, ACT, MAX_A, batch_size=16)
+    states = init_states(algo, cfg, [0, 1], SPEC)
+    chunk = make_chunk(algo, cfg, SPEC, batch_size=16)
     active = jnp.asarray([True, False])
     new, _, _ = chunk(states, device_data(), jnp.int32(0), active, num_steps=4)
     assert_trees_close(jax.tree.map(lambda x: x[1], new), jax.tree.map(lambda x: x[1], states),
@@ -127,16 +128,16 @@ def test_inactive_seed_is_frozen(algo):
 
 def test_act_shapes_and_bounds(algo):
     cfg = small_config(algo)
-    state = algo.init(jax.random.PRNGKey(0), OBS, ACT, 2.0, cfg)
+    state = algo.init(jax.random.PRNGKey(0), EnvSpec(OBS, ACT, 2.0), cfg)
     obs = jax.random.normal(jax.random.PRNGKey(1), (5, 7, OBS)) * 10
-    a = algo.act(state, obs, cfg, ACT, 2.0)
+    a = algo.act(state, obs, cfg, EnvSpec(OBS, ACT, 2.0))
     assert a.shape == (5, 7, ACT)
     assert float(jnp.abs(a).max()) <= 2.0 + 1e-6
 
 
 def test_critic_q_matches_ensemble_head(algo):
     cfg = small_config(algo)
-    state = algo.init(jax.random.PRNGKey(0), OBS, ACT, MAX_A, cfg)
+    state = algo.init(jax.random.PRNGKey(0), SPEC, cfg)
     data = batch_of(device_data(), 8)
     q0 = algo.critic_q(cfg, 0)(state.critic_params, data.obs_tm1, data.a_tm1)
     assert q0.shape == (8,)

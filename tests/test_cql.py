@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from seemrl.algos import cql
-from seemrl.algos.sac import GaussianActor, sample_action
 from seemrl.config import ConfigError
-from seemrl.networks import head_params
+from seemrl.networks import GaussianActor, head_params, sample_action
+from seemrl.types import EnvSpec
 
 from .bandit import SMALL, assert_learned, train_bandit
 
@@ -82,7 +82,7 @@ def test_corl_networks_by_default():
     cfg = cql.Config(critic_hidden=(32, 64), actor_hidden=(32, 32))
     assert (cfg.init_scheme, cfg.actor_log_std) == ("corl", "affine")
     obs_dim, act_dim = 5, 2
-    state = cql.init(jax.random.PRNGKey(0), obs_dim, act_dim, 1.0, cfg)
+    state = cql.init(jax.random.PRNGKey(0), EnvSpec(obs_dim, act_dim), cfg)
     for h in range(cfg.num_critics):
         head = head_params(state.critic_params, h)["mlp"]
         for i in range(len(cfg.critic_hidden)):

@@ -136,7 +136,8 @@ def test_return_range_scale_is_1000_over_the_spread_of_episode_returns(obs):
 def test_train_option_returns_rescales_before_the_subset(hopper_npz):
     from seemrl.config import ConfigError
     from seemrl.data import load_dataset
-    from seemrl.train import TrainConfig, prepare
+    from seemrl.prepare import prepare
+    from seemrl.runconfig import TrainConfig
 
     base = dict(dataset=hopper_npz, eval_episodes=0, fraction=0.5, normalize_states=False)
     raw = prepare(TrainConfig(**base)).dataset

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from seemrl.algos import iql
+from seemrl.types import EnvSpec
 
 from .bandit import SMALL, assert_learned, train_bandit
 
@@ -39,7 +40,7 @@ def test_gaussian_log_prob_by_hand():
 def test_value_layer_norm_is_a_separate_switch(value_ln):
     cfg = iql.Config(**SMALL, value_hidden=(32, 32), value_layer_norm=value_ln)
     # Shapes only (no compile): the parameter tree shows which layers have a norm.
-    state = jax.eval_shape(lambda: iql.init(jax.random.PRNGKey(0), 3, 1, 1.0, cfg))
+    state = jax.eval_shape(lambda: iql.init(jax.random.PRNGKey(0), EnvSpec(3, 1), cfg))
     assert ("norm_0" in state.value_params["params"]["mlp"]) == value_ln
     assert "norm_0" not in state.critic_params["params"]["heads"]["mlp"]
     assert "norm_0" not in state.actor_params["params"]["mlp"]

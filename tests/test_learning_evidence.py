@@ -9,8 +9,8 @@ import pytest
 
 from seemrl import algos
 from seemrl import config as config_lib
-from seemrl.presets import load_preset, split
-from seemrl.train import TrainConfig
+from seemrl.presets import load_preset
+from seemrl.runconfig import TrainConfig, split
 
 SCRIPT = pathlib.Path(__file__).parents[1] / "experiments" / "learning_evidence.py"
 

@@ -21,7 +21,7 @@ from seemrl.networks import (
     q_head_fn,
     spectral_norm_estimate,
 )
-from seemrl.types import Batch
+from seemrl.types import Batch, EnvSpec
 
 
 def param_names(config, in_dim=5):
@@ -316,15 +316,15 @@ def test_td3_update_and_seem_for_each_regulariser(variant):
     cfg = td3bc.Config(critic_hidden=(32, 32), actor_hidden=(32, 32), bc_coef=0.0,
                        **VARIANTS[variant])
     data = _data()
-    state = td3bc.init(jax.random.PRNGKey(0), 5, 2, 1.0, cfg)
-    update = jax.jit(td3bc.update, static_argnums=(3, 4, 5))
+    state = td3bc.init(jax.random.PRNGKey(0), EnvSpec(5, 2), cfg)
+    update = jax.jit(td3bc.update, static_argnums=(3, 4))
     # Adam turns last-bit differences in tiny gradients into steps of ±lr, and BatchNorm on
     # 16 samples amplifies rounding: eager and jit then agree to a few lr, not to 1e-5.
     atol = 2e-3 if variant == "batch_norm" else 1e-5
     for step in range(3):
         batch = jax.tree.map(lambda x, s=step: x[16 * s:16 * s + 16], data)
-        eager, _ = td3bc.update(state, batch, jnp.int32(step), cfg, 2, 1.0)
-        state, metrics = update(state, batch, jnp.int32(step), cfg, 2, 1.0)
+        eager, _ = td3bc.update(state, batch, jnp.int32(step), cfg, EnvSpec(5, 2))
+        state, metrics = update(state, batch, jnp.int32(step), cfg, EnvSpec(5, 2))
         for a, b in zip(jax.tree.leaves(eager), jax.tree.leaves(state), strict=True):
             np.testing.assert_allclose(a, b, rtol=1e-4, atol=atol)
         assert np.isfinite(float(metrics["critic_loss"]))
@@ -333,7 +333,7 @@ def test_td3_update_and_seem_for_each_regulariser(variant):
         assert float(jnp.abs(stats).max()) > 0  # the running averages were updated
     spec = critic_spec(td3bc, cfg)
     assert isinstance(spec, MLPConfig) == cfg.critic_mlp().fast_ntk
-    policy = lambda s, o: td3bc.act(s, o, cfg, 2, 1.0)
+    policy = lambda s, o: td3bc.act(s, o, cfg, EnvSpec(5, 2))
     probe = jax.tree.map(lambda x: x[:24], data)
     metrics, _ = probe_lib.probe_metrics(spec, state.critic_params, policy, state, probe, 0.99)
     assert np.isfinite(float(metrics["seem/normalized"]))

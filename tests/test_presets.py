@@ -8,7 +8,7 @@ from seemrl import algos
 from seemrl import config as config_lib
 from seemrl.config import ConfigError
 from seemrl.presets import list_presets, load_preset
-from seemrl.train import TrainConfig
+from seemrl.runconfig import TrainConfig
 
 EXPECTED = {"td3bc-locomotion", "td3-divergence", "iql-locomotion", "iql-antmaze",
             "cql-locomotion", "cql-antmaze", "rebrac-hopper-medium", "rebrac-walker2d-medium",
@@ -59,7 +59,7 @@ def test_unknown_preset_lists_valid_names():
 
 
 def test_split_partitions_a_flat_mapping_and_names_unknown_keys():
-    from seemrl.presets import split
+    from seemrl.runconfig import split
 
     data = load_preset("rebrac-walker2d-medium")
     train, algo = split(data, algos.get("rebrac").Config)

@@ -12,6 +12,7 @@ import pytest
 
 from seemrl import cli
 from seemrl.repro import _divergence as dv
+from seemrl.repro import _report as rp
 
 NAMES = ("surge", "discount", "sgd", "adam")
 
@@ -137,12 +138,12 @@ def test_rerun_skips_finished_runs(outputs, data_dir):
 
 
 def test_helpers():
-    assert dv.fmt(None) == "—" and dv.fmt(float("nan")) == "—"
-    assert dv.fmt(12500.0) == "12,500" and dv.fmt(0.1234) == "0.123"
-    assert dv.json_num(float("inf")) is None and dv.json_num(2) == 2.0
+    assert rp.fmt(None) == "—" and rp.fmt(float("nan")) == "—"
+    assert rp.fmt(12500.0) == "12,500" and rp.fmt(0.1234) == "0.123"
+    assert rp.json_num(float("inf")) is None and rp.json_num(2) == 2.0
     assert dv.first_step(np.array([1.0, 2.0, 3.0]), np.array([False, True, True])) == 2.0
     assert dv.first_step(np.array([1.0]), np.array([False])) is None
-    table = dv.md_table(["a", "b"], [["1", "2"]])
+    table = rp.md_table(["a", "b"], [["1", "2"]])
     assert table.splitlines() == ["| a | b |", "|---|---|", "| 1 | 2 |"]
 
 

@@ -201,9 +201,10 @@ def test_antmaze_report_from_scores():
     assert "72.5" in text and "79.8" in text
     specs = antmaze.run_specs({**antmaze.SCALES["smoke"], "agents": params["agents"]},
                               {"umaze": ("/x/antmaze-umaze.npz", "seemrl/FlatAntMaze-umaze-v0")})
-    from seemrl.sweep import build_configs
+    from seemrl import runconfig
 
     for spec in specs:        # every spec is a valid config of its algorithm
-        train_cfg, algo_cfg = build_configs(spec)
+        train_cfg = runconfig.build(spec.train, spec.algo).train
         assert train_cfg.env == "seemrl/FlatAntMaze-umaze-v0" and train_cfg.steps == 200
-    assert build_configs(specs[0])[1].layer_norm and build_configs(specs[0])[1].max_q_backup
+    first = runconfig.build(specs[0].train, specs[0].algo).algo
+    assert first.layer_norm and first.max_q_backup

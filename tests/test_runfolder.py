@@ -2,6 +2,8 @@
 
 import json
 
+import pytest
+
 from seemrl import runfolder
 
 
@@ -44,3 +46,31 @@ def test_missing_or_broken(tmp_path):
     assert runfolder.read_status(tmp_path) is None
     (tmp_path / "status.json").write_text("{not json")
     assert runfolder.read_status(tmp_path) is None
+
+
+def test_status_written_reads_back(tmp_path):
+    status = runfolder.RunStatus(40, 100, {0: runfolder.SeedStatus(diverged_at=30,
+                                                                   active=False),
+                                           3: runfolder.SeedStatus(final_score=1.5)})
+    runfolder.write_status(tmp_path, status)
+    assert runfolder.read_status(tmp_path) == status
+    assert json.loads((tmp_path / "status.json").read_text())["seeds"]["3"]["final_score"] == 1.5
+    assert not runfolder.is_finished(tmp_path) and runfolder.is_finished(tmp_path, 40)
+
+
+def test_partial_folders_are_cleared_and_others_left_alone(tmp_path):
+    for name in ("config.json", "metrics.jsonl", "status.json.tmp", "error.txt"):
+        (tmp_path / name).write_text("x")
+    (tmp_path / "tensorboard").mkdir()
+    assert runfolder.holds_only_partial(tmp_path)
+    runfolder.clear_partial(tmp_path)
+    assert not any(tmp_path.iterdir())
+    (tmp_path / "notes.txt").write_text("mine")
+    assert not runfolder.holds_only_partial(tmp_path)
+    assert runfolder.holds_only_partial(tmp_path / "missing")
+
+
+def test_read_run_names_the_missing_file(tmp_path):
+    runfolder.write_config(tmp_path, {"train": {}, "algo": {}})
+    with pytest.raises(FileNotFoundError, match="status.json"):
+        runfolder.read_run(tmp_path)

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from seemrl import checkpoint, sweep
+from seemrl import checkpoint, engines, sweep, tables
 from seemrl import grid as grid_lib
 from seemrl.cli import main
 from seemrl.config import ConfigError
@@ -189,7 +189,7 @@ def test_a_failing_run_is_retried_and_reported_while_the_others_finish(hopper_np
     assert (tmp_path / "sweep" / "missing" / "error.txt").is_file()
     assert (ok.outcome, ok.attempts, ok.status["step"]) == ("finished", 1, 20)
     assert outcomes(tmp_path / "sweep") == {"missing": "failed", "r1": "finished"}
-    sweep.print_summary(results)
+    tables.print_summary(results)
     assert "missing: " in capsys.readouterr().out
 
 
@@ -320,7 +320,7 @@ def test_ray_engine_runs_a_two_run_sweep_on_a_local_instance(local_ray, hopper_n
 @pytest.mark.filterwarnings("ignore:os.fork:RuntimeWarning")
 def test_sigterm_cancels_the_ray_tasks_which_save_their_runs(local_ray, hopper_npz, tmp_path,
                                                              monkeypatch):
-    monkeypatch.setattr(sweep, "CANCEL_WAIT_S", 60.0)  # ample here; bounds a failure's wait
+    monkeypatch.setattr(engines, "CANCEL_WAIT_S", 60.0)  # ample here; bounds a failure's wait
     sigterm_once_training(two_runs(hopper_npz, steps=100_000, checkpoint_every=100_000),
                           tmp_path, engine="ray")
 
@@ -340,7 +340,7 @@ def test_summary_rows_count_diverged_seeds_and_average_scores():
     seeds = {"0": {"diverged_at": 500, "final_score": 10.0, "best_score": 30.0},
              "1": {"diverged_at": None, "final_score": 20.0, "best_score": 20.0},
              "2": {"diverged_at": None, "final_score": None, "best_score": None}}
-    rows = sweep.summary_rows([
+    rows = tables.summary_rows([
         RunResult("a", "out/a", "finished", {"seeds": seeds}, seconds=12.0),
         RunResult("b", "out/b", "skipped", {"seeds": seeds}),
         RunResult("c", "out/c", "failed", None, "DataError: no such file")])

@@ -14,9 +14,11 @@ import pytest
 from seemrl import checkpoint
 from seemrl.algos import td3bc
 from seemrl.config import ConfigError
+from seemrl.core import first_bad_step
 from seemrl.diagnostics.schedule import SeemSchedule
 from seemrl.logging import read_jsonl
-from seemrl.train import TrainConfig, Trainer, _first_bad_step, train
+from seemrl.runconfig import TrainConfig
+from seemrl.train import Trainer, train
 from seemrl.types import Terminated
 from tests.conftest import stop_before_chunk
 
@@ -156,7 +158,7 @@ def test_q_bound_marks_divergence(hopper_npz, tmp_path):
 def test_first_bad_step():
     q = np.array([[1.0, 1.0, 1.0], [2.0, np.nan, 1.0], [5.0, 1.0, np.inf]])
     loss = np.ones_like(q)
-    np.testing.assert_array_equal(_first_bad_step({"q_mean": q, "critic_loss": loss}, 4.0),
+    np.testing.assert_array_equal(first_bad_step({"q_mean": q, "critic_loss": loss}, 4.0),
                                   [2, 1, 2])
 
 
@@ -228,12 +230,12 @@ def test_q_ceiling_is_max_reward_over_one_minus_gamma(hopper_npz, tmp_path):
 
 
 def test_periods_need_not_be_multiples_of_log_every():
-    from seemrl.train import _crossed
+    from seemrl.core import crossed
 
     # log every 3 steps, evaluate every 5: at steps 6 (crossed 5), 12 (crossed 10), 15, 21...
-    fired = [s for s in range(3, 31, 3) if _crossed(s, 3, 5)]
+    fired = [s for s in range(3, 31, 3) if crossed(s, 3, 5)]
     assert fired == [6, 12, 15, 21, 27, 30]
-    assert not any(_crossed(s, 3, 0) for s in range(3, 31, 3))
+    assert not any(crossed(s, 3, 0) for s in range(3, 31, 3))
 
 
 def test_driver_feeds_next_actions_to_rebrac(hopper_npz, tmp_path):

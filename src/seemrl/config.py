@@ -6,6 +6,7 @@ the last). Unknown keys are errors, never silently swallowed.
 
 from __future__ import annotations
 
+import argparse
 import ast
 import dataclasses
 import functools
@@ -117,6 +118,38 @@ def _json_default(o):
     if isinstance(o, float) and math.isinf(o):
         return str(o)
     raise TypeError(type(o))
+
+
+def add_flags(parser: argparse.ArgumentParser, cls: type, title: str,
+              skip: tuple[str, ...] = ()) -> None:
+    """One flag per field (`field_name` -> `--field-name`); help from the field docstrings.
+
+    Defaults are SUPPRESSed so that only flags the user typed override the config file.
+    """
+    group = parser.add_argument_group(title)
+    docs, types_ = field_docs(cls), field_types(cls)
+    for f in dataclasses.fields(cls):
+        if f.name in skip:
+            continue
+        tp, _ = _strip_optional(types_[f.name])
+        help_ = f"{docs.get(f.name, '')} (default: {_show(f.default)})".replace("%", "%%")
+        kwargs: dict[str, Any] = {"default": argparse.SUPPRESS, "help": help_,
+                                  "dest": f.name}
+        flag = "--" + f.name.replace("_", "-")
+        if tp is bool:
+            kwargs["action"] = argparse.BooleanOptionalAction
+        elif _is_tuple(tp):
+            kwargs["nargs"] = "+"
+            kwargs["metavar"] = f.name[:-1].upper() if f.name.endswith("s") else "N"
+        else:
+            kwargs["metavar"] = f.name.upper().split("_")[-1]
+        group.add_argument(flag, **kwargs)
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, tuple):
+        return " ".join(map(str, value))
+    return "none" if value is None else str(value)
 
 
 def read_file(path: str | pathlib.Path) -> dict[str, Any]:

@@ -20,10 +20,11 @@ from typing import Any
 
 import numpy as np
 
-from seemrl import plotting
+from seemrl import plotting, runfolder
 from seemrl.algos import td3bc
-from seemrl.logging import read_jsonl
-from seemrl.train import TrainConfig, Trainer
+from seemrl.prepare import Prepared
+from seemrl.runconfig import TrainConfig
+from seemrl.train import Trainer
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,7 +75,8 @@ def run_demo(cfg: DemoConfig, out: str | pathlib.Path, data_dir=None, progress: 
     _train_config(cfg, cfg.dataset)  # a bad option fails here, before the dataset is made
     path = dataset_file(cfg, data_dir, progress)
     train_cfg = _train_config(cfg, str(path))
-    rows, prepared = {}, None
+    rows: dict[str, dict[str, Any]] = {}
+    prepared: Prepared | None = None
     for label, layer_norm in RUNS.items():
         run_dir = out / ("td3-layernorm" if layer_norm else "td3")
         algo_cfg = td3bc.Config(bc_coef=0.0, layer_norm=layer_norm)
@@ -83,7 +85,9 @@ def run_demo(cfg: DemoConfig, out: str | pathlib.Path, data_dir=None, progress: 
         trainer = Trainer(train_cfg, algo_cfg, run_dir, prepared=prepared)
         prepared = trainer.p  # both runs share the data, subset and normalisation
         status = trainer.run(progress=progress, console=console)
+        assert trainer.q_ceiling is not None  # the demo's γ < 1
         rows[label] = summarize(run_dir, status, trainer.q_ceiling)
+    assert prepared is not None and trainer.q_ceiling is not None
     title = (f"TD3 without BC (bc_coef 0) on {len(prepared.dataset)} transitions "
              f"({100 * cfg.fraction:g} %) of {cfg.dataset}: plain vs LayerNorm critic "
              "(thin: seeds, bold: mean)")
@@ -92,11 +96,18 @@ def run_demo(cfg: DemoConfig, out: str | pathlib.Path, data_dir=None, progress: 
             "transitions": len(prepared.dataset)}
 
 
-def summarize(run_dir: pathlib.Path, status: dict, ceiling: float) -> dict[str, Any]:
-    records = read_jsonl(run_dir / "metrics.jsonl")
-    seeds = [int(s) for s in status["seeds"]]
-    from seemrl import runfolder
+def fresh_folder(path: pathlib.Path) -> pathlib.Path:
+    """`path`, or path-2, path-3, ... when it already holds something (never overwrite)."""
+    candidate, n = path, 1
+    while candidate.exists() and any(candidate.iterdir()):
+        n += 1
+        candidate = path.with_name(f"{path.name}-{n}")
+    return candidate
 
+
+def summarize(run_dir: pathlib.Path, status: dict, ceiling: float) -> dict[str, Any]:
+    records = runfolder.read_metrics(run_dir)
+    seeds = [int(s) for s in status["seeds"]]
     known = runfolder.read_status(run_dir)
     final_q, max_q, seem, scores = [], [], [], []
     for seed in seeds:
@@ -124,7 +135,7 @@ def plot(out: pathlib.Path, rows: dict[str, dict], ceiling: float, title: str) -
               ("train/critic_param_norm_0", "critic parameter norm (head 0)", False),
               ("seem/normalized", "SEEM (max Re λ(A) / ‖A‖_F)", False)]
     for label, row in rows.items():
-        records = read_jsonl(pathlib.Path(row["run_dir"]) / "metrics.jsonl")
+        records = runfolder.read_metrics(row["run_dir"])
         for ax, (key, _, _) in zip(axes, panels, strict=True):
             curves = [plotting.series(records, key, s) for s in row["seeds"]]
             plotting.seeds_and_mean(ax, curves, colors[RUNS[label]], label,

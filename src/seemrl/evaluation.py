@@ -108,6 +108,29 @@ class Episodes(NamedTuple):
     was cut by the time limit: a low return with no fall is a slow policy, not a falling one."""
 
 
+def lockstep(envs: Sequence[Any], obs: np.ndarray, act: Callable[[np.ndarray, int], Any],
+             step: Callable[[int, tuple], bool], alive: np.ndarray,
+             after_round: Callable[[int], None] | None = None) -> None:
+    """Step `envs` side by side, the one rollout loop of evaluation, SAC and data generation.
+
+    While any env is alive: one batched policy call `act(obs, t)` on every row of `obs`
+    (n_envs, obs_dim) (the rows of ended envs included, so its shape never changes; t counts
+    the calls from 0), then each alive env in index order steps with its action and
+    `step(i, (next_obs, reward, terminated, truncated, info))` updates `obs[i]` and the
+    caller's records and says whether env i goes on; `after_round(n)` hears how many envs
+    stepped. `alive` (n_envs,) bool is updated in place.
+    """
+    t = 0
+    while alive.any():
+        actions = np.asarray(act(obs, t))
+        t += 1
+        live = [int(i) for i in np.flatnonzero(alive)]
+        for i in live:
+            alive[i] = step(i, envs[i].step(actions[i]))
+        if after_round is not None:
+            after_round(len(live))
+
+
 def evaluate(policy: Callable[[np.ndarray], np.ndarray], env_id: str, seeds: Sequence[int],
              episodes: int) -> Episodes:
     """Roll out one policy per seed, `episodes` episodes each.
@@ -130,17 +153,22 @@ def evaluate(policy: Callable[[np.ndarray], np.ndarray], env_id: str, seeds: Seq
     returns = np.zeros((num_policies, episodes))
     lengths = np.zeros((num_policies, episodes), np.int64)
     ended = np.zeros((num_policies, episodes), bool)
-    alive = np.ones((num_policies, episodes), bool)
+    # The (policy, episode) grid as one row per env: views, in the grid's row-major order.
+    flat_obs, flat_returns = obs.reshape(-1, obs_dim), returns.reshape(-1)
+    flat_lengths, flat_ended = lengths.reshape(-1), ended.reshape(-1)
+
+    def step(i: int, result: tuple) -> bool:
+        o, r, terminated, truncated, _ = result
+        flat_obs[i] = o
+        flat_returns[i] += r
+        flat_lengths[i] += 1
+        flat_ended[i] = terminated
+        return not (terminated or truncated)
+
     try:
-        while alive.any():
-            actions = np.asarray(policy(obs))
-            for p, e in zip(*np.nonzero(alive), strict=True):
-                o, r, terminated, truncated, _ = envs[p][e].step(actions[p, e])
-                obs[p, e] = o
-                returns[p, e] += r
-                lengths[p, e] += 1
-                ended[p, e] = terminated
-                alive[p, e] = not (terminated or truncated)
+        lockstep([env for row in envs for env in row], flat_obs,
+                 lambda _, t: np.asarray(policy(obs)).reshape(len(flat_obs), -1), step,
+                 np.ones(num_policies * episodes, bool))
     finally:
         for row in envs:
             for env in row:

@@ -37,21 +37,19 @@ class Grid:
     def specs(self) -> list[RunSpec]:
         """One spec per grid point (datasets, then algorithms, then the axes in name order)."""
         from seemrl import algos as algos_lib
-        from seemrl.train import TrainConfig
+        from seemrl.runconfig import TrainConfig, field_names, owner
 
         if not self.datasets:
             raise ConfigError("no dataset given (--dataset NAME_OR_FILE ..., or `datasets:` "
                               "in the grid file)")
         if not self.algos:
             raise ConfigError("no algorithm given (--algo NAME ...)")
-        train_names = _field_names(TrainConfig)
         classes = {a: algos_lib.get(a).Config for a in dict.fromkeys(self.algos)}
         for key in (*self.axes, *self.fixed):
             if key in ("dataset", "algo"):
                 raise ConfigError(f"'{key}' is an axis of its own: give it with --{key} (or "
                                   f"`{key}s:` in the grid file)")
-            if key not in train_names and not any(key in _field_names(c)
-                                                  for c in classes.values()):
+            if not any(owner(key, c) for c in classes.values()):
                 raise ConfigError(f"unknown option '{key}' (neither a TrainConfig option nor "
                                   f"one of {', '.join(classes)}'s; see seemrl train --help)")
         if "seeds" in self.axes:
@@ -61,22 +59,21 @@ class Grid:
         if both:
             raise ConfigError(f"option(s) {', '.join(both)} given both as an axis and fixed")
         specs = []
+        is_train = lambda k: k in field_names(TrainConfig)
         for dataset, algo in itertools.product(dict.fromkeys(self.datasets), classes):
-            def owner(key, cls=classes[algo]):
-                """The config class an option belongs to in this algorithm's runs, or None."""
-                return (TrainConfig if key in train_names else
-                        cls if key in _field_names(cls) else None)
-
-            fixed = {k: _coerce(owner(k), k, v) for k, v in self.fixed.items() if owner(k)}
-            axes = {k: _axis_values(owner(k), k, self.axes[k])
-                    for k in sorted(self.axes) if owner(k)}
+            cls = classes[algo]
+            # An option only some algorithms have applies to their runs alone.
+            fixed = {k: _coerce(c, k, v) for k, v in self.fixed.items()
+                     if (c := owner(k, cls))}
+            axes = {k: _axis_values(c, k, self.axes[k]) for k in sorted(self.axes)
+                    if (c := owner(k, cls))}
             for values in itertools.product(*axes.values()):
                 point = dict(zip(axes, values, strict=True))
                 options = {**fixed, **point}
                 train = {"dataset": dataset, "algo": algo,
-                         **{k: v for k, v in options.items() if k in train_names}}
+                         **{k: v for k, v in options.items() if is_train(k)}}
                 specs.append(RunSpec(run_name(dataset, algo, point), train,
-                                     {k: v for k, v in options.items() if k not in train_names}))
+                                     {k: v for k, v in options.items() if not is_train(k)}))
         check_distinct(specs)
         return specs
 
@@ -116,6 +113,20 @@ def combine(grid: Grid | None = None, *, datasets: Sequence[str] = (), algos: Se
                 axes={**merged_axes, **axes}, fixed={**merged_fixed, **fixed})
 
 
+def from_flags(grid_file: str | pathlib.Path | None = None, *, datasets: Sequence[str] = (),
+               algos: Sequence[str] = (), set_: Sequence[str] = (), fix: Sequence[str] = (),
+               options: dict[str, Any] | None = None) -> Grid:
+    """The grid of `seemrl sweep`: a grid file (or none) overridden by flags: `--dataset`,
+    `--algo`, `--set KEY=V1,V2` (`set_`), `--fix KEY=VALUE` (`fix`) and the options given with
+    their own flags (`options`, fixed in every run)."""
+    axes = [parse_axis(t) for t in set_]
+    if len({k for k, _ in axes}) < len(axes):
+        raise ConfigError("--set names an option twice (give all its values in one --set)")
+    fixed = {**dict(parse_fixed(t) for t in fix), **(options or {})}
+    grid = read_grid(grid_file) if grid_file else None
+    return combine(grid, datasets=datasets, algos=algos, axes=dict(axes), fixed=fixed)
+
+
 def parse_axis(text: str) -> tuple[str, tuple[Any, ...]]:
     """'KEY=V1,V2,...' -> (key, values), values read as YAML: 'layer_norm=true,false',
     'critic_hidden=[64,64],[256,256]', 'ln_layers=null,[0]'."""
@@ -147,10 +158,6 @@ def dataset_label(dataset: str) -> str:
     if path.suffix.lower() in (".hdf5", ".h5", ".npz"):
         return path.stem
     return path.name or dataset
-
-
-def _field_names(cls: type) -> set[str]:
-    return {f.name for f in dataclasses.fields(cls)}
 
 
 def _listed(value) -> tuple[Any, ...]:

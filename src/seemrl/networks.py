@@ -1,4 +1,5 @@
-"""Networks: a configurable MLP, a vmapped critic ensemble, a deterministic actor.
+"""Networks: a configurable MLP, a vmapped critic ensemble, a deterministic and a tanh-Gaussian
+actor.
 
 Every normalisation choice the paper ablates is an option of `MLP`:
 
@@ -321,3 +322,42 @@ def num_linear_layers(config: MLPConfig) -> int:
 
 def mlp_config_from(hidden: Sequence[int] = (256, 256), **kwargs) -> MLPConfig:
     return MLPConfig(hidden=tuple(hidden), **kwargs)
+
+
+LOG_STD_MIN, LOG_STD_MAX = -5.0, 2.0
+LOG_STD_MODES = ("squash", "affine")
+
+
+class GaussianActor(nn.Module):
+    """obs (..., obs_dim) -> (mean (..., act_dim), log_std (..., act_dim)), pre-tanh.
+
+    log_std_mode squash: the network's log-std output squashed smoothly into [−5, 2]
+    (CleanRL's; no zero gradients at a clip). affine: m·raw + o with learned scalars m, o
+    starting at 1 and −1, clipped to [−20, 2] (CORL's CQL policy).
+    """
+
+    config: MLPConfig
+    act_dim: int
+    log_std_mode: str = "squash"
+
+    @nn.compact
+    def __call__(self, obs: jnp.ndarray) -> tuple[jnp.ndarray, jnp.ndarray]:
+        out = MLP(self.config, 2 * self.act_dim, name="mlp")(obs)
+        mean, log_std = jnp.split(out, 2, axis=-1)
+        if self.log_std_mode == "affine":
+            scale = self.param("log_std_multiplier", nn.initializers.constant(1.0), ())
+            offset = self.param("log_std_offset", nn.initializers.constant(-1.0), ())
+            return mean, jnp.clip(scale * log_std + offset, -20.0, 2.0)
+        log_std = LOG_STD_MIN + 0.5 * (LOG_STD_MAX - LOG_STD_MIN) * (jnp.tanh(log_std) + 1)
+        return mean, log_std
+
+
+def sample_action(mean: jnp.ndarray, log_std: jnp.ndarray, key: jax.Array):
+    """Reparameterised tanh-Gaussian sample. Returns (action in [-1, 1], log-prob (...,))."""
+    std = jnp.exp(log_std)
+    u = mean + std * jax.random.normal(key, mean.shape)
+    a = jnp.tanh(u)
+    logp = jnp.sum(-0.5 * ((u - mean) / std) ** 2 - log_std - 0.5 * jnp.log(2 * jnp.pi), -1)
+    # Change of variables through tanh; the 1e-6 keeps the log finite at |a| = 1.
+    logp -= jnp.sum(jnp.log(1 - a**2 + 1e-6), -1)
+    return a, logp

@@ -51,7 +51,7 @@ def interval(estimate: float | None, draws: np.ndarray | None,
     return {"mean": estimate, "lo": float(lo), "hi": float(hi)}
 
 
-def mean_ci(values: Sequence[float], *, seed: int = 0, n: int = RESAMPLES,
+def mean_ci(values: Sequence[float | None], *, seed: int = 0, n: int = RESAMPLES,
             level: float = LEVEL) -> dict[str, Any]:
     """Mean of `values` (None left out) with its 95 % bootstrap interval; also `n`, the
     number of values it rests on."""

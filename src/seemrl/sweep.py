@@ -29,36 +29,28 @@ run is retried `retries` times, then reported with its one-line error (error.txt
 traceback) while the others go on. `out/sweep.json` records the specs and every run's
 outcome, rewritten atomically as runs finish.
 
-Engines: `local` trains one run at a time in this process (`workers=1`) or `workers` runs at
-once in spawned processes (JAX is not fork-safe); `ray` sends each run to Ray as a task, on
-the cluster at `address` or on a local instance (`pip install seemrl[ray]`). docs/SWEEPS.md
-has the details.
+Engines (`seemrl.engines`): `local` trains one run at a time in this process (`workers=1`)
+or `workers` runs at once in spawned processes (JAX is not fork-safe); `ray` sends each run
+to Ray as a task, on the cluster at `address` or on a local instance (`pip install
+seemrl[ray]`). This module keeps the bookkeeping; docs/SWEEPS.md has the details.
 """
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import dataclasses
 import datetime
 import json
-import os
 import pathlib
-import shutil
-import signal
 import time
 import traceback
 from collections.abc import Sequence
 from typing import Any
 
-from seemrl import checkpoint
-from seemrl import config as config_lib
+from seemrl import checkpoint, engines, process, runconfig, runfolder, tables
 from seemrl.config import ConfigError
 from seemrl.types import Terminated
-
-ENGINES = ("local", "ray")
-CANCEL_WAIT_S = 300.0
-"""How long an interrupted sweep waits for its cancelled Ray tasks to save their runs."""
-RUN_FILES = ("config.json", "metrics.jsonl", "status.json", "normalizer.json", "error.txt")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -91,35 +83,11 @@ class RunResult:
     seconds: float = 0.0
 
 
-# -- the grid ---------------------------------------------------------------------------------
 # -- one run ----------------------------------------------------------------------------------
 def read_status(run_dir: str | pathlib.Path) -> dict[str, Any] | None:
-    path = pathlib.Path(run_dir) / "status.json"
-    if not path.is_file():
-        return None
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError:
-        return None
-
-
-def is_finished(run_dir: str | pathlib.Path, steps: int | None = None) -> bool:
-    """A run is finished when it reached its last step (or `steps`, when given: a larger
-    value makes a finished run resumable) or every seed stopped (diverged)."""
-    from seemrl import runfolder
-
+    """RUN's status.json in today's layout (`runfolder.RunStatus.to_dict`), or None."""
     status = runfolder.read_status(run_dir)
-    return status is not None and status.finished_for(status.steps if steps is None else steps)
-
-
-def build_configs(spec: RunSpec):
-    """(TrainConfig, algorithm Config) of a spec; ConfigError on unknown options."""
-    from seemrl import algos
-    from seemrl.train import TrainConfig
-
-    train_cfg = config_lib.build(TrainConfig, spec.train)
-    algo_cfg = config_lib.build(algos.get(train_cfg.algo).Config, spec.algo)
-    return train_cfg, algo_cfg
+    return None if status is None else status.to_dict()
 
 
 def validate(specs: Sequence[RunSpec]) -> None:
@@ -127,7 +95,7 @@ def validate(specs: Sequence[RunSpec]) -> None:
     check_distinct(specs)
     for spec in specs:
         try:
-            build_configs(spec)
+            runconfig.build(spec.train, spec.algo)
         except ConfigError as e:
             raise ConfigError(f"run {spec.name}: {e}") from None
 
@@ -149,20 +117,21 @@ def run_one(spec: RunSpec, out: str | pathlib.Path, progress: bool = False,
     run_dir = pathlib.Path(out) / spec.name
     t0 = time.perf_counter()
     try:
-        train_cfg, algo_cfg = build_configs(spec)
-        saved = _saved_config(run_dir)
+        cfg = runconfig.build(spec.train, spec.algo)
+        saved = runconfig.saved(run_dir)
         if saved is not None:
-            _check_same_run(run_dir, saved, train_cfg, algo_cfg)
-        if is_finished(run_dir, train_cfg.steps):
+            _check_same_run(run_dir, saved, spec)
+        if runfolder.is_finished(run_dir, cfg.train.steps):
             return RunResult(spec.name, str(run_dir), "skipped", read_status(run_dir))
         resume = checkpoint.exists(run_dir)
-        if not resume:
+        if resume and saved is not None:
+            cfg = runconfig.resumed(saved, *cfg.to_dict().values())
+        elif not resume:
             _clear_partial(run_dir)  # JsonlLogger appends: a fresh start needs a clean folder
-        if "seed_groups" not in spec.train:
-            groups = ((saved or {}).get("train") or {}).get("seed_groups", 0) if resume \
-                else seed_groups
-            train_cfg = dataclasses.replace(train_cfg, seed_groups=groups)
-        status = Trainer(train_cfg, algo_cfg, run_dir).run(resume=resume, progress=progress,
+            if "seed_groups" not in spec.train:  # the engine's share of the cores
+                cfg = dataclasses.replace(cfg, train=dataclasses.replace(
+                    cfg.train, seed_groups=seed_groups))
+        status = Trainer(cfg.train, cfg.algo, run_dir).run(resume=resume, progress=progress,
                                                            console=console)
     except KeyboardInterrupt:
         raise
@@ -170,11 +139,11 @@ def run_one(spec: RunSpec, out: str | pathlib.Path, progress: bool = False,
         if not isinstance(e, ForeignRunError):  # never write into another run's folder
             with contextlib.suppress(OSError):  # a full disk: the error is in the result
                 run_dir.mkdir(parents=True, exist_ok=True)
-                (run_dir / "error.txt").write_text(traceback.format_exc())
-        status = None if isinstance(e, ForeignRunError) else read_status(run_dir)
-        return RunResult(spec.name, str(run_dir), "failed", status, _one_line(e),
+                runfolder.path(run_dir, runfolder.ERROR).write_text(traceback.format_exc())
+        known = None if isinstance(e, ForeignRunError) else read_status(run_dir)
+        return RunResult(spec.name, str(run_dir), "failed", known, tables.one_line(e),
                          seconds=time.perf_counter() - t0)
-    (run_dir / "error.txt").unlink(missing_ok=True)  # from an earlier, failed attempt
+    runfolder.path(run_dir, runfolder.ERROR).unlink(missing_ok=True)  # an earlier attempt's
     return RunResult(spec.name, str(run_dir), "finished", status,
                      seconds=time.perf_counter() - t0)
 
@@ -211,46 +180,31 @@ def run_sweep(specs: Sequence[RunSpec], out: str | pathlib.Path, *, engine: str 
         anything trains.
     """
     specs = list(specs)
-    if engine not in ENGINES:
+    if engine not in engines.ENGINES:
         raise ConfigError(f"unknown sweep engine '{engine}' (choose local or ray)")
     if workers < 1 or retries < 0 or cpus_per_run < 1:
         raise ConfigError("workers and cpus_per_run must be >= 1, retries >= 0")
     validate(specs)
-    ray = _import_ray() if engine == "ray" else None
+    ray = engines.import_ray() if engine == "ray" else None
     out = pathlib.Path(out)
     out.mkdir(parents=True, exist_ok=True)
     record = SweepRecord(out, specs, engine=engine, workers=workers, address=address,
                          retries=retries)
-    from seemrl.train import sigterm_interrupts
-
-    with sigterm_interrupts() as caught:  # SIGTERM stops the sweep as Ctrl-C does
+    with process.sigterm_interrupts() as caught:  # SIGTERM stops the sweep as Ctrl-C does
         try:
             if ray is not None:
-                return _run_ray(ray, specs, out, record, address, retries, cpus_per_run,
-                                progress, console)
+                return engines.run_ray(run_with_retries, _worker_died(out), ray, specs, out,
+                                       record, address, retries, cpus_per_run, progress,
+                                       console)
             if workers > 1 and len(specs) > 1:
-                return _run_processes(specs, out, record, workers, retries, progress, console)
-            return _run_here(specs, out, record, retries, progress, console)
+                return engines.run_processes(run_with_retries, _worker_died(out), specs, out,
+                                             record, workers, retries, progress, console)
+            return engines.run_here(run_with_retries, specs, out, record, retries, progress,
+                                    console)
         except KeyboardInterrupt as e:
             if caught.sigterm and not isinstance(e, Terminated):
                 raise Terminated from e  # Ray's waits turn the handler's Terminated into this
             raise
-
-
-def _run_here(specs, out, record, retries, progress, console):
-    results = []
-    for i, spec in enumerate(specs):
-        if progress:
-            _say(console, f"[bold][{i + 1}/{len(specs)}] {spec.name}[/bold]")
-        record.update(i, outcome="running")
-        try:
-            result = run_with_retries(spec, out, retries, progress=progress, console=console)
-        except KeyboardInterrupt:
-            record.update(i, outcome="interrupted")
-            raise
-        record.add(i, result)
-        results.append(result)
-    return results
 
 
 class SweepRecord:
@@ -259,7 +213,8 @@ class SweepRecord:
 
     def __init__(self, out: pathlib.Path, specs: Sequence[RunSpec], **settings):
         self.path = out / "sweep.json"
-        self.data = {"settings": settings, "started": _now(), "updated": _now(), "runs": [
+        self.data: dict[str, Any] = {
+            "settings": settings, "started": _now(), "updated": _now(), "runs": [
             {"name": s.name, "train": s.train, "algo": s.algo, "outcome": "pending"}
             for s in specs]}
         self._write()
@@ -277,172 +232,6 @@ class SweepRecord:
         checkpoint.atomic_write_json(self.path, json.loads(json.dumps(self.data, default=str)))
 
 
-def _run_processes(specs, out, record, workers, retries, progress, console):
-    import concurrent.futures as cf
-    import multiprocessing
-
-    _make_builtin_datasets(specs, console)  # once, here, not raced by the workers
-    groups = max(1, (os.cpu_count() or 1) // workers)  # seed groups per run: cores shared
-    results: list[RunResult | None] = [None] * len(specs)
-    pool = cf.ProcessPoolExecutor(min(workers, len(specs)),
-                                  mp_context=multiprocessing.get_context("spawn"))
-    try:
-        futures = {pool.submit(run_with_retries, spec, str(out), retries, False, None, groups): i
-                   for i, spec in enumerate(specs)}
-        for done, fut in enumerate(cf.as_completed(futures), 1):
-            i = futures[fut]
-            results[i] = _gathered(fut.result, specs[i], out)
-            record.add(i, results[i])
-            if progress:
-                _say(console, _done_line(done, len(specs), results[i]))
-    except KeyboardInterrupt as e:
-        processes = list((getattr(pool, "_processes", None) or {}).values())
-        if isinstance(e, Terminated):  # Ctrl-C reaches the workers itself, SIGTERM may not
-            for process in processes:
-                process.terminate()  # SIGTERM: each worker saves its run and stops
-        for fut in futures:
-            fut.cancel()  # the runs not started
-        cf.wait(futures)  # a started run's future ends once its worker has saved
-        for process in processes:
-            # Nothing is left to write, and a worker's own exit would wait for the chunk it
-            # was computing when the signal came (a whole log chunk: minutes on a CPU).
-            process.kill()
-        pool.shutdown(wait=True, cancel_futures=True)
-        for i, r in enumerate(results):
-            if r is None:
-                record.update(i, outcome="interrupted")
-        raise
-    pool.shutdown()
-    return results
-
-
-def _run_ray(ray, specs, out, record, address, retries, cpus_per_run, progress, console):
-    started = not ray.is_initialized()
-    if not address:
-        _make_builtin_datasets(specs, console)  # a local instance shares this disk
-    if started:
-        ray.init(**({"address": address} if address else {"include_dashboard": False}))
-    task = ray.remote(num_cpus=cpus_per_run, max_retries=retries)(_ray_task)
-    cwd, out_abs = os.getcwd(), str(out.resolve())
-    refs = {task.remote(spec, out_abs, retries, cpus_per_run, cwd): i
-            for i, spec in enumerate(specs)}
-    results: list[RunResult | None] = [None] * len(specs)
-    pending = list(refs)
-    try:
-        while pending:
-            (ref,), pending = ray.wait(pending, num_returns=1)
-            i = refs[ref]
-            results[i] = _gathered(lambda ref=ref: ray.get(ref), specs[i], out)
-            record.add(i, results[i])
-            if progress:
-                _say(console, _done_line(len(specs) - len(pending), len(specs), results[i]))
-    except KeyboardInterrupt:
-        for ref in pending:
-            ray.cancel(ref)  # a KeyboardInterrupt in the task: its run saves itself
-            record.update(refs[ref], outcome="interrupted")
-        if pending:  # until they have saved
-            ray.wait(pending, num_returns=len(pending), timeout=CANCEL_WAIT_S)
-        raise
-    finally:
-        if started:
-            ray.shutdown()
-    return results
-
-
-def _ray_task(spec: RunSpec, out: str, retries: int, seed_groups: int, cwd: str) -> RunResult:
-    """A run as a Ray task: relative dataset paths mean what they meant to the driver.
-
-    `ray.cancel` stops a running task by raising KeyboardInterrupt in it through Python's
-    SIGINT handler, and does nothing where SIGINT is ignored. Ray's workers inherit that from
-    the driver: a sweep started in the background by a shell script (`seemrl sweep ... &`)
-    ignores SIGINT, so its cancelled tasks went on training until Ray was shut down, unsaved.
-    The task puts Python's handler back first."""
-    if signal.getsignal(signal.SIGINT) in (signal.SIG_IGN, signal.SIG_DFL):
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-    if os.path.isdir(cwd):
-        os.chdir(cwd)
-    return run_with_retries(spec, out, retries, seed_groups=seed_groups)
-
-
-def _import_ray():
-    try:
-        import ray
-    except ImportError:
-        raise ConfigError("the ray engine needs Ray: pip install seemrl[ray]") from None
-    return ray
-
-
-def _gathered(get, spec: RunSpec, out) -> RunResult:
-    """A worker's result, or a failed one when the worker itself died."""
-    try:
-        return get()
-    except KeyboardInterrupt:
-        raise
-    except Exception as e:  # noqa: BLE001 - a crashed worker is one failed run
-        run_dir = pathlib.Path(out) / spec.name
-        return RunResult(spec.name, str(run_dir), "failed", read_status(run_dir),
-                         f"worker died: {_one_line(e)}", attempts=1)
-
-
-def _make_builtin_datasets(specs: Sequence[RunSpec], console) -> None:
-    """Make missing built-in datasets (e.g. 'hopper-medium') before runs use them at once."""
-    names = {s.train["dataset"] for s in specs if isinstance(s.train.get("dataset"), str)}
-    names = {n for n in names if "/" not in n and not pathlib.Path(n).exists()}
-    if not names:
-        return
-    from seemrl.data import generate
-
-    for name in sorted(names):
-        if generate.parse_name(name) is None:
-            continue
-        try:
-            generate.resolve_builtin(name)
-        except Exception as e:  # noqa: BLE001 - the runs that need it report it
-            _say(console, f"[red]dataset {name}: {_one_line(e)}[/red]")
-
-
-# -- the summary ------------------------------------------------------------------------------
-def summary_rows(results: Sequence[RunResult]) -> list[dict[str, Any]]:
-    """Per run: outcome, seeds diverged, final and best score (mean over seeds), seconds."""
-    rows = []
-    for r in results:
-        seeds = list(((r.status or {}).get("seeds") or {}).values())
-        mean = lambda key, seeds=seeds: _mean([s.get(key) for s in seeds])
-        rows.append({"run": r.name, "outcome": r.outcome,
-                     "diverged": sum(s.get("diverged_at") is not None for s in seeds),
-                     "seeds": len(seeds), "final_score": mean("final_score"),
-                     "best_score": mean("best_score"),
-                     "seconds": r.seconds if r.outcome != "skipped" else None,
-                     "error": r.error})
-    return rows
-
-
-def print_summary(results: Sequence[RunResult], console=None, title: str = "sweep") -> None:
-    """The summary table (rich), then each failed run's error."""
-    from rich.console import Console
-    from rich.markup import escape
-    from rich.table import Table
-
-    console = console or Console()
-    rows = summary_rows(results)
-    counts = {o: sum(r["outcome"] == o for r in rows) for o in ("finished", "skipped", "failed")}
-    table = Table(title=f"{title}: " + ", ".join(f"{n} {o}" for o, n in counts.items() if n))
-    table.add_column("run", overflow="fold")
-    table.add_column("outcome")
-    for col in ("diverged", "final score", "best score", "time"):
-        table.add_column(col, justify="right")
-    fmt = lambda v: "—" if v is None else f"{v:.1f}"
-    for r in rows:
-        table.add_row(r["run"], f"[{_COLOUR[r['outcome']]}]{r['outcome']}[/]",
-                      f"{r['diverged']}/{r['seeds']}" if r["seeds"] else "—",
-                      fmt(r["final_score"]), fmt(r["best_score"]),
-                      "—" if r["seconds"] is None else f"{r['seconds']:.0f} s")
-    console.print(table)
-    for r in rows:
-        if r["error"]:
-            console.print(f"[red]{escape(r['run'])}[/red]: {escape(r['error'])}")
-
-
 def print_plan(specs: Sequence[RunSpec], out, console=None) -> None:
     """The runs a sweep would train (and which are finished already), without training."""
     from rich.console import Console
@@ -453,13 +242,13 @@ def print_plan(specs: Sequence[RunSpec], out, console=None) -> None:
     for col in ("dataset", "algo", "seeds", "steps", "folder"):
         table.add_column(col)
     for s in specs:
-        cfg, algo_cfg = build_configs(s)
+        cfg = runconfig.build(s.train, s.algo).train
         run_dir = pathlib.Path(out) / s.name
-        saved, state = _saved_config(run_dir), ""
+        saved, state = runconfig.saved(run_dir), ""
         if saved is not None:
             try:
-                _check_same_run(run_dir, saved, cfg, algo_cfg)
-                state = "finished" if is_finished(run_dir, cfg.steps) else "started"
+                _check_same_run(run_dir, saved, s)
+                state = "finished" if runfolder.is_finished(run_dir, cfg.steps) else "started"
             except ForeignRunError:
                 state = "[red]another run[/red]"
         table.add_row(s.name, cfg.dataset, cfg.algo, " ".join(map(str, cfg.seeds)),
@@ -469,76 +258,41 @@ def print_plan(specs: Sequence[RunSpec], out, console=None) -> None:
 
 # -- helpers ----------------------------------------------------------------------------------
 def check_distinct(specs: Sequence[RunSpec]) -> None:
-    seen: set[str] = set()
-    twice = sorted({s.name for s in specs if s.name in seen or seen.add(s.name)})
+    counts = collections.Counter(s.name for s in specs)
+    twice = sorted(name for name, n in counts.items() if n > 1)
     if twice:
         raise ConfigError(f"sweep run names must be distinct: {', '.join(twice)} "
                           "(two datasets with the same file name?)")
 
 
-def _saved_config(run_dir: pathlib.Path) -> dict[str, Any] | None:
-    try:
-        return json.loads((run_dir / "config.json").read_text())
-    except (FileNotFoundError, NotADirectoryError, json.JSONDecodeError):
-        return None
-
-
-def _check_same_run(run_dir, saved: dict[str, Any], train_cfg, algo_cfg) -> None:
-    """Raise if run_dir holds another run: options differ beyond what a resume may change
-    (and seed_groups, which a resumed run takes from its config.json)."""
-    from seemrl.train import RESUME_OVERRIDABLE
-
-    now = {"train": config_lib.to_dict(train_cfg), "algo": config_lib.to_dict(algo_cfg)}
-    changed = sorted(k for part in now for k in set(now[part]) & set(saved.get(part) or {})
-                     if k not in (*RESUME_OVERRIDABLE, "seed_groups")
-                     and now[part][k] != saved[part][k])
+def _check_same_run(run_dir, saved: tuple[dict, dict], spec: RunSpec) -> None:
+    """Raise if run_dir holds another run: the spec's options (defaults included) differ
+    beyond what a resume may change (`runconfig.changed_on_resume`)."""
+    now = runconfig.build(spec.train, spec.algo).to_dict()
+    changed = runconfig.changed_on_resume(saved, now["train"], now["algo"])
     if changed:
         raise ForeignRunError(f"{run_dir} holds a run with other {', '.join(changed)}: remove "
                               "it or choose another --out")
 
 
 def _clear_partial(run_dir: pathlib.Path) -> None:
-    """Remove what a run that stopped before its first checkpoint left behind."""
-    if not run_dir.is_dir() or not any(run_dir.iterdir()):
-        return
-    if not any((run_dir / f).exists() for f in RUN_FILES):
+    """Remove what a run that stopped before its first checkpoint left behind; a folder that
+    holds anything else is not touched."""
+    if not runfolder.holds_only_partial(run_dir):
         raise ForeignRunError(f"{run_dir} exists and is not a seemrl run folder: remove it "
                               "or choose another --out")
-    shutil.rmtree(run_dir)
+    runfolder.clear_partial(run_dir)
 
 
-def _one_line(e: BaseException) -> str:
-    """The error in one line; its type only where the message is not one of seemrl's own."""
-    from seemrl.types import SeemrlError
+def _worker_died(out) -> engines.Failed:
+    """The failed result of a run whose worker process or task died."""
+    def failed(spec: RunSpec, error: str) -> RunResult:
+        run_dir = pathlib.Path(out) / spec.name
+        return RunResult(spec.name, str(run_dir), "failed", read_status(run_dir), error,
+                         attempts=1)
 
-    text = " ".join(str(e).split())
-    if isinstance(e, SeemrlError) and text:
-        return text
-    return f"{type(e).__name__}: {text}" if text else type(e).__name__
-
-
-def _mean(values: list[Any]) -> float | None:
-    values = [v for v in values if v is not None]
-    return sum(values) / len(values) if values else None
+    return failed
 
 
 def _now() -> str:
     return datetime.datetime.now().isoformat(timespec="seconds")
-
-
-def _say(console, message: str) -> None:
-    if console is None:
-        from rich.console import Console
-
-        console = Console()
-    console.print(message)
-
-
-_COLOUR = {"finished": "green", "skipped": "dim", "failed": "red"}
-
-
-def _done_line(done: int, total: int, r: RunResult) -> str:
-    from rich.markup import escape
-
-    extra = f": {escape(r.error)}" if r.error else f" ({r.seconds:.0f} s)" if r.seconds else ""
-    return f"[{done}/{total}] {escape(r.name)} [{_COLOUR[r.outcome]}]{r.outcome}[/]{extra}"

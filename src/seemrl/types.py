@@ -37,7 +37,7 @@ class WriteError(SeemrlError):
         hint = {errno.ENOSPC: " (free some space and run the command again)",
                 errno.EDQUOT: " (free some of your quota and run the command again)",
                 errno.EROFS: " (the file system is mounted read-only: choose another folder)"}
-        return cls(f"cannot write {path}: {e.strerror or e}{hint.get(e.errno, '')}")
+        return cls(f"cannot write {path}: {e.strerror or e}{hint.get(e.errno or 0, '')}")
 
 
 class RunError(SeemrlError):
@@ -164,6 +164,17 @@ class Dataset:
         csum = np.concatenate([[0.0], np.cumsum(self.rewards, dtype=np.float64)])
         starts = np.concatenate([[0], ends[:-1] + 1])
         return csum[ends + 1] - csum[starts]
+
+
+@dataclasses.dataclass(frozen=True)
+class EnvSpec:
+    """The sizes an agent is built for: observation and action dimensions, and the bound of
+    every action coordinate (actions live in [-max_action, max_action]). Hashable, so network
+    builders may cache on it."""
+
+    obs_dim: int
+    act_dim: int
+    max_action: float = 1.0
 
 
 class Batch(NamedTuple):

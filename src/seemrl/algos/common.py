@@ -1,27 +1,27 @@
-"""Pieces every algorithm shares: network options, optimizers, target updates, norms."""
+"""Pieces every algorithm shares: network options, optimizers, target updates, norms, and the
+defaults of the algorithm contract (`param_metrics`, `critic_q`; see `seemrl.algos.Algorithm`)."""
 
 from __future__ import annotations
 
 import dataclasses
+from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 import jax
 import jax.numpy as jnp
 import optax
 
 from seemrl.config import ConfigError
-from seemrl.networks import MLPConfig, trainable
+from seemrl.networks import MLPConfig, q_head_fn, trainable
 
 INIT_SCHEMES = ("torch", "edac", "corl", "orthogonal")
 
-SAVED_BEFORE_OPTION = {"init_scheme": "torch", "actor_log_std": "squash"}
-"""Options newer than some saved run configs, with the value those runs were made with."""
 
+class AgentState:
+    """Base of every algorithm's `State`, a `flax.struct.dataclass` of one seed's arrays with
+    at least `key` and `critic_params` (`seemrl.algos.AlgoState`); flax gives it `replace`."""
 
-def with_pre_option_values(algo_section: dict, config_cls: type) -> dict:
-    """A saved config.json's algo section with every option of `config_cls` it predates filled
-    in with the value it was made with."""
-    names = {f.name for f in dataclasses.fields(config_cls)}
-    return {**{k: v for k, v in SAVED_BEFORE_OPTION.items() if k in names}, **algo_section}
+    if TYPE_CHECKING:
+        def replace(self, **changes: Any) -> Self: ...
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,7 +66,7 @@ class NetworkOptions:
     output biases 0) | orthogonal (the IQL authors', jaxrl's default_init: every layer of
     every network an orthogonal kernel of gain √2 and zero biases)."""
 
-    CRITIC_TRAINING = ()
+    CRITIC_TRAINING: ClassVar[tuple[str, ...]] = ()
     """Which of weight_decay, critic_dropout, batch_norm this algorithm's critic training
     implements (a class attribute, not an option); the others are refused, not ignored."""
 
@@ -147,7 +147,7 @@ def _decay_mask(tree):
     return jax.tree.map(lambda _: True, tree)
 
 
-def polyak(target, online, tau: float):
+def polyak(target, online, tau: float | jax.Array):
     """target ← τ·online + (1 − τ)·target; τ = 1 is a hard copy."""
     return jax.tree.map(lambda t, o: tau * o + (1.0 - tau) * t, target, online)
 
@@ -160,6 +160,55 @@ def head_norms(critic_params, num_heads: int) -> jnp.ndarray:
     """(num_heads,) parameter norm of each head of a vmapped `Critic` (its "params" only)."""
     leaves = jax.tree.leaves(trainable(critic_params))
     return jnp.sqrt(sum(jnp.sum(jnp.square(x).reshape(num_heads, -1), axis=1) for x in leaves))
+
+
+def param_metrics(state, cfg, **others) -> dict[str, jax.Array]:
+    """Parameter norms logged at every log point: each critic head's (`critic_param_norm_<h>`),
+    then `<name>_param_norm` of each of `others` (further networks' parameters, e.g. IQL's
+    value net), then the actor's. The default for every algorithm whose state has
+    `critic_params` (a vmapped `Critic` of `cfg.num_critics` heads) and `actor_params`."""
+    norms = head_norms(state.critic_params, cfg.num_critics)
+    out = {f"critic_param_norm_{h}": norms[h] for h in range(cfg.num_critics)}
+    out.update({f"{name}_param_norm": optax.tree.norm(p) for name, p in others.items()})
+    out["actor_param_norm"] = optax.tree.norm(state.actor_params)
+    return out
+
+
+def critic_q(cfg, head: int = 0):
+    """Pure q(critic_params, obs, act) -> (N,) of one head of the critic `cfg.critic_mlp()`
+    describes, for SEEM (the default for every algorithm with a `networks.Critic`)."""
+    return q_head_fn(cfg.critic_mlp(), head)
+
+
+def delayed_actor_step(state, step: jax.Array, cfg, actor_opt: optax.GradientTransformation,
+                       loss_fn):
+    """TD3's delayed policy update (TD3+BC's and ReBRAC's): every `cfg.policy_freq` critic
+    steps one optimizer step of the actor on `loss_fn(actor_params, state) -> (loss, (bc_loss,
+    q_pi))` and a Polyak step (`cfg.tau`) of both target networks; on the other steps the
+    state passes through and the three metrics are NaN.
+
+    `step` is unbatched across seeds, so this is a real `lax.cond`, not a select that computes
+    both branches. Returns (state, (loss, bc_loss, q_pi)).
+    """
+
+    def actor_step(state):
+        (loss, (bc_loss, q_pi)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+            state.actor_params, state)
+        updates, actor_opt_state = actor_opt.update(grads, state.actor_opt_state,
+                                                    state.actor_params)
+        actor_params = optax.apply_updates(state.actor_params, updates)
+        state = state.replace(
+            actor_params=actor_params, actor_opt_state=actor_opt_state,
+            target_actor_params=polyak(state.target_actor_params, actor_params, cfg.tau),
+            target_critic_params=polyak(state.target_critic_params, state.critic_params,
+                                        cfg.tau))
+        return state, (loss, bc_loss, q_pi)
+
+    def skip(state):
+        nan = jnp.full((), jnp.nan)
+        return state, (nan, nan, nan)
+
+    return jax.lax.cond(step % cfg.policy_freq == 0, actor_step, skip, state)
 
 
 def critic_regression_step(critic, opt: optax.GradientTransformation, params, opt_state,

@@ -33,11 +33,11 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from seemrl.algos.common import NetworkOptions, head_norms, make_optimizer, polyak
-from seemrl.algos.sac import LOG_STD_MODES, GaussianActor, sample_action
+from seemrl.algos import common
+from seemrl.algos.common import AgentState, NetworkOptions, make_optimizer, polyak
 from seemrl.config import ConfigError
-from seemrl.networks import Critic, q_head_fn
-from seemrl.types import Batch
+from seemrl.networks import LOG_STD_MODES, Critic, GaussianActor, sample_action
+from seemrl.types import Batch, EnvSpec
 
 NAME = "cql"
 
@@ -134,7 +134,7 @@ def tanh_gaussian_log_prob(mean, log_std, a) -> jnp.ndarray:
 
 
 @flax.struct.dataclass
-class State:
+class State(AgentState):
     actor_params: dict
     critic_params: dict
     target_critic_params: dict
@@ -155,7 +155,8 @@ def _nets(cfg: Config, act_dim: int):
             optax.adam(cfg.lr_actor), optax.adam(cfg.lr_critic))
 
 
-def init(key: jax.Array, obs_dim: int, act_dim: int, max_action: float, cfg: Config) -> State:
+def init(key: jax.Array, spec: EnvSpec, cfg: Config) -> State:
+    obs_dim, act_dim = spec.obs_dim, spec.act_dim
     actor, critic, actor_opt, critic_opt, alpha_opt, prime_opt = _nets(cfg, act_dim)
     k_actor, k_critic, k_state = jax.random.split(key, 3)
     obs, act = jnp.zeros((1, obs_dim)), jnp.zeros((1, act_dim))
@@ -182,8 +183,8 @@ def _sample(actor, params, obs, key, max_action: float, n: int | None = None):
     return max_action * a, logp - mean.shape[-1] * jnp.log(max_action)
 
 
-def update(state: State, batch: Batch, step: jax.Array, cfg: Config, act_dim: int,
-           max_action: float) -> tuple[State, dict[str, jax.Array]]:
+def update(state: State, batch: Batch, step: jax.Array, cfg: Config,
+           spec: EnvSpec) -> tuple[State, dict[str, jax.Array]]:
     """One SAC temperature, actor, critic (+ α') and target step, all from the same params.
 
     The critic sees actions in env units, [-max_action, max_action], as SEEM probes it.
@@ -195,6 +196,7 @@ def update(state: State, batch: Batch, step: jax.Array, cfg: Config, act_dim: in
     Returns:
       (new state, scalar metrics).
     """
+    act_dim, max_action = spec.act_dim, spec.max_action
     actor, critic, actor_opt, critic_opt, alpha_opt, prime_opt = _nets(cfg, act_dim)
     key, k_pi, k_next, k_rand, k_cur, k_cnext = jax.random.split(state.key, 6)
     obs, obs_t = batch.obs_tm1, batch.obs_t
@@ -294,20 +296,13 @@ def update(state: State, batch: Batch, step: jax.Array, cfg: Config, act_dim: in
     return state, metrics
 
 
-def act(state: State, obs: jax.Array, cfg: Config, act_dim: int, max_action: float):
+def act(state: State, obs: jax.Array, cfg: Config, spec: EnvSpec) -> jax.Array:
     """Deterministic action max_action·tanh(mean) for normalised observations (..., obs_dim)."""
+    act_dim, max_action = spec.act_dim, spec.max_action
     actor = _nets(cfg, act_dim)[0]
     return max_action * jnp.tanh(actor.apply(state.actor_params, obs)[0])
 
 
-def param_metrics(state: State, cfg: Config) -> dict[str, jax.Array]:
-    """Parameter norms of each critic head and the actor."""
-    norms = head_norms(state.critic_params, cfg.num_critics)
-    out = {f"critic_param_norm_{h}": norms[h] for h in range(cfg.num_critics)}
-    out["actor_param_norm"] = optax.tree.norm(state.actor_params)
-    return out
-
-
-def critic_q(cfg: Config, head: int = 0):
-    """Pure q(critic_params, obs, act) -> (N,) of one head, for SEEM."""
-    return q_head_fn(cfg.critic_mlp(), head)
+# The contract's defaults: norms of the critic heads and the actor; Q head `head` for SEEM.
+param_metrics = common.param_metrics
+critic_q = common.critic_q

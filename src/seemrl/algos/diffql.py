@@ -38,14 +38,15 @@ import jax.numpy as jnp
 import optax
 
 from seemrl.algos import _diffusion as diff
+from seemrl.algos import common
 from seemrl.algos.common import (
+    AgentState,
     NetworkOptions,
     critic_regression_step,
-    head_norms,
     polyak,
 )
-from seemrl.networks import Critic, q_head_fn
-from seemrl.types import Batch
+from seemrl.networks import Critic
+from seemrl.types import Batch, EnvSpec
 
 NAME = "diffql"
 SAMPLERS = ("ddpm", "dpm1", "dpm2")
@@ -115,7 +116,7 @@ class Config(NetworkOptions):
 
 
 @flax.struct.dataclass
-class State:
+class State(AgentState):
     actor_params: dict
     ema_actor_params: dict
     critic_params: dict
@@ -152,7 +153,8 @@ def sample(cfg: Config, act_dim: int, params, obs: jnp.ndarray, key: jax.Array,
                                   order=1 if sampler == "dpm1" else 2)
 
 
-def init(key: jax.Array, obs_dim: int, act_dim: int, max_action: float, cfg: Config) -> State:
+def init(key: jax.Array, spec: EnvSpec, cfg: Config) -> State:
+    obs_dim, act_dim = spec.obs_dim, spec.act_dim
     eps_net, critic, _, actor_opt, critic_opt = _nets(cfg, act_dim)
     k_actor, k_critic, k_state = jax.random.split(key, 3)
     obs, act = jnp.zeros((1, obs_dim)), jnp.zeros((1, act_dim))
@@ -164,8 +166,8 @@ def init(key: jax.Array, obs_dim: int, act_dim: int, max_action: float, cfg: Con
                  critic_opt_state=critic_opt.init(critic_params), key=k_state)
 
 
-def update(state: State, batch: Batch, step: jax.Array, cfg: Config, act_dim: int,
-           max_action: float) -> tuple[State, dict[str, jax.Array]]:
+def update(state: State, batch: Batch, step: jax.Array, cfg: Config,
+           spec: EnvSpec) -> tuple[State, dict[str, jax.Array]]:
     """One critic, actor, EMA and target step.
 
     Args:
@@ -175,6 +177,7 @@ def update(state: State, batch: Batch, step: jax.Array, cfg: Config, act_dim: in
     Returns:
       (new state, scalar metrics).
     """
+    act_dim, max_action = spec.act_dim, spec.max_action
     eps_net, critic, sched, actor_opt, critic_opt = _nets(cfg, act_dim)
     key, k_next, k_t, k_noise, k_pi = jax.random.split(state.key, 5)
     bsz = batch.r_t.shape[0]
@@ -231,11 +234,12 @@ def update(state: State, batch: Batch, step: jax.Array, cfg: Config, act_dim: in
     return state, metrics
 
 
-def act(state: State, obs: jax.Array, cfg: Config, act_dim: int, max_action: float):
+def act(state: State, obs: jax.Array, cfg: Config, spec: EnvSpec) -> jax.Array:
     """Best of `eval_samples` EMA-policy actions by min_j Q'_j, fixed noise: (..., D) -> (..., A).
 
     The noise is fixed (key 0), so `act` is a deterministic function of state and obs.
     """
+    act_dim, max_action = spec.act_dim, spec.max_action
     critic = _nets(cfg, act_dim)[1]
     lead, n = obs.shape[:-1], cfg.eval_samples
     flat = obs.reshape(-1, obs.shape[-1])
@@ -248,14 +252,6 @@ def act(state: State, obs: jax.Array, cfg: Config, act_dim: int, max_action: flo
     return a.reshape(lead + (act_dim,))
 
 
-def param_metrics(state: State, cfg: Config) -> dict[str, jax.Array]:
-    """Parameter norms of each critic head and the ε-network."""
-    norms = head_norms(state.critic_params, cfg.num_critics)
-    out = {f"critic_param_norm_{h}": norms[h] for h in range(cfg.num_critics)}
-    out["actor_param_norm"] = optax.tree.norm(state.actor_params)
-    return out
-
-
-def critic_q(cfg: Config, head: int = 0):
-    """Pure q(critic_params, obs, act) -> (N,) of one head, for SEEM."""
-    return q_head_fn(cfg.critic_mlp(), head)
+# The contract's defaults: norms of the critic heads and the actor; Q head `head` for SEEM.
+param_metrics = common.param_metrics
+critic_q = common.critic_q

@@ -34,15 +34,16 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from seemrl.algos import common
 from seemrl.algos.common import (
+    AgentState,
     NetworkOptions,
     critic_regression_step,
-    head_norms,
     make_optimizer,
     polyak,
 )
-from seemrl.networks import MLP, Critic, MLPConfig, q_head_fn
-from seemrl.types import Batch
+from seemrl.networks import MLP, Critic, MLPConfig
+from seemrl.types import Batch, EnvSpec
 
 NAME = "iql"
 LOG_STD_MIN, LOG_STD_MAX = -5.0, 2.0
@@ -140,7 +141,7 @@ def gaussian_log_prob(mean: jnp.ndarray, log_std: jnp.ndarray, a: jnp.ndarray) -
 
 
 @flax.struct.dataclass
-class State:
+class State(AgentState):
     actor_params: dict
     critic_params: dict
     target_critic_params: dict
@@ -163,7 +164,8 @@ def _nets(cfg: Config, act_dim: int):
             make_optimizer(cfg.optimizer, cfg.lr_value))
 
 
-def init(key: jax.Array, obs_dim: int, act_dim: int, max_action: float, cfg: Config) -> State:
+def init(key: jax.Array, spec: EnvSpec, cfg: Config) -> State:
+    obs_dim, act_dim = spec.obs_dim, spec.act_dim
     actor, critic, value, actor_opt, critic_opt, value_opt = _nets(cfg, act_dim)
     k_actor, k_critic, k_value, k_state = jax.random.split(key, 4)
     obs, act = jnp.zeros((1, obs_dim)), jnp.zeros((1, act_dim))
@@ -177,8 +179,8 @@ def init(key: jax.Array, obs_dim: int, act_dim: int, max_action: float, cfg: Con
                  value_opt_state=value_opt.init(value_params), key=k_state)
 
 
-def update(state: State, batch: Batch, step: jax.Array, cfg: Config, act_dim: int,
-           max_action: float) -> tuple[State, dict[str, jax.Array]]:
+def update(state: State, batch: Batch, step: jax.Array, cfg: Config,
+           spec: EnvSpec) -> tuple[State, dict[str, jax.Array]]:
     """One value, actor, critic and target step (the authors' order).
 
     Args:
@@ -189,6 +191,7 @@ def update(state: State, batch: Batch, step: jax.Array, cfg: Config, act_dim: in
     Returns:
       (new state, scalar metrics).
     """
+    act_dim, max_action = spec.act_dim, spec.max_action
     del step
     actor, critic, value, actor_opt, critic_opt, value_opt = _nets(cfg, act_dim)
     q_target = jnp.min(critic.apply(state.target_critic_params, batch.obs_tm1, batch.a_tm1),
@@ -245,21 +248,16 @@ def update(state: State, batch: Batch, step: jax.Array, cfg: Config, act_dim: in
     return state, metrics
 
 
-def act(state: State, obs: jax.Array, cfg: Config, act_dim: int, max_action: float):
+def act(state: State, obs: jax.Array, cfg: Config, spec: EnvSpec) -> jax.Array:
     """Deterministic action (the Gaussian's mean) for normalised observations (..., obs_dim)."""
+    act_dim, max_action = spec.act_dim, spec.max_action
     actor = _nets(cfg, act_dim)[0]
     return max_action * actor.apply(state.actor_params, obs)[0]
 
 
 def param_metrics(state: State, cfg: Config) -> dict[str, jax.Array]:
     """Parameter norms of each critic head, the value net and the actor."""
-    norms = head_norms(state.critic_params, cfg.num_critics)
-    out = {f"critic_param_norm_{h}": norms[h] for h in range(cfg.num_critics)}
-    out["value_param_norm"] = optax.tree.norm(state.value_params)
-    out["actor_param_norm"] = optax.tree.norm(state.actor_params)
-    return out
+    return common.param_metrics(state, cfg, value=state.value_params)
 
 
-def critic_q(cfg: Config, head: int = 0):
-    """Pure q(critic_params, obs, act) -> (N,) of one head, for SEEM."""
-    return q_head_fn(cfg.critic_mlp(), head)
+critic_q = common.critic_q

@@ -35,11 +35,11 @@ import optax
 from seemrl.algos.common import (
     NetworkOptions,
     critic_regression_step,
+    delayed_actor_step,
     make_optimizer,
-    polyak,
 )
 from seemrl.algos.td3bc import State, act, critic_q, init, networks, param_metrics
-from seemrl.types import Batch
+from seemrl.types import Batch, EnvSpec
 
 NAME = "rebrac"
 # ReBRAC is TD3+BC's agent with two BC penalties: the state, networks, init, policy, norms and
@@ -98,8 +98,8 @@ class Config(NetworkOptions):
             raise ValueError("beta_actor and beta_critic must be >= 0")
 
 
-def update(state: State, batch: Batch, step: jax.Array, cfg: Config, act_dim: int,
-           max_action: float) -> tuple[State, dict[str, jax.Array]]:
+def update(state: State, batch: Batch, step: jax.Array, cfg: Config,
+           spec: EnvSpec) -> tuple[State, dict[str, jax.Array]]:
     """One critic step, plus an actor and target step when `step % policy_freq == 0`.
 
     Args:
@@ -110,6 +110,7 @@ def update(state: State, batch: Batch, step: jax.Array, cfg: Config, act_dim: in
     Returns:
       (new state, scalar metrics; actor metrics are NaN on critic-only steps).
     """
+    act_dim, max_action = spec.act_dim, spec.max_action
     actor, critic, actor_opt, critic_opt = networks(cfg, act_dim, max_action)
     key, noise_key = jax.random.split(state.key)
     a_next_data = batch.a_t
@@ -132,34 +133,17 @@ def update(state: State, batch: Batch, step: jax.Array, cfg: Config, act_dim: in
         batch.a_tm1, target)
     state = state.replace(critic_params=critic_params, critic_opt_state=critic_opt_state, key=key)
 
-    def actor_step(state: State):
-        def actor_loss_fn(params):
-            pi = actor.apply(params, batch.obs_tm1)
-            q_pi = jnp.min(critic.apply(state.critic_params, batch.obs_tm1, pi), axis=0)
-            lmbda = 1.0 / jnp.mean(jnp.abs(q_pi)) if cfg.normalize_q else 1.0
-            lmbda = jax.lax.stop_gradient(lmbda)
-            bc = jnp.sum(jnp.square(pi - batch.a_tm1), axis=-1)
-            loss = jnp.mean(cfg.beta_actor * bc - lmbda * q_pi)
-            return loss, (jnp.mean(bc), jnp.mean(q_pi))
+    def actor_loss_fn(params, state: State):
+        pi = actor.apply(params, batch.obs_tm1)
+        q_pi = jnp.min(critic.apply(state.critic_params, batch.obs_tm1, pi), axis=0)
+        lmbda = 1.0 / jnp.mean(jnp.abs(q_pi)) if cfg.normalize_q else 1.0
+        lmbda = jax.lax.stop_gradient(lmbda)
+        bc = jnp.sum(jnp.square(pi - batch.a_tm1), axis=-1)
+        loss = jnp.mean(cfg.beta_actor * bc - lmbda * q_pi)
+        return loss, (jnp.mean(bc), jnp.mean(q_pi))
 
-        (loss, (bc, q_pi)), grads = jax.value_and_grad(actor_loss_fn, has_aux=True)(
-            state.actor_params)
-        updates, actor_opt_state = actor_opt.update(grads, state.actor_opt_state,
-                                                    state.actor_params)
-        actor_params = optax.apply_updates(state.actor_params, updates)
-        state = state.replace(
-            actor_params=actor_params, actor_opt_state=actor_opt_state,
-            target_actor_params=polyak(state.target_actor_params, actor_params, cfg.tau),
-            target_critic_params=polyak(state.target_critic_params, state.critic_params,
-                                        cfg.tau))
-        return state, (loss, bc, q_pi)
-
-    def skip(state: State):
-        nan = jnp.full((), jnp.nan)
-        return state, (nan, nan, nan)
-
-    state, (actor_loss, bc_loss, q_pi) = jax.lax.cond(step % cfg.policy_freq == 0, actor_step,
-                                                      skip, state)
+    state, (actor_loss, bc_loss, q_pi) = delayed_actor_step(state, step, cfg, actor_opt,
+                                                            actor_loss_fn)
     metrics = {
         "critic_loss": critic_loss,
         "q_mean": jnp.mean(q_tm1),

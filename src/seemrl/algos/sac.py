@@ -30,7 +30,6 @@ from functools import partial
 from pathlib import Path
 from typing import Any, NamedTuple
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -39,10 +38,7 @@ from flax import traverse_util
 
 from seemrl import evaluation
 from seemrl.evaluation import REF_SCORES, env_family, make_env
-from seemrl.networks import MLP, Critic, MLPConfig
-
-LOG_STD_MIN, LOG_STD_MAX = -5.0, 2.0
-LOG_STD_MODES = ("squash", "affine")
+from seemrl.networks import Critic, GaussianActor, MLPConfig, sample_action
 
 
 def env_short(env_id: str) -> str:
@@ -97,41 +93,6 @@ class SACConfig:
         return MLPConfig(hidden=tuple(self.hidden), activation=self.activation)
 
 
-class GaussianActor(nn.Module):
-    """obs (..., obs_dim) -> (mean (..., act_dim), log_std (..., act_dim)), pre-tanh.
-
-    log_std_mode squash: the network's log-std output squashed smoothly into [−5, 2]
-    (CleanRL's; no zero gradients at a clip). affine: m·raw + o with learned scalars m, o
-    starting at 1 and −1, clipped to [−20, 2] (CORL's CQL policy).
-    """
-
-    config: MLPConfig
-    act_dim: int
-    log_std_mode: str = "squash"
-
-    @nn.compact
-    def __call__(self, obs: jnp.ndarray) -> tuple[jnp.ndarray, jnp.ndarray]:
-        out = MLP(self.config, 2 * self.act_dim, name="mlp")(obs)
-        mean, log_std = jnp.split(out, 2, axis=-1)
-        if self.log_std_mode == "affine":
-            scale = self.param("log_std_multiplier", nn.initializers.constant(1.0), ())
-            offset = self.param("log_std_offset", nn.initializers.constant(-1.0), ())
-            return mean, jnp.clip(scale * log_std + offset, -20.0, 2.0)
-        log_std = LOG_STD_MIN + 0.5 * (LOG_STD_MAX - LOG_STD_MIN) * (jnp.tanh(log_std) + 1)
-        return mean, log_std
-
-
-def sample_action(mean: jnp.ndarray, log_std: jnp.ndarray, key: jax.Array):
-    """Reparameterised tanh-Gaussian sample. Returns (action in [-1, 1], log-prob (...,))."""
-    std = jnp.exp(log_std)
-    u = mean + std * jax.random.normal(key, mean.shape)
-    a = jnp.tanh(u)
-    logp = jnp.sum(-0.5 * ((u - mean) / std) ** 2 - log_std - 0.5 * jnp.log(2 * jnp.pi), -1)
-    # Change of variables through tanh; the 1e-6 keeps the log finite at |a| = 1.
-    logp -= jnp.sum(jnp.log(1 - a**2 + 1e-6), -1)
-    return a, logp
-
-
 def make_policy(config: MLPConfig, act_dim: int, max_action: float = 1.0):
     """A jitted `policy(params, obs (B, obs_dim), key, stochastic) -> actions (B, act_dim)`.
 
@@ -142,8 +103,8 @@ def make_policy(config: MLPConfig, act_dim: int, max_action: float = 1.0):
 
     @jax.jit
     def policy(params, obs, key, stochastic: bool = True):
-        mean, log_std = actor.apply(params, obs)
-        sampled, _ = sample_action(mean, log_std, key)
+        mean, log_std = actor.apply(params, obs)  # type: ignore[misc]  # flax: Any
+        sampled, _ = sample_action(mean, log_std, key)  # type: ignore[arg-type]
         return max_action * jnp.where(stochastic, sampled, jnp.tanh(mean))
 
     return policy
@@ -194,8 +155,9 @@ def make_update(config: SACConfig, act_dim: int):
         alpha = jnp.exp(state.log_alpha)
 
         # Soft TD target: min of twin targets minus the entropy term, cut at true terminals.
-        a_t, logp_t = sample_action(*actor_net.apply(state.actor, obs_t), k_next)
-        q_t = jnp.min(critic_net.apply(state.target, obs_t, a_t), axis=0)
+        mean_t, log_std_t = actor_net.apply(state.actor, obs_t)  # type: ignore[misc]
+        a_t, logp_t = sample_action(mean_t, log_std_t, k_next)  # type: ignore[arg-type]
+        q_t = jnp.min(critic_net.apply(state.target, obs_t, a_t), axis=0)  # type: ignore[arg-type]
         target = r_t + config.gamma * discount_t * (q_t - alpha * logp_t)
         target = jax.lax.stop_gradient(target)
 
@@ -253,15 +215,19 @@ def evaluate(policy: Callable, params, env_id: str, episodes: int, seed: int,
     """
     envs = [make_env(env_id) for _ in range(episodes)]
     obs = np.stack([e.reset(seed=seed + i)[0] for i, e in enumerate(envs)])
-    returns, alive = np.zeros(episodes), np.ones(episodes, bool)
-    key = jax.random.PRNGKey(seed)
-    while alive.any():
-        key, k = jax.random.split(key)
-        act = np.asarray(policy(params, obs.astype(np.float32), k, stochastic))
-        for i in np.flatnonzero(alive):
-            obs[i], r, term, trunc, _ = envs[i].step(act[i])
-            returns[i] += r
-            alive[i] = not (term or trunc)
+    returns = np.zeros(episodes)
+    keys = [jax.random.PRNGKey(seed)]  # split once per policy call
+
+    def act(obs: np.ndarray, t: int):
+        keys[0], k = jax.random.split(keys[0])
+        return policy(params, obs.astype(np.float32), k, stochastic)
+
+    def step(i: int, result: tuple) -> bool:
+        obs[i], r, term, trunc, _ = result
+        returns[i] += r
+        return not (term or trunc)
+
+    evaluation.lockstep(envs, obs, act, step, np.ones(episodes, bool))
     for e in envs:
         e.close()
     return returns
@@ -272,7 +238,7 @@ def save_actor(path: Path, params) -> None:
     flat = traverse_util.flatten_dict(params["params"], sep="/")
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp.npz")
-    np.savez(tmp, **{k: np.asarray(v, np.float32) for k, v in flat.items()})
+    np.savez(tmp, **{k: np.asarray(v, np.float32) for k, v in flat.items()})  # type: ignore[arg-type]
     tmp.replace(path)
 
 

@@ -27,15 +27,16 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from seemrl.algos import common
 from seemrl.algos.common import (
+    AgentState,
     NetworkOptions,
     critic_regression_step,
-    head_norms,
+    delayed_actor_step,
     make_optimizer,
-    polyak,
 )
-from seemrl.networks import Actor, Critic, q_head_fn
-from seemrl.types import Batch
+from seemrl.networks import Actor, Critic
+from seemrl.types import Batch, EnvSpec
 
 NAME = "td3bc"
 
@@ -81,7 +82,7 @@ class Config(NetworkOptions):
 
 
 @flax.struct.dataclass
-class State:
+class State(AgentState):
     actor_params: dict
     critic_params: dict
     target_actor_params: dict
@@ -100,7 +101,8 @@ def networks(cfg: Config, act_dim: int, max_action: float):
         make_optimizer(cfg.optimizer, cfg.lr_critic, cfg.weight_decay)
 
 
-def init(key: jax.Array, obs_dim: int, act_dim: int, max_action: float, cfg: Config) -> State:
+def init(key: jax.Array, spec: EnvSpec, cfg: Config) -> State:
+    obs_dim, act_dim, max_action = spec.obs_dim, spec.act_dim, spec.max_action
     actor, critic, actor_opt, critic_opt = networks(cfg, act_dim, max_action)
     k_actor, k_critic, k_state = jax.random.split(key, 3)
     obs, act = jnp.zeros((1, obs_dim)), jnp.zeros((1, act_dim))
@@ -112,8 +114,8 @@ def init(key: jax.Array, obs_dim: int, act_dim: int, max_action: float, cfg: Con
                  critic_opt_state=critic_opt.init(critic_params), key=k_state)
 
 
-def update(state: State, batch: Batch, step: jax.Array, cfg: Config, act_dim: int,
-           max_action: float) -> tuple[State, dict[str, jax.Array]]:
+def update(state: State, batch: Batch, step: jax.Array, cfg: Config,
+           spec: EnvSpec) -> tuple[State, dict[str, jax.Array]]:
     """One critic step, plus an actor and target step when `step % policy_freq == 0`.
 
     Args:
@@ -124,6 +126,7 @@ def update(state: State, batch: Batch, step: jax.Array, cfg: Config, act_dim: in
     Returns:
       (new state, scalar metrics; actor metrics are NaN on critic-only steps).
     """
+    act_dim, max_action = spec.act_dim, spec.max_action
     actor, critic, actor_opt, critic_opt = networks(cfg, act_dim, max_action)
     key, noise_key = jax.random.split(state.key)
     # Split only with dropout, so runs without it draw exactly the keys they always did.
@@ -142,34 +145,17 @@ def update(state: State, batch: Batch, step: jax.Array, cfg: Config, act_dim: in
         batch.a_tm1, target, dropout_key)
     state = state.replace(critic_params=critic_params, critic_opt_state=critic_opt_state, key=key)
 
-    def actor_step(state: State):
-        def actor_loss_fn(params):
-            pi = actor.apply(params, batch.obs_tm1)
-            # Q1 alone, deterministic: applying the whole ensemble and taking [0] also ran Q2
-            # forward and backward (~8 % of an update's FLOPs, ~10 % of its time on CPU).
-            q_pi = critic_q(cfg)(state.critic_params, batch.obs_tm1, pi)
-            lmbda = jax.lax.stop_gradient(cfg.alpha / jnp.mean(jnp.abs(q_pi)))
-            bc_loss = jnp.mean(jnp.square(pi - batch.a_tm1))
-            return -lmbda * jnp.mean(q_pi) + cfg.bc_coef * bc_loss, (bc_loss, jnp.mean(q_pi))
+    def actor_loss_fn(params, state: State):
+        pi = actor.apply(params, batch.obs_tm1)
+        # Q1 alone, deterministic: applying the whole ensemble and taking [0] also ran Q2
+        # forward and backward (~8 % of an update's FLOPs, ~10 % of its time on CPU).
+        q_pi = critic_q(cfg)(state.critic_params, batch.obs_tm1, pi)
+        lmbda = jax.lax.stop_gradient(cfg.alpha / jnp.mean(jnp.abs(q_pi)))
+        bc_loss = jnp.mean(jnp.square(pi - batch.a_tm1))
+        return -lmbda * jnp.mean(q_pi) + cfg.bc_coef * bc_loss, (bc_loss, jnp.mean(q_pi))
 
-        (loss, (bc_loss, q_pi)), grads = jax.value_and_grad(actor_loss_fn, has_aux=True)(
-            state.actor_params)
-        updates, actor_opt_state = actor_opt.update(grads, state.actor_opt_state,
-                                                    state.actor_params)
-        actor_params = optax.apply_updates(state.actor_params, updates)
-        state = state.replace(
-            actor_params=actor_params, actor_opt_state=actor_opt_state,
-            target_actor_params=polyak(state.target_actor_params, actor_params, cfg.tau),
-            target_critic_params=polyak(state.target_critic_params, state.critic_params,
-                                        cfg.tau))
-        return state, (loss, bc_loss, q_pi)
-
-    def skip(state: State):
-        nan = jnp.full((), jnp.nan)
-        return state, (nan, nan, nan)
-
-    state, (actor_loss, bc_loss, q_pi) = jax.lax.cond(step % cfg.policy_freq == 0, actor_step,
-                                                      skip, state)
+    state, (actor_loss, bc_loss, q_pi) = delayed_actor_step(state, step, cfg, actor_opt,
+                                                            actor_loss_fn)
     metrics = {
         "critic_loss": critic_loss,
         "q_mean": jnp.mean(q_tm1),
@@ -182,20 +168,13 @@ def update(state: State, batch: Batch, step: jax.Array, cfg: Config, act_dim: in
     return state, metrics
 
 
-def act(state: State, obs: jax.Array, cfg: Config, act_dim: int, max_action: float):
+def act(state: State, obs: jax.Array, cfg: Config, spec: EnvSpec) -> jax.Array:
     """Deterministic action for normalised observations obs (..., obs_dim)."""
+    act_dim, max_action = spec.act_dim, spec.max_action
     actor = networks(cfg, act_dim, max_action)[0]
     return actor.apply(state.actor_params, obs)
 
 
-def param_metrics(state: State, cfg: Config) -> dict[str, jax.Array]:
-    """Parameter norms of each critic head and the actor (logged at every log point)."""
-    norms = head_norms(state.critic_params, cfg.num_critics)
-    out = {f"critic_param_norm_{h}": norms[h] for h in range(cfg.num_critics)}
-    out["actor_param_norm"] = optax.tree.norm(state.actor_params)
-    return out
-
-
-def critic_q(cfg: Config, head: int = 0):
-    """Pure q(critic_params, obs, act) -> (N,) of one head, for SEEM."""
-    return q_head_fn(cfg.critic_mlp(), head)
+# The contract's defaults: norms of the critic heads and the actor; Q head `head` for SEEM.
+param_metrics = common.param_metrics
+critic_q = common.critic_q

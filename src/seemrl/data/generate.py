@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from seemrl.data._common import atomic_path
-from seemrl.evaluation import ENV_IDS, make_env
+from seemrl.evaluation import ENV_IDS, lockstep, make_env
 from seemrl.types import DataError, Dataset, WriteError
 
 ENVS = {env: ENV_IDS[env] for env in ("hopper", "walker2d", "halfcheetah")}
@@ -138,7 +138,7 @@ def rollout(act: Callable, params, env_id: str, size: int, seed: int, segment: i
     offset = np.concatenate([[0], np.cumsum(quota)[:-1]])
     envs = [make_env(env_id, disable_env_checker=True) for _ in range(n_envs)]
     obs_dim, act_dim = envs[0].observation_space.shape[0], envs[0].action_space.shape[0]
-    cols = {"observations": np.zeros((size, obs_dim), np.float32),
+    cols: dict[str, Any] = {"observations": np.zeros((size, obs_dim), np.float32),
             "actions": np.zeros((size, act_dim), np.float32),
             "rewards": np.zeros(size, np.float32),
             "next_observations": np.zeros((size, obs_dim), np.float32),
@@ -149,32 +149,35 @@ def rollout(act: Callable, params, env_id: str, size: int, seed: int, segment: i
                     for i, e in enumerate(envs)]).astype(np.float32)
     count = np.zeros(n_envs, int)
     key = jax.random.fold_in(jax.random.PRNGKey(seed), segment)
-    t = 0
-    while (alive := np.flatnonzero(count < quota)).size:
-        actions = np.asarray(act(params, obs, jax.random.fold_in(key, t)))
-        t += 1
-        for i in alive:
-            next_obs, r, term, trunc, _ = envs[i].step(actions[i])
-            row = offset[i] + count[i]
-            count[i] += 1
-            cut = count[i] == quota[i]
-            cols["observations"][row] = obs[i]
-            cols["actions"][row] = actions[i]
-            cols["rewards"][row] = r
-            cols["next_observations"][row] = next_obs
-            cols["terminals"][row] = float(term)
-            cols["timeouts"][row] = (trunc or cut) and not term
-            cols["episode_ends"][row] = term or trunc or cut
-            obs[i] = envs[i].reset()[0] if (term or trunc) and not cut else next_obs
-        if advance is not None:
-            advance(len(alive))
+    last: list[np.ndarray] = []  # the actions of the current policy call
+
+    def policy(obs: np.ndarray, t: int) -> np.ndarray:
+        last[:] = [np.asarray(act(params, obs, jax.random.fold_in(key, t)))]
+        return last[0]
+
+    def step(i: int, result: tuple) -> bool:
+        next_obs, r, term, trunc, _ = result
+        row = offset[i] + count[i]
+        count[i] += 1
+        cut = count[i] == quota[i]
+        cols["observations"][row] = obs[i]
+        cols["actions"][row] = last[0][i]
+        cols["rewards"][row] = r
+        cols["next_observations"][row] = next_obs
+        cols["terminals"][row] = float(term)
+        cols["timeouts"][row] = (trunc or cut) and not term
+        cols["episode_ends"][row] = term or trunc or cut
+        obs[i] = envs[i].reset()[0] if (term or trunc) and not cut else next_obs
+        return bool(count[i] < quota[i])
+
+    lockstep(envs, obs, policy, step, count < quota, advance)
     for e in envs:
         e.close()
     return Dataset(**cols)
 
 
 def _concat(parts: list[Dataset]) -> Dataset:
-    return Dataset(**{f.name: np.concatenate([getattr(p, f.name) for p in parts])
+    return Dataset(**{f.name: np.concatenate([getattr(p, f.name) for p in parts])  # type: ignore[arg-type]
                       for f in Dataset.__dataclass_fields__.values()
                       if f.name != "metadata" and getattr(parts[0], f.name) is not None})
 
@@ -238,7 +241,7 @@ def complete_episode_returns(data: Dataset, max_steps: int) -> tuple[np.ndarray,
 def _max_steps(env_id: str) -> int:
     import gymnasium as gym
 
-    return int(gym.spec(env_id).max_episode_steps)
+    return int(gym.spec(env_id).max_episode_steps or 0)
 
 
 class _progress:

@@ -29,6 +29,7 @@ class Normalizer:
 
     mean: np.ndarray
     std: np.ndarray
+    _inv_std: np.ndarray = dataclasses.field(init=False, repr=False, compare=False)
 
     def __post_init__(self):
         mean = np.asarray(self.mean, np.float32)

@@ -103,10 +103,10 @@ class _HostBasis:
             if beta <= 1e-12 * np.linalg.norm(H[: j + 1, j]):
                 # Invariant subspace (A of low rank): its Ritz values are exact; go on in a
                 # fresh direction, with H[j+1, j] = 0 keeping the Krylov relation exact.
-                w = self.rng.standard_normal(w.shape[0])
+                w = np.asarray(self.rng.standard_normal(w.shape[0]), np.float64)
                 w -= (V[: j + 1] @ w) @ V[: j + 1]
                 w -= (V[: j + 1] @ w) @ V[: j + 1]
-                beta = 0.0
+                beta = np.float64(0.0)
                 V[j + 1] = w / np.linalg.norm(w)
             else:
                 V[j + 1] = w / beta

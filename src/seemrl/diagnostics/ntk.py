@@ -113,7 +113,7 @@ def gram(q: QFn, params, obs_u: jnp.ndarray, act_u: jnp.ndarray,
     Returns:
       (N_U, N_V).
     """
-    if obs_v is None:
+    if obs_v is None or act_v is None:
         obs_v, act_v = obs_u, act_u
     _, jvp_v = jax.linearize(lambda p: q(p, obs_v, act_v), params)
     g = _single_grad(q)
@@ -454,6 +454,6 @@ def mlp_gram(config: MLPConfig, params, obs_u: jnp.ndarray, act_u: jnp.ndarray,
     Equals `gram(q, params, ...)` for q = QNetwork(config).apply to float32 precision.
     """
     fu = mlp_features(config, params, obs_u, act_u)
-    fv = fu if obs_v is None else mlp_features(config, params, obs_v, act_v)
+    fv = fu if obs_v is None or act_v is None else mlp_features(config, params, obs_v, act_v)
     G = mlp_gram_from_features(config, fu, fv)
     return G / num_params(_mlp_tree(params)) if scale else G

@@ -45,7 +45,7 @@ class SeedReport:
     @property
     def lead(self) -> float | None:
         """Steps from the prediction to the fact (None unless both happened)."""
-        if not self.predicted.fired or self.diverged_at is None:
+        if not self.predicted.fired or self.diverged_at is None or self.predicted.step is None:
             return None
         return self.diverged_at - self.predicted.step
 
@@ -106,13 +106,6 @@ def _fmt(x) -> str:
     if x is None or (isinstance(x, float) and math.isnan(x)):
         return "—"
     return f"{x:,.0f}" if abs(x) >= 10 else f"{x:.3g}"
-
-
-def _read_json(path: Path) -> dict:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
 
 
 def _find(cfg, key: str, default):
@@ -190,11 +183,11 @@ def diagnose(run_dir: str | Path, *, out_dir: str | Path | None = None, plots: b
       plots: write PNGs. config: verdict rule (default VerdictConfig(), as in training).
     """
     run_dir = Path(run_dir)
-    cfg = _read_json(run_dir / "config.json")
+    cfg = runfolder.read_config(run_dir) or {}
     config = VerdictConfig() if config is None else config
     # The driver records the run's Q ceiling max|r|/(1 − γ) of its training data.
     ceiling = cfg.get("q_ceiling")
-    critic = cfg.get("critic") if isinstance(cfg.get("critic"), dict) else {}
+    critic = found if isinstance(found := cfg.get("critic"), dict) else {}
     hidden = critic.get("hidden", _find(cfg, "critic_hidden", (256, 256)))
     use_bias = critic.get("use_bias", _find(cfg, "critic_bias", True))
     L = len(hidden) + 1
@@ -203,7 +196,7 @@ def diagnose(run_dir: str | Path, *, out_dir: str | Path | None = None, plots: b
     algo = cfg.get("algo") if isinstance(cfg.get("algo"), str) else _find(cfg, "algo", "?")
     status = runfolder.read_status(run_dir)
     seeds = []
-    metrics = read_metrics(run_dir / "metrics.jsonl")
+    metrics = read_metrics(runfolder.path(run_dir, runfolder.METRICS))
     for seed, rows in metrics.items():
         known = status.seeds.get(seed) if status else None
         seem_s, seem_v = _series(rows, (SEEM_KEY,))
@@ -214,7 +207,7 @@ def diagnose(run_dir: str | Path, *, out_dir: str | Path | None = None, plots: b
             else _first(q[0], past)
         stopped = known.stopped_at if known else None
         v = replay(rows, config, ceiling)
-        if diverged is not None and v.fired and v.step >= diverged:
+        if diverged is not None and v.fired and v.step is not None and v.step >= diverged:
             v = Verdict()  # the fact came first (seen between measurements): no prediction
         pos = _first(seem_s, seem_v > config.seem_threshold)
         crash = stopped if stopped is not None else diverged
@@ -255,7 +248,7 @@ def plot_seem_q(metrics: dict, report: Report, path: Path, config: VerdictConfig
         for ax in (ax_s, ax_q):
             if sr.diverged_at is not None:
                 ax.axvline(sr.diverged_at, color=c, ls="--", lw=0.8)
-        if sr.predicted.fired:
+        if sr.predicted.fired and sr.predicted.step is not None:
             # On the seed's own SEEM curve, so markers of seeds firing together stay apart.
             ok = np.isfinite(v)
             y = (np.interp(sr.predicted.step, s[ok], v[ok]) if ok.any()
@@ -307,6 +300,7 @@ def plot_growth(report: Report, path: Path) -> Path:
             ax.set_xlabel("training step")
             ax.set_title(f"SGD growth (L={g.L}): linear fall to the crash step")
         else:
+            assert g is not None  # only the seeds with a fit are drawn
             ax_n, ax_q = axes[0]
             ax_n.plot(g.steps, g.norms, "o", ms=3, color=c, label=f"seed {s.seed} data")
             ax_n.plot(g.steps, g.norm_fit(g.steps), "-", lw=1, color=c,

@@ -30,17 +30,16 @@ def critic_spec(algo, algo_cfg):
     """What probe_metrics measures: the MLPConfig of a seemrl `Critic` (exact fast NTK path)
     when that path covers it, else head 0 of the algorithm's critic as a pure function (generic
     path; e.g. BatchNorm or spectral norm, measured on the deterministic network)."""
-    critic_mlp = getattr(algo_cfg, "critic_mlp", None)
-    if critic_mlp is not None and critic_mlp().fast_ntk:
-        return critic_mlp()
+    if algo_cfg.critic_mlp().fast_ntk:
+        return algo_cfg.critic_mlp()
     return algo.critic_q(algo_cfg, 0)
 
 
 class SeemTracker:
     def __init__(self, algo, algo_cfg, prepared, cfg, seeds: list[int], states):
         self.seeds = seeds
-        act_dim, max_action = prepared.act_dim, prepared.max_action
-        policy_fn = lambda state, obs: algo.act(state, obs, algo_cfg, act_dim, max_action)
+        spec = prepared.spec
+        policy_fn = lambda state, obs: algo.act(state, obs, algo_cfg, spec)
         critic = critic_spec(algo, algo_cfg)
         self._measure = probe_lib.make_probe_fn(critic, policy_fn, algo_cfg.gamma,
                                                 num_seeds=len(seeds))

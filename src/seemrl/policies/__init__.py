@@ -1,6 +1,6 @@
 """The behaviour policies shipped with seemrl, and how they were picked from SAC runs.
 
-Each policy is a SAC tanh-Gaussian actor (`seemrl.algos.sac.GaussianActor`) stored as a
+Each policy is a SAC tanh-Gaussian actor (`seemrl.networks.GaussianActor`) stored as a
 float32 npz of its parameters (keys like `mlp/dense_0/kernel`, no pickle). `policies.json`
 records, per policy name (`hopper-medium`, ...): env id, level, file(s), architecture, the
 return and D4RL-normalised score measured here (stochastic actions, the rollout convention),
@@ -207,7 +207,8 @@ def select_from_run(run_dir: str | Path, out_dir: str | Path = POLICY_DIR,
 
     grid = sorted(s for s in snap if s < med_step)
     wanted = [round(k * med_step / REPLAY_SNAPSHOTS) for k in range(1, REPLAY_SNAPSHOTS)]
-    steps = sorted({min(grid, key=lambda s, w=w: abs(s - w)) for w in wanted} if grid else set())
+    steps = sorted({min(grid, key=lambda s, w=w: abs(s - w)) for w in wanted}  # type: ignore[misc]
+                   if grid else set())
     bounds = [0, *steps, med_step]
     snapshots = [{"file": f"{env}_random.npz", "step": 0, "share": bounds[1] / med_step}]
     for k, step in enumerate(steps, start=1):

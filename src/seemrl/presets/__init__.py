@@ -1,7 +1,8 @@
 """Named hyper-parameter sets as data: `presets/<name>.yaml`, flat keys of TrainConfig and the
 algorithm's Config (the format `seemrl train --config` reads), each naming its `algo`.
 
-Flags given with a preset override it; the preset overrides the defaults.
+Flags given with a preset override it; the preset overrides the defaults
+(`seemrl.runconfig.resolve`; `runconfig.split` tells its keys apart).
 """
 
 from __future__ import annotations
@@ -30,18 +31,3 @@ def load_preset(name: str) -> dict[str, Any]:
         raise ConfigError(f"preset '{name}' is not a mapping with an 'algo' key")
     return data
 
-
-def split(flat: dict[str, Any], algo_cls: type, source: str = "preset") -> tuple[dict, dict]:
-    """A flat mapping (a preset, a flat config file) as (TrainConfig keys, `algo_cls` keys);
-    ConfigError naming the keys that are neither, with `source` saying where they came from."""
-    import dataclasses
-
-    from seemrl.train import TrainConfig
-
-    train_names = {f.name for f in dataclasses.fields(TrainConfig)}
-    algo_names = {f.name for f in dataclasses.fields(algo_cls)}
-    unknown = sorted(set(flat) - train_names - algo_names)
-    if unknown:
-        raise ConfigError(f"unknown option(s) in {source}: {', '.join(unknown)}")
-    return ({k: v for k, v in flat.items() if k in train_names},
-            {k: v for k, v in flat.items() if k in algo_names})

@@ -1,6 +1,6 @@
 """What the divergence experiments (surge, discount, sgd, adam) share: the paper's diverging
-TD3 setting, the run options they train with, reading a run back per seed, and small
-formatting helpers for their Markdown.
+TD3 setting, the run options they train with, and reading a run back per seed (their
+Markdown's numbers and tables are `repro._report`'s).
 
 The diverging setting (SPEC §5.1): TD3 with no BC term (bc_coef 0, α 2.5), Adam 3e-4 for actor
 and critic, τ = 1.0, γ 0.99, batch 256. In `algos/td3bc.py` the targets are updated inside
@@ -15,17 +15,15 @@ correct critic never passes it, and the library's verdict uses it as its explosi
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import pathlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
 
 from seemrl import runfolder
 from seemrl.diagnostics.verdict import VerdictConfig
-from seemrl.logging import read_jsonl
 
 DIVERGING_TD3 = {"bc_coef": 0.0, "alpha": 2.5, "tau": 1.0, "gamma": 0.99, "optimizer": "adam",
                  "lr_actor": 3e-4, "lr_critic": 3e-4}
@@ -114,12 +112,8 @@ class RunData:
 
 def load_run(run_dir: str | pathlib.Path) -> RunData:
     """Read a finished run folder (config.json, status.json, metrics.jsonl)."""
-    run_dir = pathlib.Path(run_dir)
-    config = json.loads((run_dir / "config.json").read_text())
-    status = runfolder.read_status(run_dir)
-    if status is None:
-        raise FileNotFoundError(f"{run_dir / 'status.json'} is missing or unreadable")
-    records = read_jsonl(run_dir / "metrics.jsonl")
+    run = runfolder.read_run(run_dir)
+    run_dir, config, status, records = run.path, run.config, run.status, run.metrics
     seeds = []
     for seed in config["train"]["seeds"]:
         stopped_at = status.seeds[int(seed)].stopped_at
@@ -156,42 +150,3 @@ def check_finished(results: dict[str, Any], names: Iterable[str]) -> None:
     if failed:
         raise RuntimeError(f"training failed for {', '.join(failed)}: "
                            f"{results[failed[0]].error}")
-
-
-# -- formatting ------------------------------------------------------------------------------
-def fmt(x, digits: int = 3) -> str:
-    """A number for a table: '—' for None/NaN, '∞', whole numbers with thousands commas
-    from 1 000 to 10⁶ (steps), scientific above, else `digits` significant figures."""
-    if x is None or (isinstance(x, float) and math.isnan(x)):
-        return "—"
-    if isinstance(x, float) and math.isinf(x):
-        return "∞" if x > 0 else "−∞"
-    if 1000 <= abs(x) < 1e6 or (isinstance(x, int) and abs(x) < 1e6):
-        return f"{x:,.0f}"
-    return f"{x:.{digits}g}"
-
-
-def fmt_signed(x, digits: int = 3) -> str:
-    if x is None or (isinstance(x, float) and math.isnan(x)):
-        return "—"
-    return f"{x:+.{digits}f}"
-
-
-def md_table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
-    """A GitHub Markdown table (cells already formatted as strings)."""
-    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
-    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
-    return "\n".join(lines)
-
-
-def json_num(x) -> float | None:
-    """A number for results.json: None for None/NaN/±inf (strict JSON has neither)."""
-    if x is None:
-        return None
-    x = float(x)
-    return x if math.isfinite(x) else None
-
-
-def median_or_none(values: Iterable[float | None]) -> float | None:
-    vals = [v for v in values if v is not None and np.isfinite(v)]
-    return float(np.median(vals)) if vals else None

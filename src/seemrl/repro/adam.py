@@ -19,6 +19,7 @@ import numpy as np
 from seemrl import evaluation, plotting
 from seemrl.diagnostics import growth
 from seemrl.repro import _divergence as dv
+from seemrl.repro import _report as rp
 from seemrl.repro._common import Context, Outcome
 from seemrl.sweep import RunSpec
 
@@ -107,14 +108,14 @@ def critic_result(L: int, hidden, data: dv.RunData, fits: dict) -> dict[str, Any
         g = fits[s.seed]
         seeds.append({
             "seed": s.seed, "q_past_ceiling_step": s.q_past(data.ceiling),
-            "max_abs_q": dv.json_num(s.max_abs_q()),
-            "final_norm": dv.json_num(s.norm[np.isfinite(s.norm)][-1]
+            "max_abs_q": rp.json_num(s.max_abs_q()),
+            "final_norm": rp.json_num(s.norm[np.isfinite(s.norm)][-1]
                                       if np.isfinite(s.norm).any() else None),
-            "k": dv.json_num(g.k) if g else None, "k_std": dv.json_num(g.k_std) if g else None,
-            "k_vs_log_t": dv.json_num(g.k_raw) if g else None,
-            "t0": dv.json_num(g.t0) if g else None,
-            "norm_slope": dv.json_num(g.norm_fit.slope) if g else None,
-            "norm_r2": dv.json_num(g.norm_fit.r2) if g else None,
+            "k": rp.json_num(g.k) if g else None, "k_std": rp.json_num(g.k_std) if g else None,
+            "k_vs_log_t": rp.json_num(g.k_raw) if g else None,
+            "t0": rp.json_num(g.t0) if g else None,
+            "norm_slope": rp.json_num(g.norm_fit.slope) if g else None,
+            "norm_r2": rp.json_num(g.norm_fit.r2) if g else None,
             "fit_points": len(g.steps) if g else 0})
     ks = [r["k"] for r in seeds if r["k"] is not None]
     obs_dim, act_dim, _ = evaluation.env_dims(data.config["env_id"])
@@ -180,7 +181,7 @@ def plot(critics, p: dict[str, Any]):
 
 
 def markdown(results: dict[str, Any], p: dict[str, Any]) -> str:
-    fmt = dv.fmt
+    fmt = rp.fmt
     kind = ("biased (the paper's critics; with biases Q is L-homogeneous only asymptotically, "
             "once the weights dominate)" if p["critic_bias"]
             else "bias-free (L-homogeneous, as the theory assumes)")
@@ -201,7 +202,7 @@ def markdown(results: dict[str, Any], p: dict[str, Any]) -> str:
         "the ceiling max|r|/(1 − γ)): ρ = ρ0 + v·t by least squares, t0 = −ρ0/v, and k = slope "
         "of log|Q| against log(t − t0); 'k vs log t' is the slope without the shift.",
         "",
-        dv.md_table(["L", "hidden", "seed", "Q > ceiling at", "max \\|Q\\|", "k (± 1σ)",
+        rp.md_table(["L", "hidden", "seed", "Q > ceiling at", "max \\|Q\\|", "k (± 1σ)",
                      "k vs log t", "norm slope v (per step)", "norm fit R²", "final ρ"], rows),
         "",
         "**Against the theory and the paper.**",

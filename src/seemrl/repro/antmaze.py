@@ -196,7 +196,8 @@ def run_specs(params: dict[str, Any], datasets: dict[str, tuple[pathlib.Path, st
               ) -> list[RunSpec]:
     """One run per (task, agent): the agent's preset, the scale's length and seeds."""
     from seemrl import algos
-    from seemrl.presets import load_preset, split
+    from seemrl.presets import load_preset
+    from seemrl.runconfig import split
 
     specs = []
     for task, (path, env_id) in datasets.items():
@@ -220,11 +221,9 @@ def run_specs(params: dict[str, Any], datasets: dict[str, tuple[pathlib.Path, st
 
 def collect(run_dir: pathlib.Path, seeds: list[int], last: int) -> dict[str, Any]:
     """Per seed: mean of the last `last` normalised scores, divergence, last SEEM and Q."""
-    from seemrl import logging as log_lib
-    from seemrl import plotting
+    from seemrl import plotting, runfolder
 
-    path = run_dir / "metrics.jsonl"
-    records = log_lib.read_jsonl(path) if path.is_file() else []   # a run that failed early
+    records = runfolder.read_metrics(run_dir)  # [] for a run that failed early
     out: dict[str, Any] = {"score": [], "curves": [], "last_seem": [], "last_q": []}
     for seed in seeds:
         steps, scores = plotting.series(records, "eval/normalized_score", seed)

@@ -17,6 +17,7 @@ import numpy as np
 
 from seemrl import plotting
 from seemrl.repro import _divergence as dv
+from seemrl.repro import _report as rp
 from seemrl.repro._common import Context, Outcome
 from seemrl.sweep import RunSpec
 
@@ -77,8 +78,8 @@ def run(ctx: Context) -> Outcome:
 def seed_result(s: dv.SeedSeries, ceiling: float) -> dict[str, Any]:
     seem_step, q_step = s.seem_above(), s.q_past(ceiling)
     final_seem = s.final_seem(FINAL_MEASUREMENTS)
-    return {"seed": s.seed, "final_seem": dv.json_num(final_seem),
-            "max_seem": dv.json_num(s.max_seem()), "max_abs_q": dv.json_num(s.max_abs_q()),
+    return {"seed": s.seed, "final_seem": rp.json_num(final_seem),
+            "max_seem": rp.json_num(s.max_seem()), "max_abs_q": rp.json_num(s.max_abs_q()),
             "seem_above_step": seem_step, "q_past_ceiling_step": q_step,
             "diverged_at": s.stopped_at,
             "self_exciting": bool(final_seem > dv.SEEM_THRESHOLD),
@@ -89,7 +90,7 @@ def seed_result(s: dv.SeedSeries, ceiling: float) -> dict[str, Any]:
 def gamma_result(data: dv.RunData) -> dict[str, Any]:
     seeds = [seed_result(s, data.ceiling) for s in data.seeds]
     return {"q_ceiling": data.ceiling, "seeds": seeds,
-            "mean_final_seem": dv.json_num(np.nanmean([_nan(r["final_seem"]) for r in seeds])),
+            "mean_final_seem": rp.json_num(np.nanmean([_nan(r["final_seem"]) for r in seeds])),
             "diverged_seeds": sum(r["diverged"] for r in seeds),
             "self_exciting_seeds": sum(r["self_exciting"] for r in seeds),
             "q_past_ceiling_seeds": sum(not r["q_bounded"] for r in seeds),
@@ -133,7 +134,7 @@ def critical_gamma(per_gamma: dict[float, dict]) -> dict[str, Any]:
     def seed_flag(seed, key):
         return lambda g: next(r[key] for r in per_gamma[g]["seeds"] if r["seed"] == seed)
 
-    out = {**bracket(lambda g: per_gamma[g]["diverged_seeds"] > 0),
+    out: dict[str, Any] = {**bracket(lambda g: per_gamma[g]["diverged_seeds"] > 0),
            "by_seem": bracket(lambda g: per_gamma[g]["self_exciting_seeds"] > 0),
            "by_q": bracket(lambda g: per_gamma[g]["q_past_ceiling_seeds"] > 0),
            "per_seed": {str(s): bracket(seed_flag(s, "diverged")) for s in seeds}}
@@ -221,17 +222,17 @@ def plot(runs: dict[float, dv.RunData], per_gamma: dict[float, dict], critical: 
 
 def markdown(per_gamma: dict[float, dict], critical: dict, runs: dict[float, dv.RunData],
              p: dict[str, Any]) -> str:
-    fmt = dv.fmt
+    fmt = rp.fmt
     size = runs[min(runs)].config["dataset_size"]
     rows = []
     for g, r in per_gamma.items():
         rows.append([f"{g:g}", fmt(r["q_ceiling"]),
-                     " ".join(dv.fmt_signed(s["final_seem"], 2) for s in r["seeds"]),
+                     " ".join(rp.fmt_signed(s["final_seem"], 2) for s in r["seeds"]),
                      " ".join(fmt(s["max_abs_q"]) for s in r["seeds"]),
                      f"{r['self_exciting_seeds']} / {r['num_seeds']}",
                      f"{r['q_past_ceiling_seeds']} / {r['num_seeds']}",
                      f"{r['diverged_seeds']} / {r['num_seeds']}",
-                     dv.fmt_signed(PAPER_SEEM[g], 3) if g in PAPER_SEEM else "—"])
+                     rp.fmt_signed(PAPER_SEEM[g], 3) if g in PAPER_SEEM else "—"])
     lo, hi = critical["converges_up_to"], critical["diverges_from"]
     lines = [
         f"TD3 without BC (bc_coef 0, α 2.5), Adam 3e-4, τ = 1, batch 256 on {p['dataset']} "
@@ -242,7 +243,7 @@ def markdown(per_gamma: dict[float, dict], critical: dict, runs: dict[float, dv.
         f"it is above {dv.SEEM_THRESHOLD:g}, passed the ceiling when |mean Q| > max|r|/(1 − γ) "
         "at some log point, and diverged when both hold. Per-seed values are in seed order.",
         "",
-        dv.md_table(["γ", "Q ceiling", "final SEEM per seed", "max \\|Q\\| per seed",
+        rp.md_table(["γ", "Q ceiling", "final SEEM per seed", "max \\|Q\\| per seed",
                      "self-exciting", "Q > ceiling", "diverged", "paper's SEEM"], rows),
         "",
         "**Critical γ.** "

@@ -263,7 +263,8 @@ def summarize(cells: list[dict[str, Any]], p: dict[str, Any]) -> dict[str, Any]:
     for algo in dict.fromkeys(c["algo"] for c in cells):
         mine = [c for c in cells if c["algo"] == algo]
         fractions = sorted({c["fraction"] for c in mine})
-        rows, draws = {}, {}
+        rows: dict[str, dict[str, Any]] = {}
+        draws: dict[float, Any] = {}
         for f in reversed(fractions):  # as the figure reads: 100 % first
             here = [c for c in mine if c["fraction"] == f]
             done = [[d for d in c["diff"] if d is not None] for c in here if c["diff"]]

@@ -24,6 +24,7 @@ import numpy as np
 
 from seemrl.diagnostics import ntk
 from seemrl.networks import MLPConfig, QNetwork
+from seemrl.repro import _report as rp
 from seemrl.repro._common import Context, Outcome
 
 TITLE = "NTK map (Fig. 5): a plain ReLU MLP's kernel grows with distance, LayerNorm bounds it"
@@ -208,22 +209,20 @@ def figure(res: dict[str, Any], summary: dict[str, Any], params: dict[str, Any])
 def markdown(summary: dict[str, Any], params: dict[str, Any]) -> str:
     no, ln = summary["none"], summary["layernorm"]
     x0 = f"({params['x0'][0]:g}, {params['x0'][1]:g})"
-    lines = ["| network | k((4,4), x0)/k(x0, x0), mean ± std over seeds | max over the grid | "
-             "at the grid corner on the ray | slope along the outer half of the ray (per "
-             "unit distance, r²) |", "|---|---|---|---|---|"]
-    for norm in NORMS:
-        s = summary[norm]
-        lines.append(f"| {NORMS[norm]} | {s['far_ratio_mean']:.2f} ± {s['far_ratio_std']:.2f} | "
-                     f"{s['grid_max_ratio']:.2f} | {s['ray_end_ratio']:.2f} | "
-                     f"{s['ray_outer_slope']:+.3f} ({s['ray_outer_r2']:.3f}) |")
+    lines = [rp.md_table(
+        ["network", "k((4,4), x0)/k(x0, x0), mean ± std over seeds", "max over the grid",
+         "at the grid corner on the ray",
+         "slope along the outer half of the ray (per unit distance, r²)"],
+        [[NORMS[norm], f"{s['far_ratio_mean']:.2f} ± {s['far_ratio_std']:.2f}",
+          f"{s['grid_max_ratio']:.2f}", f"{s['ray_end_ratio']:.2f}",
+          f"{s['ray_outer_slope']:+.3f} ({s['ray_outer_r2']:.3f})"]
+         for norm, s in ((norm, summary[norm]) for norm in NORMS)])]
     anchors = list(no["anchor_far_ratio"])
     lines += ["", "The far-point ratio depends on the anchor x0, which the paper does not state "
               "(mean over seeds):", "",
-              "| x0 | " + " | ".join(a.replace("[", "(").replace("]", ")") for a in anchors)
-              + " |", "|---" * (len(anchors) + 1) + "|"]
-    for norm in NORMS:
-        lines.append(f"| {NORMS[norm]} | " + " | ".join(
-            f"{summary[norm]['anchor_far_ratio'][a]:.2f}" for a in anchors) + " |")
+              rp.md_table(["x0", *(a.replace("[", "(").replace("]", ")") for a in anchors)],
+                          [[NORMS[norm], *(f"{summary[norm]['anchor_far_ratio'][a]:.2f}"
+                                           for a in anchors)] for norm in NORMS])]
     lines += ["", "**Against the paper.**"]
     lo, hi = min(no["anchor_far_ratio"].values()), max(no["anchor_far_ratio"].values())
     rel = no["far_ratio_mean"] / PAPER_FAR_RATIO_NO_LN - 1

@@ -40,7 +40,6 @@ import numpy as np
 
 from seemrl import plotting, runfolder
 from seemrl.diagnostics.verdict import VerdictConfig, replay
-from seemrl.logging import read_jsonl
 from seemrl.repro._common import Context, Outcome
 from seemrl.sweep import RunSpec
 
@@ -168,14 +167,8 @@ class SeedRun:
 
 def load_seeds(run_dir: str | pathlib.Path) -> list[SeedRun]:
     """Every seed of a run folder (the driver's status.json has its diverged_at)."""
-    run_dir = pathlib.Path(run_dir)
-    import json
-
-    cfg = json.loads((run_dir / "config.json").read_text())
-    status = runfolder.read_status(run_dir)
-    if status is None:
-        raise FileNotFoundError(f"{run_dir / 'status.json'} is missing or unreadable")
-    records = read_jsonl(run_dir / "metrics.jsonl")
+    run = runfolder.read_run(run_dir)
+    run_dir, cfg, status, records = run.path, run.config, run.status, run.metrics
     out = []
     for seed in cfg["train"]["seeds"]:
         mine = sorted((r for r in records if r.get("seed") == seed and not r.get("stopped")),

@@ -24,6 +24,7 @@ import numpy as np
 from seemrl import plotting
 from seemrl.diagnostics.verdict import VerdictConfig
 from seemrl.repro import _divergence as dv
+from seemrl.repro import _report as rp
 from seemrl.repro._common import Context, Outcome
 from seemrl.sweep import RunSpec
 
@@ -86,7 +87,7 @@ def variants(p: dict[str, Any]) -> dict[str, dict[str, Any]]:
         "batchnorm": ("BatchNorm, Linear→BN→ReLU, all layers", {"batch_norm": True}),
         "spectral-norm": ("spectral norm, hidden layers", {"spectral_norm": True}),
     }
-    out = {}
+    out: dict[str, dict[str, Any]] = {}
     for name in p["variants"]:
         if name == "layernorm-sets":
             for layers in p["ln_sets"]:
@@ -151,10 +152,10 @@ def seed_result(s: dv.SeedSeries, ceiling: float, status: dict[str, Any]) -> dic
             "runaway": runaway is not None, "q_past_10x_ceiling_step": runaway,
             "stopped_at": s.stopped_at, "seem_above_step": s.seem_above(),
             "seem_sustained_step": _sustained(s.seem_steps, s.seem),
-            "final_seem": dv.json_num(s.final_seem()), "max_seem": dv.json_num(s.max_seem()),
-            "max_abs_q": dv.json_num(s.max_abs_q()),
-            "final_q": dv.json_num(s.q[-1] if len(s.q) else None),
-            "final_score": dv.json_num(score)}
+            "final_seem": rp.json_num(s.final_seem()), "max_seem": rp.json_num(s.max_seem()),
+            "max_abs_q": rp.json_num(s.max_abs_q()),
+            "final_q": rp.json_num(s.q[-1] if len(s.q) else None),
+            "final_score": rp.json_num(score)}
 
 
 def _sustained(steps: np.ndarray, seem: np.ndarray) -> float | None:
@@ -180,7 +181,7 @@ def aggregate(seeds: list[dict[str, Any]]) -> dict[str, Any]:
             "seem_flagged": sum(r["seem_above_step"] is not None for r in seeds),
             "seem_sustained": sum(r["seem_sustained_step"] is not None for r in seeds),
             "final_seem": mean("final_seem"), "max_seem": mean("max_seem"),
-            "max_abs_q": dv.median_or_none(r["max_abs_q"] for r in seeds),
+            "max_abs_q": rp.median_or_none(r["max_abs_q"] for r in seeds),
             "final_score": mean("final_score")}
 
 
@@ -327,7 +328,7 @@ def plot_summary(rows: dict[str, dict[str, Any]], dataset: str, p: dict[str, Any
 
 # -- report ----------------------------------------------------------------------------------
 def markdown(per_run: dict[tuple[str, str], dict[str, Any]], table, p: dict[str, Any]) -> str:
-    fmt, sg = dv.fmt, dv.fmt_signed
+    fmt, sg = rp.fmt, rp.fmt_signed
     lines = [
         f"TD3 without BC (bc_coef 0, α 2.5), Adam 3e-4, τ = 1, γ 0.99, batch 256, critic "
         f"{'-'.join(map(str, p['critic_hidden']))} ReLU; {p['steps']:,} steps on "
@@ -351,12 +352,12 @@ def markdown(per_run: dict[tuple[str, str], dict[str, Any]], table, p: dict[str,
         rows = [per_run[(dataset, v)] for v in table]
         lines += [
             f"**{dataset}** (Q ceiling {rows[0]['q_ceiling']:.3g})", "",
-            dv.md_table(["critic", "seeds diverged", f"of them past {EXPLODE_FACTOR:g}× ceiling",
+            rp.md_table(["critic", "seeds diverged", f"of them past {EXPLODE_FACTOR:g}× ceiling",
                          "first past ceiling (median step)", "SEEM > thr. once",
                          f"SEEM > thr. {SUSTAINED}× in a row", "max SEEM", "final SEEM",
                          "max \\|Q\\| (median)", "final score"],
                         [[r["label"], f"{r['n_diverged']}/{r['n_seeds']}", str(r["n_runaway"]),
-                          fmt(dv.median_or_none(s["q_past_ceiling_step"] for s in r["seeds"])),
+                          fmt(rp.median_or_none(s["q_past_ceiling_step"] for s in r["seeds"])),
                           f"{r['seem_flagged']}/{r['n_seeds']}",
                           f"{r['seem_sustained']}/{r['n_seeds']}", sg(r["max_seem"], 2),
                           sg(r["final_seem"], 2), fmt(r["max_abs_q"]),
@@ -373,7 +374,7 @@ def _pooled(per_run, table, p, variant) -> dict[str, Any]:
 
 def statements(per_run, table, p) -> list[str]:
     """Plain sentences from the numbers (seeds pooled over datasets)."""
-    fmt, sg = dv.fmt, dv.fmt_signed
+    fmt, sg = rp.fmt, rp.fmt_signed
     pool = {v: _pooled(per_run, table, p, v) for v in table}
     base, ln = pool.get("none"), pool.get("layernorm")
     out = []
@@ -466,7 +467,7 @@ def statements(per_run, table, p) -> list[str]:
     out.append(text + ".")
     scores = {v: pool[v]["final_score"] for v in pool if pool[v]["final_score"] is not None}
     if scores:
-        best = max(scores, key=scores.get)
+        best = max(scores, key=scores.__getitem__)
         out.append(f"- Score: the best mean final score was {fmt_score(scores[best])} "
                    f"({pool[best]['label']}); without a regulariser "
                    f"{fmt_score(scores.get('none'))}. With no BC term on "

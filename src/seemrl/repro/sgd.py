@@ -25,6 +25,7 @@ import numpy as np
 from seemrl import plotting
 from seemrl.diagnostics import growth
 from seemrl.repro import _divergence as dv
+from seemrl.repro import _report as rp
 from seemrl.repro._common import Context, Outcome
 from seemrl.sweep import RunSpec
 
@@ -140,19 +141,19 @@ def config_result(c: dict, data: dv.RunData, seeds: dict[int, dict], L: int) -> 
         for quantity, pred in a["predictions"].items():
             lead = a["crash"] - a["window"][1]
             preds[quantity] = {
-                "t_star": dv.json_num(pred.t_star), "t_star_std": dv.json_num(pred.t_star_std),
-                "exponent": pred.exponent, "r2": dv.json_num(pred.fit.r2),
+                "t_star": rp.json_num(pred.t_star), "t_star_std": rp.json_num(pred.t_star_std),
+                "exponent": pred.exponent, "r2": rp.json_num(pred.fit.r2),
                 "fit_points": int(len(pred.steps)),
-                "error_steps": dv.json_num(pred.t_star - a["crash"]),
-                "error_of_lead": dv.json_num((pred.t_star - a["crash"]) / lead if lead > 0
+                "error_steps": rp.json_num(pred.t_star - a["crash"]),
+                "error_of_lead": rp.json_num((pred.t_star - a["crash"]) / lead if lead > 0
                                              else None)}
-        orders = {q: {"slope": dv.json_num(f.slope), "predicted": predicted_order(L, q),
-                      "r2": dv.json_num(f.r2)} for q, f in a["orders"].items()}
+        orders = {q: {"slope": rp.json_num(f.slope), "predicted": predicted_order(L, q),
+                      "r2": rp.json_num(f.r2)} for q, f in a["orders"].items()}
         rows.append({"seed": s.seed, "onset_step": a["onset"], "crash_step": a["crash"],
-                     "max_norm_jump": dv.json_num(max_jump(s, a["onset"])),
+                     "max_norm_jump": rp.json_num(max_jump(s, a["onset"])),
                      "window": list(a["window"]) if "window" in a else None,
-                     "seem_above_step": s.seem_above(), "max_seem": dv.json_num(s.max_seem()),
-                     "max_abs_q": dv.json_num(s.max_abs_q()), "predictions": preds,
+                     "seem_above_step": s.seem_above(), "max_seem": rp.json_num(s.max_seem()),
+                     "max_abs_q": rp.json_num(s.max_abs_q()), "predictions": preds,
                      "orders": orders})
     return {"tau": c["tau"], "critic_bias": c["critic_bias"], "L": L,
             "q_ceiling": data.ceiling, "seeds": rows,
@@ -285,8 +286,8 @@ def plot_orders(configs, L: int, p: dict[str, Any]):
 
 def _smooth_case(c: dict, s: dict) -> str:
     pred = s["predictions"]["norm"]
-    return (f"{_label(c)} seed {s['seed']}: predicted from ρ at step {dv.fmt(pred['t_star'])}, "
-            f"crashed at {dv.fmt(s['crash_step'])} ({pred['error_steps']:+,.0f} steps, "
+    return (f"{_label(c)} seed {s['seed']}: predicted from ρ at step {rp.fmt(pred['t_star'])}, "
+            f"crashed at {rp.fmt(s['crash_step'])} ({pred['error_steps']:+,.0f} steps, "
             f"{100 * abs(pred['error_of_lead']):.0f} % of the time left when the fit ended)")
 
 
@@ -295,11 +296,11 @@ def _prediction(pred: dict | None) -> str:
         return "—"
     if pred["t_star"] is None:
         return f"no zero crossing (R² {pred['r2']:.2f})"
-    return f"{dv.fmt(pred['t_star'])} ({pred['error_steps']:+,.0f}; R² {pred['r2']:.2f})"
+    return f"{rp.fmt(pred['t_star'])} ({pred['error_steps']:+,.0f}; R² {pred['r2']:.2f})"
 
 
 def markdown(results: dict[str, Any], p: dict[str, Any]) -> str:
-    fmt = dv.fmt
+    fmt = rp.fmt
     L = results["L"]
     rows = []
     for c in results["configs"].values():
@@ -326,7 +327,7 @@ def markdown(results: dict[str, Any], p: dict[str, Any]) -> str:
         f"log ρ and log|Q| against log(t* − t) over [onset, crash) (predicted "
         f"{predicted_order(L, 'norm'):.3g} and {predicted_order(L, 'q'):.3g}).",
         "",
-        dv.md_table(["config", "seed", "SEEM > thr. at", "onset", "actual crash",
+        rp.md_table(["config", "seed", "SEEM > thr. at", "onset", "actual crash",
                      "predicted from ρ (error; R²)", "predicted from \\|Q\\| (error; R²)",
                      "largest ρ jump (×)", "order of ρ", "order of \\|Q\\|"],
                     rows),

@@ -16,6 +16,7 @@ import numpy as np
 
 from seemrl import plotting
 from seemrl.repro import _divergence as dv
+from seemrl.repro import _report as rp
 from seemrl.repro._common import Context, Outcome
 from seemrl.sweep import RunSpec
 
@@ -78,8 +79,8 @@ def seed_result(s: dv.SeedSeries, ceiling: float) -> dict[str, Any]:
             "diverged_at": s.stopped_at,
             "lead_steps": (q_step - seem_step if q_step is not None and seem_step is not None
                            else None),
-            "max_seem": dv.json_num(s.max_seem()), "final_seem": dv.json_num(s.final_seem()),
-            "max_abs_q": dv.json_num(s.max_abs_q()),
+            "max_seem": rp.json_num(s.max_seem()), "final_seem": rp.json_num(s.final_seem()),
+            "max_abs_q": rp.json_num(s.max_abs_q()),
             "q_bounded": q_step is None}
 
 
@@ -94,10 +95,10 @@ def summarize(per_dataset: dict[str, list[dict]]) -> dict[str, Any]:
             "seem_after_q": sum(1 for r in passed if r["seem_above_step"] is not None
                                 and r["lead_steps"] < 0),
             "q_passed_without_seem": sum(1 for r in passed if r["seem_above_step"] is None),
-            "median_lead_steps": dv.median_or_none(r["lead_steps"] for r in passed),
+            "median_lead_steps": rp.median_or_none(r["lead_steps"] for r in passed),
             "seem_quiet": len(quiet),
             "seem_quiet_q_bounded": sum(1 for r in quiet if r["q_bounded"]),
-            "max_seem_of_diverged": dv.json_num(
+            "max_seem_of_diverged": rp.json_num(
                 np.median([r["max_seem"] for r in passed]) if passed else None)}
 
 
@@ -145,7 +146,7 @@ def plot(runs: dict[str, dv.RunData], p: dict[str, Any]):
 
 def markdown(per_dataset: dict[str, list[dict]], summary: dict[str, Any],
              runs: dict[str, dv.RunData], p: dict[str, Any]) -> str:
-    fmt = dv.fmt
+    fmt = rp.fmt
     lines = [
         f"TD3 without BC (bc_coef 0, α 2.5), Adam 3e-4, τ = 1 (hard target copy at every "
         f"actor step), γ 0.99, batch 256; {p['steps']:,} steps on {p['size']:,}-transition "
@@ -158,12 +159,12 @@ def markdown(per_dataset: dict[str, list[dict]], summary: dict[str, Any],
         f"ceiling; 'stopped' is the step Q turned non-finite or passed {p['q_bound']:.0e} and "
         "the seed was stopped. Lead = Q-past-ceiling step − SEEM step (positive: SEEM first).",
         "",
-        dv.md_table(["dataset", "seed", "SEEM > thr. at", "Q > ceiling at", "Q > "
+        rp.md_table(["dataset", "seed", "SEEM > thr. at", "Q > ceiling at", "Q > "
                      f"{EXPLODE_FACTOR:g}× ceiling at", "stopped at", "lead (steps)",
                      "max SEEM", "final SEEM", "max \\|Q\\|"],
                     [[name, r["seed"], fmt(r["seem_above_step"]), fmt(r["q_past_ceiling_step"]),
                       fmt(r["q_exploded_step"]), fmt(r["diverged_at"]), fmt(r["lead_steps"]),
-                      dv.fmt_signed(r["max_seem"], 2), dv.fmt_signed(r["final_seem"], 2),
+                      rp.fmt_signed(r["max_seem"], 2), rp.fmt_signed(r["final_seem"], 2),
                       fmt(r["max_abs_q"])]
                      for name, rows in per_dataset.items() for r in rows]),
         "",

@@ -105,7 +105,7 @@ def _greedy(net: QNetwork, params, next_obs: jnp.ndarray) -> tuple[jnp.ndarray, 
     actions = action_set()
     t = next_obs.shape[0]
     q_all = net.apply(params, jnp.repeat(next_obs, 8, axis=0), jnp.tile(actions, (t, 1)))
-    q_all = q_all.reshape(t, 8)
+    q_all = q_all.reshape(t, 8)  # type: ignore[union-attr]  # flax apply: an array
     return q_all.max(axis=1), actions[q_all.argmax(axis=1)]
 
 
