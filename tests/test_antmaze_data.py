@@ -147,6 +147,19 @@ def test_tiny_dataset_made_loads_and_is_deterministic(tmp_path, tiny_controller)
     assert np.all(np.abs(data.actions) <= 1.0)
 
 
+def test_repro_antmaze_finds_own_files_without_gymnasium_robotics(tmp_path, tiny_controller,
+                                                                  monkeypatch):
+    from seemrl.antmaze.data import make_dataset
+    from seemrl.repro import antmaze
+
+    path = make_dataset("antmaze-umaze", size=60, n_envs=2, data_dir=tmp_path,
+                        controller=tiny_controller)
+    monkeypatch.setattr(antmaze, "env_available", lambda: False)
+    [source] = antmaze.check(tmp_path, tmp_path / "no-minari")
+    assert (source.kind, source.task, source.location) == ("seemrl", "umaze", path)
+    assert antmaze.prepare_source(source, tmp_path / "out") == (path, "seemrl/AntMaze-umaze-v0")
+
+
 @pytest.mark.slow
 def test_shipped_controller_reaches_umaze_goal():
     from seemrl.antmaze.controller import load_controller, maze_success
