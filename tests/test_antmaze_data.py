@@ -147,6 +147,18 @@ def test_tiny_dataset_made_loads_and_is_deterministic(tmp_path, tiny_controller)
     assert np.all(np.abs(data.actions) <= 1.0)
 
 
+def test_minari_format_loads_with_its_env(tmp_path, tiny_controller):
+    from seemrl.antmaze.data import make_dataset
+    from seemrl.data import load_dataset
+
+    path = make_dataset("antmaze-medium-play", size=80, n_envs=2, data_dir=tmp_path,
+                        fmt="minari", controller=tiny_controller)
+    assert path.parts[-3:] == ("seemrl", "antmaze-medium-play-n80-v0", "data")
+    data = load_dataset(str(path))
+    assert len(data) == 80 and data.obs_dim == 29
+    assert data.metadata["env_id"] == "seemrl/AntMaze-medium-v0"
+
+
 def test_repro_antmaze_finds_own_files_without_gymnasium_robotics(tmp_path, tiny_controller,
                                                                   monkeypatch):
     from seemrl.antmaze.data import make_dataset

@@ -154,5 +154,7 @@ def register() -> None:
     """Registers seemrl/AntMaze-{umaze,medium,large}-v0 with gymnasium (idempotent)."""
     for maze, env_id in ENV_IDS.items():
         if env_id not in gymnasium.registry:
-            gymnasium.register(env_id, entry_point=AntMazeEnv, kwargs={"maze": maze},
+            # A string entry point keeps the spec serialisable (Minari stores it as JSON).
+            gymnasium.register(env_id, entry_point="seemrl.antmaze.env:AntMazeEnv",
+                               kwargs={"maze": maze},
                                max_episode_steps=EPISODE_STEPS[maze])
