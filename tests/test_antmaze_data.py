@@ -179,3 +179,15 @@ def test_shipped_controller_reaches_umaze_goal():
     act, params, info = load_controller()
     result = maze_success(act, params, "umaze", episodes=10, seed=123)
     assert result["success_rate"] >= 0.5
+
+
+def test_listed_with_data_success_rate(tmp_path, tiny_controller):
+    from seemrl.antmaze.data import list_datasets, make_dataset
+
+    make_dataset("antmaze-umaze", size=40, n_envs=1, data_dir=tmp_path,
+                 controller=tiny_controller)
+    rows = {(r["name"], r["on_disk"]): r for r in list_datasets(tmp_path)}
+    assert len(rows) == 6
+    made = rows[("antmaze-umaze", True)]
+    assert made["transitions"] == 40 and made["avg_return"] == 0.0
+    assert ("antmaze-umaze-diverse", False) in rows

@@ -270,3 +270,31 @@ def resolve_builtin(name: str, data_dir: str | Path | None = None) -> Path | Non
         verify_checksum(path)
         return path
     return make_dataset(name, data_dir=data_dir)
+
+
+def list_datasets(data_dir: str | Path) -> list[dict]:
+    """One row per AntMaze dataset (default size and seed, plus made variants), with the
+    keys of `seemrl.data.generate.list_datasets`; avg_return is the data's success rate ×
+    100 and policy_score the shipped controller's umaze success rate × 100."""
+    from seemrl.antmaze.controller import SHIPPED, SHIPPED_INFO
+
+    data_dir = Path(data_dir).expanduser()
+    info = json.loads(SHIPPED_INFO.read_text()) if SHIPPED_INFO.exists() else {}
+    score = (info.get("success_rate") or {}).get("umaze")
+    rows = []
+    for name in dataset_names():
+        found = sorted(data_dir.glob(f"{name}-{DATASET_VERSION}*.hdf5"))
+        for path in found or [dataset_path(name, data_dir)]:
+            row = {"name": name, "can_make": SHIPPED.exists(), "on_disk": path.exists(),
+                   "path": str(path), "size_bytes": None, "transitions": None,
+                   "avg_return": None, "stale": None,
+                   "policy_score": None if score is None else 100 * score}
+            side = path.with_name(path.name + ".json")
+            if path.exists():
+                summary = json.loads(side.read_text()) if side.exists() else {}
+                rate = summary.get("success_rate")
+                row.update(size_bytes=path.stat().st_size,
+                           transitions=summary.get("transitions"),
+                           avg_return=None if rate is None else 100 * rate)
+            rows.append(row)
+    return rows
