@@ -174,8 +174,10 @@ def test_repro_antmaze_finds_own_files_without_gymnasium_robotics(tmp_path, tiny
 
 @pytest.mark.slow
 def test_shipped_controller_reaches_umaze_goal():
-    from seemrl.antmaze.controller import load_controller, maze_success
+    from seemrl.antmaze.controller import SHIPPED, load_controller, maze_success
 
+    if not SHIPPED.exists():
+        pytest.skip("no AntMaze controller shipped yet (python -m seemrl.antmaze.controller)")
     act, params, info = load_controller()
     result = maze_success(act, params, "umaze", episodes=10, seed=123)
     assert result["success_rate"] >= 0.5
