@@ -246,6 +246,9 @@ def cmd_data(argv: list[str]) -> int:
                       help="D4RL-format HDF5 (default) or a local Minari dataset")
     make.add_argument("--retrain", action="store_true",
                       help="train the behaviour policies again from scratch first (hours)")
+    make.add_argument("--controller", type=pathlib.Path,
+                      help="antmaze-*: a controller .npz other than the shipped one (e.g. "
+                      "a training run's snapshots/actor_<step>.npz)")
     lst = sub.add_parser("list", help="datasets seemrl can make, and those already on disk")
     lst.add_argument("--data-dir", help="folder to look in (default as for make)")
     args = p.parse_args(argv)
@@ -266,7 +269,10 @@ def cmd_data(argv: list[str]) -> int:
                 raise ConfigError("--retrain: AntMaze's controller is trained with "
                                   "`python -m seemrl.antmaze.controller` (see its --help)")
             path = antmaze_data.make_dataset(args.name, size=args.size, seed=args.seed,
-                                             data_dir=args.data_dir, fmt=args.format)
+                                             data_dir=args.data_dir, fmt=args.format,
+                                             controller=args.controller)
+        elif args.controller is not None:
+            raise ConfigError("--controller applies to antmaze-* datasets only")
         else:
             path = generate.make_dataset(args.name, size=args.size, seed=args.seed,
                                          data_dir=args.data_dir, fmt=args.format,

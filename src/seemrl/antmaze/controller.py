@@ -248,15 +248,26 @@ def train(config: ControllerConfig, out_dir: str | Path,
 
 
 def load_controller(path: Path = SHIPPED) -> tuple[Callable, dict, dict]:
-    """(act, params, info) of the shipped controller (see `make_act`)."""
+    """(act, params, info) of a controller (see `make_act`): the shipped one, another .npz
+    with its .json beside it, or a run's snapshot (`<run>/snapshots/actor_<step>.npz`, whose
+    architecture comes from `<run>/config.json`)."""
     from seemrl.algos.sac import load_actor
     from seemrl.types import DataError
 
+    path = Path(path)
     if not path.exists():
         raise DataError(f"no AntMaze controller at {path}: train one with "
                         "`python -m seemrl.antmaze.controller --out DIR` and ship it with "
                         "`--ship STEP`")
-    info = json.loads(path.with_suffix(".json").read_text())
+    side, run_config = path.with_suffix(".json"), path.parent.parent / "config.json"
+    if side.exists():
+        info = json.loads(side.read_text())
+    elif path.parent.name == "snapshots" and run_config.exists():
+        config = json.loads(run_config.read_text())
+        info = {"recipe": f"directional-locomotion SAC snapshot {path.name} (not shipped)",
+                "hidden": config["hidden"], "config": config}
+    else:
+        raise DataError(f"{path}: no {side.name} beside it and not a run's snapshot")
     return make_act(tuple(info["hidden"])), load_actor(path), info
 
 

@@ -108,7 +108,8 @@ def rollout(task: Task, act, params, size: int, seed: int, n_envs: int = N_ENVS,
 
     Returns:
       (dataset, infos {goal (N, 2), qpos (N, 15), qvel (N, 14)}, counts {episodes,
-      episodes_reaching_goal}).
+      episodes_reaching_goal, episodes_complete, success_rate: the share of complete
+      episodes (not cut by the quota) that reached their goal; of all when none is}).
     """
     import jax
 
@@ -127,7 +128,8 @@ def rollout(task: Task, act, params, size: int, seed: int, n_envs: int = N_ENVS,
             "episode_ends": np.zeros(size, bool)}
     goals = np.zeros((size, 2), np.float32)
     count = np.zeros(n_envs, int)
-    episodes, reaching, hit = 0, 0, np.zeros(n_envs, bool)
+    episodes, complete, reaching, reaching_complete = 0, 0, 0, 0
+    hit = np.zeros(n_envs, bool)
     key = jax.random.PRNGKey(seed)
     limit = EPISODE_STEPS[task.maze]
     t = 0
@@ -155,14 +157,20 @@ def rollout(task: Task, act, params, size: int, seed: int, n_envs: int = N_ENVS,
             cols["episode_ends"][row] = timeout or success
             goals[row] = env.goal
             if timeout:
-                episodes += 1
+                full = env.t >= limit  # not cut short by the quota
+                episodes, complete = episodes + 1, complete + int(full)
                 reaching += int(hit[i])
+                reaching_complete += int(hit[i] and full)
                 hit[i] = False
                 if count[i] < quota[i]:
                     env.reset()
     infos = {"goal": goals, "qpos": cols["observations"][:, :15].copy(),
              "qvel": cols["observations"][:, 15:].copy()}
-    return Dataset(**cols), infos, {"episodes": episodes, "episodes_reaching_goal": reaching}
+    counts = {"episodes": episodes, "episodes_reaching_goal": reaching,
+              "episodes_complete": complete,
+              "success_rate": (reaching_complete / complete if complete
+                               else reaching / max(episodes, 1))}
+    return Dataset(**cols), infos, counts
 
 
 def build_dataset(name: str, size: int = DEFAULT_SIZE, seed: int = 0, n_envs: int = N_ENVS,
@@ -210,7 +218,6 @@ def build_dataset(name: str, size: int = DEFAULT_SIZE, seed: int = 0, n_envs: in
         "generator_version": GENERATOR_VERSION, "seed": seed, "size": size,
         "n_envs": n_envs, "ref_min_score": 0.0, "ref_max_score": 1.0,
         **counts,
-        "success_rate": counts["episodes_reaching_goal"] / max(counts["episodes"], 1),
     }
     data.metadata.update(meta)
     return data, infos
