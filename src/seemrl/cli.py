@@ -107,7 +107,7 @@ def cmd_data(argv: list[str]) -> int:
     info.add_argument("dataset", help="a .hdf5/.npz file, a Minari id or path, or a built-in name")
     make = sub.add_parser("make", help="roll out a shipped behaviour policy into a dataset")
     make.add_argument("name", help="e.g. hopper-medium, walker2d-medium-expert "
-                      "(see `seemrl data list`)")
+                      "(see `seemrl data list`), antmaze-umaze, antmaze-medium-play")
     make.add_argument("--size", type=int, default=1_000_000, help="transitions (default 1M)")
     make.add_argument("--seed", type=int, default=0, help="rollout seed (default 0)")
     make.add_argument("--data-dir", help="output folder (default $SEEMRL_DATA_DIR or "
@@ -116,6 +116,9 @@ def cmd_data(argv: list[str]) -> int:
                       help="D4RL-format HDF5 (default) or a local Minari dataset")
     make.add_argument("--retrain", action="store_true",
                       help="train the behaviour policies again from scratch first (hours)")
+    make.add_argument("--controller", type=pathlib.Path,
+                      help="antmaze-*: a controller .npz other than the shipped one (e.g. "
+                      "a training run's snapshots/actor_<step>.npz)")
     lst = sub.add_parser("list", help="datasets seemrl can make, and those already on disk")
     lst.add_argument("--data-dir", help="folder to look in (default as for make)")
     args = p.parse_args(argv)
@@ -131,9 +134,21 @@ def cmd_data(argv: list[str]) -> int:
 
         if args.size <= 0:
             raise ConfigError(f"--size must be positive, got {args.size}")
-        path = generate.make_dataset(args.name, size=args.size, seed=args.seed,
-                                     data_dir=args.data_dir, fmt=args.format,
-                                     retrain=args.retrain)
+        if args.name.startswith(("antmaze-", "seemrl/antmaze-")):
+            from seemrl.antmaze import data as antmaze_data
+
+            if args.retrain:
+                raise ConfigError("--retrain: AntMaze's controller is trained with "
+                                  "`python -m seemrl.antmaze.controller` (see its --help)")
+            path = antmaze_data.make_dataset(args.name, size=args.size, seed=args.seed,
+                                             data_dir=args.data_dir, fmt=args.format,
+                                             controller=args.controller)
+        elif args.controller is not None:
+            raise ConfigError("--controller applies to antmaze-* datasets only")
+        else:
+            path = generate.make_dataset(args.name, size=args.size, seed=args.seed,
+                                         data_dir=args.data_dir, fmt=args.format,
+                                         retrain=args.retrain)
         print(f"wrote {path}")
     else:
         tables.print_dataset_list(args.data_dir)

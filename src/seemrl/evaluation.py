@@ -77,6 +77,10 @@ def make_env(env_id: str, **kwargs):
     import gymnasium as gym
 
     _route_mujoco_warnings()
+    if env_id.startswith("seemrl/AntMaze-"):  # seemrl's own maze envs register on first use
+        from seemrl.antmaze.env import register
+
+        register()
     try:
         return gym.make(env_id, **kwargs)
     except Exception as e:  # noqa: BLE001 - gymnasium raises many types for a bad id

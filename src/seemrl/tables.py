@@ -69,9 +69,11 @@ def print_dataset_list(data_dir) -> None:
         # Names are what users copy into `data make`: never cut them, even in a narrow pipe.
         table.add_column(col, justify="left" if col == "name" else "right",
                          no_wrap=col == "name", min_width=25 if col == "name" else None)
-    rows = generate.list_datasets(data_dir)
+    from seemrl.antmaze import data as antmaze_data
+
+    rows = generate.list_datasets(data_dir) + antmaze_data.list_datasets(data_dir)
     for r in rows:
-        policy = policies.get(r["name"], {}).get("normalized")
+        policy = r.get("policy_score", policies.get(r["name"], {}).get("normalized"))
         size = r.get("size_bytes")
         on_disk = "stale" if r.get("stale") else _cell(r.get("on_disk"))
         table.add_row(r["name"], _cell(policy), on_disk,

@@ -83,6 +83,11 @@ def load_dataset(spec: str | os.PathLike[str]) -> Dataset:
             made = resolve(text)
             if made is not None:
                 return load_dataset(made)
+        from seemrl.antmaze.data import resolve_builtin as resolve_antmaze
+
+        made = resolve_antmaze(text)
+        if made is not None:
+            return load_dataset(made)
     tried.append(f"a local Minari id under {minari_root()}")
     if find_minari_data_dir(minari_root() / text) is not None:
         return load_minari(text)

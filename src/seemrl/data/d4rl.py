@@ -101,6 +101,7 @@ def save_d4rl(
     path: str | os.PathLike[str],
     dataset: Dataset,
     extra_metadata: Mapping[str, Any] | None = None,
+    infos: Mapping[str, np.ndarray] | None = None,
 ) -> pathlib.Path:
     """Writes `dataset` as a D4RL-format HDF5 file, atomically (tmp file + rename).
 
@@ -113,6 +114,7 @@ def save_d4rl(
       path: destination file (parents are created).
       dataset: what to write.
       extra_metadata: merged over `dataset.metadata` (e.g. `env_id`, `ref_min_score`).
+      infos: per-row arrays written as `infos/<key>` (e.g. AntMaze's goal, qpos, qvel).
 
     Returns:
       The path written.
@@ -128,6 +130,8 @@ def save_d4rl(
                              data=dataset.next_observations.astype(np.float32))
             f.create_dataset("terminals", data=dataset.terminals.astype(bool))
             f.create_dataset("timeouts", data=dataset.timeouts.astype(bool))
+            for key, value in (infos or {}).items():
+                f.create_dataset(f"infos/{key}", data=value)
             group = f.create_group("metadata")
             for key, value in metadata_items(meta):
                 group.create_dataset(key, data=value)

@@ -3,8 +3,9 @@ TD3+BC and IQL, normalised score = mean of the last evaluations.
 
 Runs only where AntMaze data *and* an evaluation env exist; seemrl never downloads either:
 
-* Data: D4RL-format `antmaze-*.hdf5` files in the data folder (`--data-dir`), and Minari
-  AntMaze datasets (ids containing "antmaze", e.g. `D4RL/antmaze/umaze-v1`) under
+* Data: seemrl's own AntMaze files (`seemrl data make antmaze-umaze`, made in the data
+  folder), other D4RL-format `antmaze-*.hdf5` files in the data folder (`--data-dir`), and
+  Minari AntMaze datasets (ids containing "antmaze", e.g. `D4RL/antmaze/umaze-v1`) under
   `$MINARI_DATASETS_PATH` (default `~/.minari/datasets`).
 * Env: Gymnasium-Robotics' AntMaze (`pip install gymnasium-robotics`, not a dependency).
   Minari AntMaze datasets were collected in it and record their evaluation env spec, so they
@@ -12,7 +13,10 @@ Runs only where AntMaze data *and* an evaluation env exist; seemrl never downloa
   (keys achieved_goal, desired_goal, observation, concatenated in that order, as gymnasium's
   FlattenObservation does). D4RL-format files come from D4RL's mujoco-py AntMaze, whose maze
   frame (start cell at the origin, y axis flipped) and 29-dim observation differ from
-  Gymnasium-Robotics'; no env here reproduces it, so they are found but not scored.
+  Gymnasium-Robotics'; no env here reproduces it, so they are found but not scored. seemrl's
+  own files name their evaluation env (`seemrl/AntMaze-<maze>-v0`, `seemrl.antmaze`: D4RL's
+  frame and observation, no extra dependency) and are scored there; they win over a Minari
+  dataset of the same task.
 
 Without data or env the experiment raises `ExperimentUnavailable` (the CLI exits 2) naming
 what it looked for and where. Training without evaluation (Q and SEEM only) was considered
@@ -85,11 +89,12 @@ class Source:
     task: str
     """umaze, umaze-diverse, medium-play, ... (the file's or id's own name if unrecognised)."""
     kind: str
-    """'d4rl' (an hdf5 file) or 'minari' (a dataset's data directory)."""
+    """'seemrl' (an hdf5 file made by `seemrl data make antmaze-*`), 'd4rl' (another hdf5
+    file) or 'minari' (a dataset's data directory)."""
     location: pathlib.Path
 
     def describe(self) -> str:
-        return f"{self.location.name} ({self.kind}, {self.task})" if self.kind == "d4rl" \
+        return f"{self.location.name} ({self.kind}, {self.task})" if self.kind != "minari" \
             else f"{self.task} (minari, {self.location.parent})"
 
 
@@ -109,7 +114,8 @@ def find_data(data_dir: pathlib.Path, minari_root: pathlib.Path) -> list[Source]
         for path in sorted(data_dir.iterdir()):
             if path.is_file() and path.name.lower().startswith("antmaze-") \
                     and path.suffix.lower() in (".hdf5", ".h5"):
-                found.append(Source(_task(path.stem[len("antmaze-"):]), "d4rl", path))
+                kind = "seemrl" if _own_env_id(path) else "d4rl"
+                found.append(Source(_task(path.stem[len("antmaze-"):]), kind, path))
     if minari_root.is_dir():
         for meta in sorted(minari_root.glob("**/data/metadata.json")):
             dataset_id = meta.parent.parent.relative_to(minari_root).as_posix()
@@ -118,19 +124,38 @@ def find_data(data_dir: pathlib.Path, minari_root: pathlib.Path) -> list[Source]
     return found
 
 
+def _own_env_id(path: pathlib.Path) -> str | None:
+    """The evaluation env named by a file `seemrl data make antmaze-*` wrote, else None."""
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as f:
+            env_id = f["metadata/env_id"][()] if "metadata/env_id" in f else b""
+    except OSError:
+        return None
+    env_id = env_id.decode() if isinstance(env_id, bytes) else str(env_id)
+    return env_id if env_id.startswith("seemrl/AntMaze-") else None
+
+
 def env_available() -> bool:
     return importlib.util.find_spec("gymnasium_robotics") is not None
 
 
 def check(data_dir: pathlib.Path, minari_root: pathlib.Path) -> list[Source]:
-    """The Minari sources to run; ExperimentUnavailable (one line) when nothing can be scored."""
+    """The sources to run (seemrl's own files, and Minari datasets when gymnasium-robotics is
+    there); ExperimentUnavailable (one line) when nothing can be scored."""
     sources = find_data(data_dir, minari_root)
+    own = [s for s in sources if s.kind == "seemrl"]
+    if own:  # scored in seemrl's own env; listed last so that they win a task
+        minari = [s for s in sources if s.kind == "minari"] if env_available() else []
+        return minari + own
     looked = (f"D4RL-format antmaze-*.hdf5 files in {data_dir} (--data-dir) and Minari "
               f"AntMaze datasets (e.g. D4RL/antmaze/umaze-v1) under {minari_root} "
               "($MINARI_DATASETS_PATH)")
     if not sources:
         raise ExperimentUnavailable(
-            f"no AntMaze data: looked for {looked}; seemrl never downloads: get them with "
+            f"no AntMaze data: looked for {looked}; seemrl never downloads: make them with "
+            "`seemrl data make antmaze-umaze`, or get them with "
             "`minari download D4RL/antmaze/umaze-v1` (pip install minari) or put D4RL files "
             "there")
     names = ", ".join(s.describe() for s in sources)
@@ -176,6 +201,8 @@ def prepare_source(source: Source, out: pathlib.Path) -> tuple[pathlib.Path, str
 
     from seemrl.data import load_minari, save_npz
 
+    if source.kind == "seemrl":  # trained on as it is, scored in the env it names
+        return source.location, str(_own_env_id(source.location))
     meta = json.loads((source.location / "metadata.json").read_text())
     spec_json = meta.get("eval_env_spec") or meta.get("env_spec")
     if not spec_json:
@@ -318,13 +345,15 @@ def run(ctx: Context) -> Outcome:
 
     params = ctx.params
     sources = check(ctx.data_dir, minari_root())
-    if ctx.engine != "local" or ctx.workers != 1:
-        raise ExperimentUnavailable("antmaze evaluates in an env registered in this process: "
-                                    "run it with the local engine and one worker")
     by_task = {s.task: s for s in sources if s.task in params["tasks"]}
     if not by_task:
         raise ExperimentUnavailable(f"AntMaze data found for {sorted({s.task for s in sources})}"
                                     f" but this scale runs {params['tasks']}")
+    # seemrl's own envs register in any process that makes them; Minari's flat ones do not.
+    if any(s.kind == "minari" for s in by_task.values()) and (
+            ctx.engine != "local" or ctx.workers != 1):
+        raise ExperimentUnavailable("antmaze evaluates Minari data in an env registered in "
+                                    "this process: run it with the local engine and one worker")
     datasets = {task: prepare_source(s, ctx.out) for task, s in by_task.items()}
     runs = ctx.train(run_specs(params, datasets))
     results = {task: {agent: collect(pathlib.Path(runs[f"{task}-{agent}"].run_dir),

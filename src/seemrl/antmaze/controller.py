@@ -1,0 +1,313 @@
+"""The goal-reaching Ant controller behind seemrl's AntMaze data, trained with seemrl's SAC.
+
+Recipe (OGBench's cheap path, not Minari's 30M-step goal-reaching SAC): SAC
+(`seemrl.algos.sac`'s jitted update) on directional locomotion in the open — the policy sees
+the ant's body state (the 29-dim observation without the torso x, y: 27) and a unit target
+direction (2); the direction is redrawn uniformly every `direction_every` steps; reward
+Ant-v5's with the velocity taken along the direction: v_xy · d + 1 (healthy) − 0.5 ‖a‖²;
+the episode ends when the torso leaves z ∈ [0.2, 1.0] (Ant-v5's healthy range) or after
+`episode_steps`. In the maze the direction is the unit vector to the current waypoint.
+
+Training is resumable because this machine's CPU is scarce: every `checkpoint_every` env
+steps the run writes `checkpoint.msgpack` (SAC state + counters), `buffer.npz` (the replay
+rows so far), an actor snapshot and `curves.json`. The episode running at a checkpoint is
+cut there (a time-limit truncation) in every run, so a resumed run is the run that was never
+stopped. Usage: `python -m seemrl.antmaze.controller --out DIR [--steps N]` (again to resume);
+`--ship STEP` measures a snapshot and copies it into the package as `controller.npz`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from seemrl.antmaze.env import ACT_DIM, AntMazeEnv, AntSim
+from seemrl.antmaze.maze import EPISODE_STEPS, Waypoints
+
+SHIPPED = Path(__file__).parent / "controller.npz"
+SHIPPED_INFO = Path(__file__).parent / "controller.json"
+INPUT_DIM = 29
+"""27 body features (qpos[2:] 13, qvel 14) + the unit target direction (2)."""
+ACTION_NOISE = 0.2
+"""Data convention (Minari's script): mean action + N(0, 0.2²) per dimension, clipped."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ControllerConfig:
+    """One directional-locomotion SAC run (saved to config.json; a resume must match it)."""
+
+    steps: int = 1_000_000
+    """Env steps in total."""
+    seed: int = 0
+    """Seeds networks, resets, directions and sampling."""
+    hidden: tuple[int, ...] = (256, 256)
+    """Actor and critic widths."""
+    utd: float = 0.5
+    """Gradient steps per env step (< 1 buys env steps on a scarce CPU)."""
+    batch_size: int = 256
+    lr: float = 3e-4
+    gamma: float = 0.99
+    tau: float = 0.005
+    start_steps: int = 5_000
+    """Uniform random actions before learning starts."""
+    chunk: int = 1_000
+    """Env steps between two jitted blocks of updates."""
+    direction_every: int = 100
+    """Steps between two target directions (OGBench)."""
+    episode_steps: int = 1_000
+    checkpoint_every: int = 25_000
+    """Env steps between checkpoints, evaluations and actor snapshots (a multiple of chunk)."""
+    eval_episodes: int = 10
+    """umaze episodes per evaluation (start (1, 1) to goal (3, 1), action noise 0.2)."""
+
+    def sac(self):
+        from seemrl.algos.sac import SACConfig
+
+        return SACConfig(env="Ant-v5", steps=self.steps, seed=self.seed,
+                         hidden=tuple(self.hidden), lr=self.lr, gamma=self.gamma,
+                         tau=self.tau, batch_size=self.batch_size,
+                         start_steps=self.start_steps, chunk=self.chunk, utd=self.utd)
+
+
+def policy_input(obs: np.ndarray, target_xy: np.ndarray) -> np.ndarray:
+    """(B, 29) D4RL observations and (B, 2) targets -> (B, 29) controller inputs."""
+    delta = target_xy - obs[:, :2]
+    unit = delta / np.maximum(np.linalg.norm(delta, axis=1, keepdims=True), 1e-6)
+    return np.concatenate([obs[:, 2:], unit], axis=1).astype(np.float32)
+
+
+class DirectionTask:
+    """Open-floor directional locomotion; `reset(episode)` is seeded by (seed, episode)."""
+
+    def __init__(self, config: ControllerConfig):
+        self.config, self.sim = config, AntSim(None)
+
+    def reset(self, episode: int) -> np.ndarray:
+        self.rng = np.random.default_rng([self.config.seed, episode])
+        self.sim.reset(self.rng, np.zeros(2))
+        self.t = 0
+        return self._input()
+
+    def _input(self) -> np.ndarray:
+        if self.t % self.config.direction_every == 0:
+            angle = self.rng.uniform(0, 2 * np.pi)
+            self.direction = np.array([np.cos(angle), np.sin(angle)])
+        obs = self.sim.obs()[None]
+        return policy_input(obs, obs[:, :2] + self.direction)[0]
+
+    def step(self, action) -> tuple[np.ndarray, float, bool, bool]:
+        before = self.sim.xy
+        self.sim.step(action)
+        velocity = (self.sim.xy - before) / self.sim.dt
+        z = self.sim.data.qpos[2]
+        healthy = 0.2 <= z <= 1.0
+        reward = float(velocity @ self.direction + 1.0 - 0.5 * np.sum(np.square(action)))
+        self.t += 1
+        return self._input(), reward, not healthy, self.t >= self.config.episode_steps
+
+
+def make_act(hidden: tuple[int, ...]) -> Callable:
+    """Jitted (params, inputs (B, 29), key, noise) -> actions: tanh(mean) + N(0, noise²),
+    clipped to [−1, 1] (noise 0: the mean action)."""
+    import jax
+    import jax.numpy as jnp
+
+    from seemrl.algos.sac import GaussianActor
+    from seemrl.networks import MLPConfig
+
+    actor = GaussianActor(MLPConfig(hidden=tuple(hidden)), ACT_DIM)
+
+    @jax.jit
+    def act(params, inputs, key, noise):
+        mean, _ = actor.apply(params, inputs)
+        a = jnp.tanh(mean) + noise * jax.random.normal(key, mean.shape)
+        return jnp.clip(a, -1.0, 1.0)
+
+    return act
+
+
+def maze_success(act: Callable, params, maze: str, episodes: int, seed: int,
+                 noise: float = ACTION_NOISE) -> dict:
+    """Success rate (and mean steps) of the controller steered by waypoints in `maze`'s
+    evaluation env (start (1, 1), D4RL's goal cell), episodes in lockstep; deterministic
+    for a seed."""
+    import jax
+
+    envs = [AntMazeEnv(maze) for _ in range(episodes)]
+    obs = np.stack([e.reset(seed=seed + i)[0] for i, e in enumerate(envs)])
+    ways = [Waypoints(e.maze, e.goal, np.random.default_rng([seed, i]))
+            for i, e in enumerate(envs)]
+    alive, success = np.ones(episodes, bool), np.zeros(episodes, bool)
+    steps = np.zeros(episodes, int)
+    key = jax.random.PRNGKey(seed)
+    for t in range(EPISODE_STEPS[maze]):
+        targets = np.stack([w(o[:2]) for w, o in zip(ways, obs, strict=True)])
+        actions = np.asarray(act(params, policy_input(obs, targets),
+                                 jax.random.fold_in(key, t), noise))
+        for i in np.flatnonzero(alive):
+            obs[i], _, term, _, _ = envs[i].step(actions[i])
+            steps[i] += 1
+            success[i] |= term
+            alive[i] = not term
+        if not alive.any():
+            break
+    return {"success_rate": float(success.mean()), "mean_steps": float(steps.mean()),
+            "episodes": episodes, "seed": seed, "maze": maze, "noise": noise}
+
+
+def train(config: ControllerConfig, out_dir: str | Path,
+          log: Callable[[str], None] = print) -> list[dict]:
+    """Trains (or resumes) the controller in `out_dir`; returns the evaluation curve."""
+    import jax
+    import jax.numpy as jnp
+
+    from seemrl import checkpoint
+    from seemrl.algos.sac import _buffer_put, init_state, make_policy, make_update, save_actor
+
+    if config.checkpoint_every % config.chunk:
+        raise ValueError("checkpoint_every must be a multiple of chunk")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    saved_cfg = out / "config.json"
+    cfg_json = json.dumps(dataclasses.asdict(config), indent=1)
+    if saved_cfg.exists() and json.loads(saved_cfg.read_text()) != json.loads(cfg_json):
+        raise ValueError(f"{out} holds a run with another config; use another --out")
+    saved_cfg.write_text(cfg_json)
+    sac = config.sac()
+    k_init, k_act, k_upd = jax.random.split(jax.random.PRNGKey(config.seed), 3)
+    state = init_state(sac, INPUT_DIM, ACT_DIM, k_init)
+    update_chunk = make_update(sac, ACT_DIM)
+    policy = make_policy(sac.mlp, ACT_DIM)
+    act = make_act(config.hidden)
+    cap = config.steps
+    dims = {"obs": INPUT_DIM, "act": ACT_DIM, "rew": None, "next_obs": INPUT_DIM,
+            "discount": None}
+    buffer = {k: jnp.zeros((cap,) if d is None else (cap, d)) for k, d in dims.items()}
+    size, episode, curves = 0, 0, []
+    if checkpoint.exists(out):
+        state, meta = checkpoint.load(out, state)
+        size, episode, curves = meta["size"], meta["episode"], meta["curves"]
+        with np.load(out / "buffer.npz") as f:
+            buffer = _buffer_put(buffer, {k: jnp.asarray(f[k][:size]) for k in dims}, 0)
+        log(f"resumed at {size:,} steps")
+    task = DirectionTask(config)
+    obs = task.reset(episode)
+    t0, reward_sum, reward_steps = time.time(), 0.0, 0
+    while size < cap:
+        n = min(config.chunk, cap - size)
+        rows = {k: np.zeros((n,) if d is None else (n, d), np.float32) for k, d in dims.items()}
+        rng = np.random.default_rng([config.seed, size, 1])
+        for i in range(n):
+            if size + i < config.start_steps:
+                a = rng.uniform(-1, 1, ACT_DIM)
+            else:
+                a = np.asarray(policy(state.actor, obs[None],
+                                      jax.random.fold_in(k_act, size + i)))[0]
+            nxt, r, term, trunc = task.step(a)
+            reward_sum, reward_steps = reward_sum + r, reward_steps + 1
+            for k, v in (("obs", obs), ("act", a), ("rew", r), ("next_obs", nxt),
+                         ("discount", 1.0 - float(term))):
+                rows[k][i] = v
+            obs = nxt
+            if term or trunc:
+                episode += 1
+                obs = task.reset(episode)
+        buffer = _buffer_put(buffer, rows, size)
+        size += n
+        if size >= config.start_steps:
+            state, metrics = update_chunk(state, buffer, size, jax.random.fold_in(k_upd, size))
+        if size % config.checkpoint_every and size != cap:
+            continue
+        ev = maze_success(act, state.actor, "umaze", config.eval_episodes, seed=10_000)
+        entry = {"step": size, "umaze_success": ev["success_rate"],
+                 "umaze_steps": ev["mean_steps"], "episodes": episode,
+                 # v·d + 1 − 0.5‖a‖² per step since the last entry: ≈ speed along the
+                 # direction + 1 when the ant walks (0.2–0.5 while it only stands)
+                 "reward_per_step": round(reward_sum / max(reward_steps, 1), 3),
+                 "wall_s": round(time.time() - t0, 1)}
+        if size >= config.start_steps:
+            entry.update({k: round(float(v), 4) for k, v in metrics.items()})
+        curves.append(entry)
+        save_actor(out / "snapshots" / f"actor_{size:07d}.npz", state.actor)
+        (out / "curves.json").write_text(json.dumps(curves, indent=1))
+        tmp = out / "buffer.tmp.npz"
+        np.savez(tmp, **{k: np.asarray(v[:size]) for k, v in buffer.items()})
+        tmp.replace(out / "buffer.npz")
+        episode += 1  # the running episode is cut here in every run (see the docstring)
+        obs = task.reset(episode)
+        checkpoint.save(out, state, {"size": size, "episode": episode, "curves": curves})
+        reward_sum, reward_steps = 0.0, 0
+        log(json.dumps(entry))
+    return curves
+
+
+def load_controller(path: Path = SHIPPED) -> tuple[Callable, dict, dict]:
+    """(act, params, info) of a controller (see `make_act`): the shipped one, another .npz
+    with its .json beside it, or a run's snapshot (`<run>/snapshots/actor_<step>.npz`, whose
+    architecture comes from `<run>/config.json`)."""
+    from seemrl.algos.sac import load_actor
+    from seemrl.types import DataError
+
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"no AntMaze controller at {path}: train one with "
+                        "`python -m seemrl.antmaze.controller --out DIR` and ship it with "
+                        "`--ship STEP`")
+    side, run_config = path.with_suffix(".json"), path.parent.parent / "config.json"
+    if side.exists():
+        info = json.loads(side.read_text())
+    elif path.parent.name == "snapshots" and run_config.exists():
+        config = json.loads(run_config.read_text())
+        info = {"recipe": f"directional-locomotion SAC snapshot {path.name} (not shipped)",
+                "hidden": config["hidden"], "config": config}
+    else:
+        raise DataError(f"{path}: no {side.name} beside it and not a run's snapshot")
+    return make_act(tuple(info["hidden"])), load_actor(path), info
+
+
+def ship(run_dir: str | Path, step: int, episodes: int = 50) -> dict:
+    """Measures snapshot `step` of a run on fresh umaze episodes and copies it into the
+    package (controller.npz + controller.json)."""
+    import shutil
+
+    from seemrl.algos.sac import load_actor
+
+    run = Path(run_dir)
+    config = json.loads((run / "config.json").read_text())
+    snap = run / "snapshots" / f"actor_{step:07d}.npz"
+    act = make_act(tuple(config["hidden"]))
+    params = load_actor(snap)
+    measured = {m: maze_success(act, params, m, episodes, seed=20_000)["success_rate"]
+                for m in ("umaze", "medium")}
+    info = {"recipe": "directional-locomotion SAC (seemrl.antmaze.controller)",
+            "hidden": config["hidden"], "train_step": step, "config": config,
+            "success_rate": measured, "eval_episodes": episodes, "eval_seed": 20_000,
+            "action_noise": ACTION_NOISE}
+    shutil.copyfile(snap, SHIPPED)
+    SHIPPED_INFO.write_text(json.dumps(info, indent=1) + "\n")
+    return info
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--out", required=True, help="run folder (reused to resume)")
+    p.add_argument("--steps", type=int, default=ControllerConfig.steps)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--utd", type=float, default=ControllerConfig.utd)
+    p.add_argument("--ship", type=int, help="measure snapshot STEP and ship it")
+    args = p.parse_args(argv)
+    if args.ship is not None:
+        print(json.dumps(ship(args.out, args.ship)))
+        return
+    train(ControllerConfig(steps=args.steps, seed=args.seed, utd=args.utd), args.out,
+          log=lambda s: print(s, flush=True))
+
+
+if __name__ == "__main__":
+    main()

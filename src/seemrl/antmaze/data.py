@@ -1,0 +1,307 @@
+"""seemrl's own AntMaze datasets: the shipped controller steered through the maze by waypoints.
+
+Names follow D4RL (`antmaze-umaze`, `antmaze-umaze-diverse`, `antmaze-medium-play`, ...); on
+disk and in metadata they are `seemrl/antmaze-<task>-v0`. How the data is made (every choice
+is also written into the file's metadata):
+
+* Episodes (Minari's collection, `continuing_task=True, reset_target=False`): each starts
+  with the ant at a start cell of the task and a goal cell ≠ the start cell, both positions
+  jittered by ±0.25 cell; the goal stays put for the whole episode (the ant keeps moving
+  about it after arriving); EPISODE_STEPS steps (700 umaze, 1000 medium / large) end it as
+  a timeout.
+* Actions: the controller's mean action toward the current waypoint + N(0, 0.2²) noise,
+  clipped to [−1, 1]; waypoints from a BFS plan over the cells, switched at 0.45 m, jittered
+  ±0.2 m (`seemrl.antmaze.maze.Waypoints`).
+* Reward (D4RL's sparse): 1 where the torso ends the step within 0.5 m of the goal, else 0.
+  Terminals are derived: terminals = reward (the IQL / CORL reading of AntMaze, where the
+  bootstrap stops at the goal); the data itself continues past them, so `next_observations`
+  is always the real next state.
+* Keys: observations (29 = qpos 15 + qvel 14), actions (8), rewards, terminals, timeouts,
+  next_observations (D4RL's AntMaze files have none), infos/goal, infos/qpos, infos/qvel,
+  metadata/*.
+
+Deterministic for a seed: `n_envs` environments step in lockstep with one batched jitted
+controller call per step; environment i draws from SeedSequence([seed, i]) and the action
+noise keys fold in (seed, step).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from seemrl.antmaze.env import ACT_DIM, ENV_IDS, OBS_DIM, AntSim, noisy, reached
+from seemrl.antmaze.maze import (
+    CELL,
+    EPISODE_STEPS,
+    EVAL_GOAL,
+    POSITION_NOISE,
+    SUCCESS_DISTANCE,
+    WAYPOINT_JITTER,
+    WAYPOINT_SWITCH,
+    Task,
+    Waypoints,
+    make_maze,
+    tasks,
+)
+from seemrl.types import DataError, Dataset
+
+DATASET_VERSION = "v0"
+GENERATOR_VERSION = 1
+DEFAULT_SIZE = 1_000_000
+N_ENVS = 32
+
+
+def dataset_names() -> list[str]:
+    return [f"antmaze-{t}" for t in tasks()]
+
+
+def parse_name(name: str) -> Task | None:
+    """'antmaze-umaze', 'antmaze-umaze-v0' or 'seemrl/antmaze-umaze-v0' -> its Task."""
+    base = name.removeprefix("seemrl/").removesuffix(f"-{DATASET_VERSION}")
+    return tasks().get(base.removeprefix("antmaze-")) if base.startswith("antmaze-") else None
+
+
+def _check_name(name: str) -> Task:
+    task = parse_name(name)
+    if task is None:
+        raise DataError(f"unknown AntMaze dataset '{name}'; seemrl can make: "
+                        f"{', '.join(dataset_names())}")
+    return task
+
+
+def dataset_path(name: str, data_dir: str | Path, size: int = DEFAULT_SIZE, seed: int = 0
+                 ) -> Path:
+    task = _check_name(name)
+    stem = f"antmaze-{task.name}-{DATASET_VERSION}"
+    stem += "" if size == DEFAULT_SIZE else f"-n{size}"
+    stem += "" if seed == 0 else f"-s{seed}"
+    return Path(data_dir).expanduser() / f"{stem}.hdf5"
+
+
+class _Episode:
+    """One environment's stream of episodes (its own rng, sim, goal and waypoints)."""
+
+    def __init__(self, task: Task, rng: np.random.Generator):
+        self.task, self.rng, self.maze = task, rng, make_maze(task.maze)
+        self.sim = AntSim(self.maze)
+        self.reset()
+
+    def reset(self) -> None:
+        start = self.task.starts[self.rng.integers(len(self.task.starts))]
+        goals = [g for g in self.task.goals if g != start] or list(self.task.goals)
+        self.goal = noisy(self.rng, self.maze, goals[self.rng.integers(len(goals))])
+        self.sim.reset(self.rng, noisy(self.rng, self.maze, start))
+        self.waypoints = Waypoints(self.maze, self.goal, self.rng)
+        self.t = 0
+
+
+def rollout(task: Task, act, params, size: int, seed: int, n_envs: int = N_ENVS,
+            noise: float = 0.2) -> tuple[Dataset, dict[str, np.ndarray], dict]:
+    """`size` transitions of the controller in `task`'s maze, n_envs in lockstep.
+
+    Environment i contributes size // n_envs rows (+1 for the first size % n_envs), stored
+    one environment after another; its last, cut episode ends in a timeout.
+
+    Returns:
+      (dataset, infos {goal (N, 2), qpos (N, 15), qvel (N, 14)}, counts {episodes,
+      episodes_reaching_goal, episodes_complete, success_rate: the share of complete
+      episodes (not cut by the quota) that reached their goal; of all when none is}).
+    """
+    import jax
+
+    from seemrl.antmaze.controller import policy_input
+
+    n_envs = max(1, min(n_envs, size))
+    quota = np.full(n_envs, size // n_envs) + (np.arange(n_envs) < size % n_envs)
+    offset = np.concatenate([[0], np.cumsum(quota)[:-1]])
+    envs = [_Episode(task, np.random.default_rng(np.random.SeedSequence([seed, i])))
+            for i in range(n_envs)]
+    cols = {"observations": np.zeros((size, OBS_DIM), np.float32),
+            "actions": np.zeros((size, ACT_DIM), np.float32),
+            "rewards": np.zeros(size, np.float32),
+            "next_observations": np.zeros((size, OBS_DIM), np.float32),
+            "terminals": np.zeros(size, np.float32), "timeouts": np.zeros(size, bool),
+            "episode_ends": np.zeros(size, bool)}
+    goals = np.zeros((size, 2), np.float32)
+    count = np.zeros(n_envs, int)
+    episodes, complete, reaching, reaching_complete = 0, 0, 0, 0
+    hit = np.zeros(n_envs, bool)
+    key = jax.random.PRNGKey(seed)
+    limit = EPISODE_STEPS[task.maze]
+    t = 0
+    while (alive := np.flatnonzero(count < quota)).size:
+        obs = np.stack([envs[i].sim.obs() for i in alive])
+        targets = np.stack([envs[i].waypoints(o[:2]) for i, o in zip(alive, obs, strict=True)])
+        actions = np.asarray(act(params, policy_input(obs, targets),
+                                 jax.random.fold_in(key, t), noise))
+        t += 1
+        for j, i in enumerate(alive):
+            env = envs[i]
+            env.sim.step(actions[j])
+            env.t += 1
+            row = offset[i] + count[i]
+            count[i] += 1
+            success = reached(env.sim.xy, env.goal)
+            hit[i] |= success
+            timeout = env.t >= limit or count[i] == quota[i]
+            cols["observations"][row] = obs[j]
+            cols["actions"][row] = actions[j]
+            cols["rewards"][row] = float(success)
+            cols["terminals"][row] = float(success)
+            cols["next_observations"][row] = env.sim.obs()
+            cols["timeouts"][row] = timeout
+            cols["episode_ends"][row] = timeout or success
+            goals[row] = env.goal
+            if timeout:
+                full = env.t >= limit  # not cut short by the quota
+                episodes, complete = episodes + 1, complete + int(full)
+                reaching += int(hit[i])
+                reaching_complete += int(hit[i] and full)
+                hit[i] = False
+                if count[i] < quota[i]:
+                    env.reset()
+    infos = {"goal": goals, "qpos": cols["observations"][:, :15].copy(),
+             "qvel": cols["observations"][:, 15:].copy()}
+    counts = {"episodes": episodes, "episodes_reaching_goal": reaching,
+              "episodes_complete": complete,
+              "success_rate": (reaching_complete / complete if complete
+                               else reaching / max(episodes, 1))}
+    return Dataset(**cols), infos, counts
+
+
+def build_dataset(name: str, size: int = DEFAULT_SIZE, seed: int = 0, n_envs: int = N_ENVS,
+                  controller: Path | None = None) -> tuple[Dataset, dict[str, np.ndarray]]:
+    """Rolls out dataset `name` in memory; metadata names every convention."""
+    import gymnasium
+    import mujoco
+
+    from seemrl.antmaze.controller import ACTION_NOISE, SHIPPED, load_controller
+    from seemrl.data.generate import sha256
+
+    task = _check_name(name)
+    if size < 1:
+        raise DataError(f"dataset size must be ≥ 1, got {size}")
+    path = Path(controller or SHIPPED)
+    act, params, info = load_controller(path)
+    data, infos, counts = rollout(task, act, params, size, seed, n_envs, ACTION_NOISE)
+    maze = make_maze(task.maze)
+    meta = {
+        "name": f"seemrl/antmaze-{task.name}-{DATASET_VERSION}",
+        "env_id": ENV_IDS[task.maze], "maze": task.maze, "task": task.name,
+        "source_kind": "seemrl-generated (not D4RL, not Minari)",
+        "goal_set": task.goal_set,
+        "start_cells": json.dumps(task.starts), "goal_cells": json.dumps(task.goals),
+        "eval_start_cell": "[1, 1]", "eval_goal_cell": json.dumps(EVAL_GOAL[task.maze]),
+        "frame": f"D4RL's: cell (row, col) centred at x = {CELL:g}·(col − 1), "
+                 f"y = {CELL:g}·(row − 1); start cell (1, 1) at the origin",
+        "maze_layout": json.dumps(["".join("#" if w else "." for w in row)
+                                   for row in maze.walls]),
+        "observation": "29 = qpos (15: torso x y z, quaternion w x y z, 8 joints) + qvel (14)",
+        "reward": f"1 if the torso ends the step within {SUCCESS_DISTANCE} m of infos/goal "
+                  "else 0 (D4RL's sparse reward)",
+        "terminals": "derived: terminals = rewards (goal reached); the episode continues",
+        "timeouts": f"every {EPISODE_STEPS[task.maze]} steps (episode end) and at the cut",
+        "episode_protocol": "reset each episode; goal fixed within it (continuing_task=True, "
+                            "reset_target=False as Minari collected)",
+        "position_noise": f"start and goal: cell centre + U(±{POSITION_NOISE})·{CELL:g} m",
+        "waypoints": f"BFS over cells; next cell centre + U(±{WAYPOINT_JITTER}) m; switch "
+                     f"within {WAYPOINT_SWITCH} m",
+        "action_noise": f"controller mean + N(0, {ACTION_NOISE}²), clipped to [-1, 1]",
+        "controller": info.get("recipe", ""), "controller_sha256": sha256(path),
+        "controller_success_rate": json.dumps(info.get("success_rate")),
+        "mujoco_version": mujoco.__version__, "gymnasium_version": gymnasium.__version__,
+        "ant_model": "Gymnasium's ant.xml (Ant-v5), frame skip 5",
+        "generator_version": GENERATOR_VERSION, "seed": seed, "size": size,
+        "n_envs": n_envs, "ref_min_score": 0.0, "ref_max_score": 1.0,
+        **counts,
+    }
+    data.metadata.update(meta)
+    return data, infos
+
+
+def make_dataset(name: str, size: int = DEFAULT_SIZE, seed: int = 0,
+                 data_dir: str | Path | None = None, fmt: str = "hdf5",
+                 n_envs: int = N_ENVS, controller: Path | None = None) -> Path:
+    """Makes AntMaze dataset `name` under `data_dir`: a D4RL-format HDF5 file with
+    `<file>.sha256` and a `<file>.json` summary beside it, or (fmt "minari") a local Minari
+    dataset `seemrl/antmaze-<task>-v0` under data_dir/minari. Returns the file / data dir.
+    `controller`: another controller .npz (with its .json) than the shipped one."""
+    from seemrl.antmaze.env import register
+    from seemrl.checkpoint import atomic_write_bytes
+    from seemrl.data.d4rl import save_d4rl
+    from seemrl.data.generate import _check_writable, default_data_dir, sha256
+
+    task = _check_name(name)
+    if fmt not in ("hdf5", "minari"):
+        raise DataError(f"unknown dataset format '{fmt}' (hdf5 | minari)")
+    data_dir = Path(data_dir).expanduser() if data_dir is not None else default_data_dir()
+    _check_writable(data_dir)
+    t0 = time.time()
+    data, infos = build_dataset(name, size, seed, n_envs, controller)
+    meta = data.metadata
+    if fmt == "minari":
+        from seemrl.data.minari import save_minari
+
+        register()
+        suffix = ("" if size == DEFAULT_SIZE else f"-n{size}") + ("" if seed == 0 else f"-s{seed}")
+        return save_minari(f"seemrl/antmaze-{task.name}{suffix}-{DATASET_VERSION}", data,
+                           meta["env_id"], data_dir / "minari",
+                           algorithm_name="waypoints + SAC (seemrl)",
+                           description=json.dumps(meta), ref_min_score=0.0, ref_max_score=1.0,
+                           overwrite=True)
+    path = dataset_path(name, data_dir, size, seed)
+    save_d4rl(path, data, meta, infos=infos)
+    digest = sha256(path)
+    summary = {**meta, "transitions": len(data), "sha256": digest, "path": str(path),
+               "make_seconds": round(time.time() - t0, 1)}
+    atomic_write_bytes(path.with_name(path.name + ".sha256"),
+                       f"{digest}  {path.name}\n".encode())
+    atomic_write_bytes(path.with_name(path.name + ".json"),
+                       (json.dumps(summary, indent=1) + "\n").encode())
+    return path
+
+
+def resolve_builtin(name: str, data_dir: str | Path | None = None) -> Path | None:
+    """The HDF5 file of AntMaze dataset `name` (made on first use); None if not one."""
+    from seemrl.data.generate import default_data_dir, verify_checksum
+
+    if parse_name(name) is None:
+        return None
+    data_dir = Path(data_dir).expanduser() if data_dir is not None else default_data_dir()
+    path = dataset_path(name, data_dir)
+    if path.exists():
+        verify_checksum(path)
+        return path
+    return make_dataset(name, data_dir=data_dir)
+
+
+def list_datasets(data_dir: str | Path) -> list[dict]:
+    """One row per AntMaze dataset (default size and seed, plus made variants), with the
+    keys of `seemrl.data.generate.list_datasets`; avg_return is the data's success rate ×
+    100 and policy_score the shipped controller's umaze success rate × 100."""
+    from seemrl.antmaze.controller import SHIPPED, SHIPPED_INFO
+
+    data_dir = Path(data_dir).expanduser()
+    info = json.loads(SHIPPED_INFO.read_text()) if SHIPPED_INFO.exists() else {}
+    score = (info.get("success_rate") or {}).get("umaze")
+    rows = []
+    for name in dataset_names():
+        found = sorted(data_dir.glob(f"{name}-{DATASET_VERSION}*.hdf5"))
+        for path in found or [dataset_path(name, data_dir)]:
+            row = {"name": name, "can_make": SHIPPED.exists(), "on_disk": path.exists(),
+                   "path": str(path), "size_bytes": None, "transitions": None,
+                   "avg_return": None, "stale": None,
+                   "policy_score": None if score is None else 100 * score}
+            side = path.with_name(path.name + ".json")
+            if path.exists():
+                summary = json.loads(side.read_text()) if side.exists() else {}
+                rate = summary.get("success_rate")
+                row.update(size_bytes=path.stat().st_size,
+                           transitions=summary.get("transitions"),
+                           avg_return=None if rate is None else 100 * rate)
+            rows.append(row)
+    return rows

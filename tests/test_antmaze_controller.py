@@ -1,0 +1,56 @@
+"""The AntMaze controller's training resumes into the run that was never stopped."""
+
+import numpy as np
+import pytest
+
+from seemrl.antmaze.controller import ControllerConfig, DirectionTask, policy_input, train
+
+TINY = ControllerConfig(steps=1500, seed=3, hidden=(16, 16), batch_size=16, utd=0.1,
+                        start_steps=500, chunk=500, checkpoint_every=1000,
+                        eval_episodes=1, direction_every=50, episode_steps=300)
+
+
+def test_policy_input_is_body_state_and_unit_direction():
+    obs = np.arange(58, dtype=np.float64).reshape(2, 29)
+    x = policy_input(obs, obs[:, :2] + np.array([[3.0, 4.0], [0.0, -2.0]]))
+    assert x.shape == (2, 29)
+    np.testing.assert_array_equal(x[:, :27], obs[:, 2:])
+    np.testing.assert_allclose(x[:, 27:], [[0.6, 0.8], [0.0, -1.0]])
+
+
+def test_direction_task_rewards_velocity_along_direction():
+    task = DirectionTask(TINY)
+    x = task.reset(0)
+    assert x.shape == (29,)
+    _, r, term, trunc = task.step(np.zeros(8))
+    assert not term and not trunc and abs(r - 1.0) < 0.5  # healthy, barely moving
+
+
+class _Stop(Exception):
+    pass
+
+
+def test_resumed_run_equals_uninterrupted(tmp_path):
+    from seemrl.algos.sac import load_actor
+
+    whole = train(TINY, tmp_path / "whole", log=lambda s: None)
+
+    def stop(_):
+        raise _Stop
+
+    with pytest.raises(_Stop):
+        train(TINY, tmp_path / "resumed", log=stop)  # stops after the first checkpoint
+    resumed = train(TINY, tmp_path / "resumed", log=lambda s: None)
+    assert [c["step"] for c in resumed] == [c["step"] for c in whole] == [1000, 1500]
+    a = load_actor(tmp_path / "whole/snapshots/actor_0001500.npz")
+    b = load_actor(tmp_path / "resumed/snapshots/actor_0001500.npz")
+    for x, y in zip(_leaves(a), _leaves(b), strict=True):
+        np.testing.assert_array_equal(x, y)
+    with pytest.raises(ValueError, match="another config"):
+        train(ControllerConfig(steps=10), tmp_path / "whole")
+
+
+def _leaves(tree):
+    import jax
+
+    return [np.asarray(v) for v in jax.tree.leaves(tree)]
