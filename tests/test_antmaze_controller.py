@@ -54,3 +54,12 @@ def _leaves(tree):
     import jax
 
     return [np.asarray(v) for v in jax.tree.leaves(tree)]
+
+
+def test_egocentric_input_turns_with_the_heading():
+    obs = np.zeros((1, 29))
+    yaw = np.pi / 2  # facing +y: a target straight ahead (+y) is "forward" (+x) in the body
+    obs[0, 3], obs[0, 6] = np.cos(yaw / 2), np.sin(yaw / 2)
+    x = policy_input(obs, np.array([[0.0, 5.0]]), egocentric=True)
+    np.testing.assert_allclose(x[0, 27:], [1.0, 0.0], atol=1e-6)
+    np.testing.assert_allclose(policy_input(obs, np.array([[0.0, 5.0]]))[0, 27:], [0.0, 1.0])

@@ -65,6 +65,11 @@ class ControllerConfig:
     """Env steps between checkpoints, evaluations and actor snapshots (a multiple of chunk)."""
     eval_episodes: int = 10
     """umaze episodes per evaluation (start (1, 1) to goal (3, 1), action noise 0.2)."""
+    ctrl_cost: float = 0.5
+    """Weight of ‖a‖² in the reward (Ant-v5's 0.5)."""
+    egocentric: bool = False
+    """Give the target direction in the torso's heading frame (rotated by −yaw) instead of
+    the world frame, so the skill does not depend on where the ant faces."""
 
     def sac(self):
         from seemrl.algos.sac import SACConfig
@@ -75,10 +80,17 @@ class ControllerConfig:
                          start_steps=self.start_steps, chunk=self.chunk, utd=self.utd)
 
 
-def policy_input(obs: np.ndarray, target_xy: np.ndarray) -> np.ndarray:
-    """(B, 29) D4RL observations and (B, 2) targets -> (B, 29) controller inputs."""
+def policy_input(obs: np.ndarray, target_xy: np.ndarray, egocentric: bool = False
+                 ) -> np.ndarray:
+    """(B, 29) D4RL observations and (B, 2) targets -> (B, 29) controller inputs: the body
+    state obs[:, 2:] and the unit vector to the target (in the heading frame if egocentric)."""
     delta = target_xy - obs[:, :2]
     unit = delta / np.maximum(np.linalg.norm(delta, axis=1, keepdims=True), 1e-6)
+    if egocentric:
+        w, x, y, z = obs[:, 3], obs[:, 4], obs[:, 5], obs[:, 6]
+        yaw = np.arctan2(2 * (w * z + x * y), 1 - 2 * (y * y + z * z))
+        c, s = np.cos(yaw), np.sin(yaw)
+        unit = np.stack([c * unit[:, 0] + s * unit[:, 1], -s * unit[:, 0] + c * unit[:, 1]], 1)
     return np.concatenate([obs[:, 2:], unit], axis=1).astype(np.float32)
 
 
@@ -99,7 +111,7 @@ class DirectionTask:
             angle = self.rng.uniform(0, 2 * np.pi)
             self.direction = np.array([np.cos(angle), np.sin(angle)])
         obs = self.sim.obs()[None]
-        return policy_input(obs, obs[:, :2] + self.direction)[0]
+        return policy_input(obs, obs[:, :2] + self.direction, self.config.egocentric)[0]
 
     def step(self, action) -> tuple[np.ndarray, float, bool, bool]:
         before = self.sim.xy
@@ -107,7 +119,8 @@ class DirectionTask:
         velocity = (self.sim.xy - before) / self.sim.dt
         z = self.sim.data.qpos[2]
         healthy = 0.2 <= z <= 1.0
-        reward = float(velocity @ self.direction + 1.0 - 0.5 * np.sum(np.square(action)))
+        reward = float(velocity @ self.direction + 1.0
+                       - self.config.ctrl_cost * np.sum(np.square(action)))
         self.t += 1
         return self._input(), reward, not healthy, self.t >= self.config.episode_steps
 
@@ -133,7 +146,7 @@ def make_act(hidden: tuple[int, ...]) -> Callable:
 
 
 def maze_success(act: Callable, params, maze: str, episodes: int, seed: int,
-                 noise: float = ACTION_NOISE) -> dict:
+                 noise: float = ACTION_NOISE, egocentric: bool = False) -> dict:
     """Success rate (and mean steps) of the controller steered by waypoints in `maze`'s
     evaluation env (start (1, 1), D4RL's goal cell), episodes in lockstep; deterministic
     for a seed."""
@@ -148,7 +161,7 @@ def maze_success(act: Callable, params, maze: str, episodes: int, seed: int,
     key = jax.random.PRNGKey(seed)
     for t in range(EPISODE_STEPS[maze]):
         targets = np.stack([w(o[:2]) for w, o in zip(ways, obs, strict=True)])
-        actions = np.asarray(act(params, policy_input(obs, targets),
+        actions = np.asarray(act(params, policy_input(obs, targets, egocentric),
                                  jax.random.fold_in(key, t), noise))
         for i in np.flatnonzero(alive):
             obs[i], _, term, _, _ = envs[i].step(actions[i])
@@ -176,7 +189,9 @@ def train(config: ControllerConfig, out_dir: str | Path,
     out.mkdir(parents=True, exist_ok=True)
     saved_cfg = out / "config.json"
     cfg_json = json.dumps(dataclasses.asdict(config), indent=1)
-    if saved_cfg.exists() and json.loads(saved_cfg.read_text()) != json.loads(cfg_json):
+    # A run saved before a field existed ran with that field's default.
+    if saved_cfg.exists() and {**json.loads(cfg_json), **json.loads(saved_cfg.read_text())} \
+            != json.loads(cfg_json):
         raise ValueError(f"{out} holds a run with another config; use another --out")
     saved_cfg.write_text(cfg_json)
     sac = config.sac()
@@ -224,7 +239,8 @@ def train(config: ControllerConfig, out_dir: str | Path,
             state, metrics = update_chunk(state, buffer, size, jax.random.fold_in(k_upd, size))
         if size % config.checkpoint_every and size != cap:
             continue
-        ev = maze_success(act, state.actor, "umaze", config.eval_episodes, seed=10_000)
+        ev = maze_success(act, state.actor, "umaze", config.eval_episodes, seed=10_000,
+                          egocentric=config.egocentric)
         entry = {"step": size, "umaze_success": ev["success_rate"],
                  "umaze_steps": ev["mean_steps"], "episodes": episode,
                  # v·d + 1 − 0.5‖a‖² per step since the last entry: ≈ speed along the
@@ -265,7 +281,8 @@ def load_controller(path: Path = SHIPPED) -> tuple[Callable, dict, dict]:
     elif path.parent.name == "snapshots" and run_config.exists():
         config = json.loads(run_config.read_text())
         info = {"recipe": f"directional-locomotion SAC snapshot {path.name} (not shipped)",
-                "hidden": config["hidden"], "config": config}
+                "hidden": config["hidden"], "config": config,
+                "egocentric": config.get("egocentric", False)}
     else:
         raise DataError(f"{path}: no {side.name} beside it and not a run's snapshot")
     return make_act(tuple(info["hidden"])), load_actor(path), info
@@ -283,10 +300,13 @@ def ship(run_dir: str | Path, step: int, episodes: int = 50) -> dict:
     snap = run / "snapshots" / f"actor_{step:07d}.npz"
     act = make_act(tuple(config["hidden"]))
     params = load_actor(snap)
-    measured = {m: maze_success(act, params, m, episodes, seed=20_000)["success_rate"]
+    egocentric = config.get("egocentric", False)
+    measured = {m: maze_success(act, params, m, episodes, seed=20_000,
+                                egocentric=egocentric)["success_rate"]
                 for m in ("umaze", "medium")}
     info = {"recipe": "directional-locomotion SAC (seemrl.antmaze.controller)",
             "hidden": config["hidden"], "train_step": step, "config": config,
+            "egocentric": egocentric,
             "success_rate": measured, "eval_episodes": episodes, "eval_seed": 20_000,
             "action_noise": ACTION_NOISE}
     shutil.copyfile(snap, SHIPPED)
@@ -300,12 +320,16 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--steps", type=int, default=ControllerConfig.steps)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--utd", type=float, default=ControllerConfig.utd)
+    p.add_argument("--ctrl-cost", type=float, default=ControllerConfig.ctrl_cost)
+    p.add_argument("--egocentric", action="store_true",
+                   help="target direction in the heading frame")
     p.add_argument("--ship", type=int, help="measure snapshot STEP and ship it")
     args = p.parse_args(argv)
     if args.ship is not None:
         print(json.dumps(ship(args.out, args.ship)))
         return
-    train(ControllerConfig(steps=args.steps, seed=args.seed, utd=args.utd), args.out,
+    train(ControllerConfig(steps=args.steps, seed=args.seed, utd=args.utd,
+                           ctrl_cost=args.ctrl_cost, egocentric=args.egocentric), args.out,
           log=lambda s: print(s, flush=True))
 
 

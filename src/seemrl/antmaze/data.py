@@ -100,7 +100,8 @@ class _Episode:
 
 
 def rollout(task: Task, act, params, size: int, seed: int, n_envs: int = N_ENVS,
-            noise: float = 0.2) -> tuple[Dataset, dict[str, np.ndarray], dict]:
+            noise: float = 0.2, egocentric: bool = False
+            ) -> tuple[Dataset, dict[str, np.ndarray], dict]:
     """`size` transitions of the controller in `task`'s maze, n_envs in lockstep.
 
     Environment i contributes size // n_envs rows (+1 for the first size % n_envs), stored
@@ -136,7 +137,7 @@ def rollout(task: Task, act, params, size: int, seed: int, n_envs: int = N_ENVS,
     while (alive := np.flatnonzero(count < quota)).size:
         obs = np.stack([envs[i].sim.obs() for i in alive])
         targets = np.stack([envs[i].waypoints(o[:2]) for i, o in zip(alive, obs, strict=True)])
-        actions = np.asarray(act(params, policy_input(obs, targets),
+        actions = np.asarray(act(params, policy_input(obs, targets, egocentric),
                                  jax.random.fold_in(key, t), noise))
         t += 1
         for j, i in enumerate(alive):
@@ -187,7 +188,8 @@ def build_dataset(name: str, size: int = DEFAULT_SIZE, seed: int = 0, n_envs: in
         raise DataError(f"dataset size must be ≥ 1, got {size}")
     path = Path(controller or SHIPPED)
     act, params, info = load_controller(path)
-    data, infos, counts = rollout(task, act, params, size, seed, n_envs, ACTION_NOISE)
+    data, infos, counts = rollout(task, act, params, size, seed, n_envs, ACTION_NOISE,
+                                  bool(info.get("egocentric", False)))
     maze = make_maze(task.maze)
     meta = {
         "name": f"seemrl/antmaze-{task.name}-{DATASET_VERSION}",
