@@ -24,6 +24,7 @@ import json
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -253,7 +254,8 @@ def train(config: ControllerConfig, out_dir: str | Path,
         save_actor(out / "snapshots" / f"actor_{size:07d}.npz", state.actor)
         (out / "curves.json").write_text(json.dumps(curves, indent=1))
         tmp = out / "buffer.tmp.npz"
-        np.savez(tmp, **{k: np.asarray(v[:size]) for k, v in buffer.items()})
+        arrays: dict[str, Any] = {k: np.asarray(v[:size]) for k, v in buffer.items()}
+        np.savez(tmp, **arrays)
         tmp.replace(out / "buffer.npz")
         episode += 1  # the running episode is cut here in every run (see the docstring)
         obs = task.reset(episode)

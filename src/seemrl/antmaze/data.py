@@ -30,6 +30,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -121,7 +122,7 @@ def rollout(task: Task, act, params, size: int, seed: int, n_envs: int = N_ENVS,
     offset = np.concatenate([[0], np.cumsum(quota)[:-1]])
     envs = [_Episode(task, np.random.default_rng(np.random.SeedSequence([seed, i])))
             for i in range(n_envs)]
-    cols = {"observations": np.zeros((size, OBS_DIM), np.float32),
+    cols: dict[str, Any] = {"observations": np.zeros((size, OBS_DIM), np.float32),
             "actions": np.zeros((size, ACT_DIM), np.float32),
             "rewards": np.zeros(size, np.float32),
             "next_observations": np.zeros((size, OBS_DIM), np.float32),

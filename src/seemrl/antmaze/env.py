@@ -125,7 +125,8 @@ class AntMazeEnv(gymnasium.Env):
 
     def __init__(self, maze: str = "umaze", goal_cell: tuple[int, int] | None = None):
         self.maze = make_maze(maze)
-        self.goal_cell = tuple(goal_cell) if goal_cell is not None else EVAL_GOAL[maze]
+        self.goal_cell: tuple[int, int] = (
+            (int(goal_cell[0]), int(goal_cell[1])) if goal_cell is not None else EVAL_GOAL[maze])
         self.sim = make_sim(self.maze)
         high = np.full(OBS_DIM, np.inf, np.float32)
         self.observation_space = gymnasium.spaces.Box(-high, high, dtype=np.float64)

@@ -90,13 +90,14 @@ class Maze:
     def distances(self, goal: tuple[int, int]) -> np.ndarray:
         """Steps (4-connected moves through open cells) from every cell to `goal`
         (BFS; inf for walls and unreachable cells) — Q-iteration's answer for unit costs."""
-        dist = np.full(self.walls.shape, np.inf)
+        rows, cols = self.walls.shape
+        dist = np.full((rows, cols), np.inf)
         dist[goal] = 0
         queue = deque([goal])
         while queue:
             r, c = queue.popleft()
             for nr, nc in ((r + 1, c), (r - 1, c), (r, c + 1), (r, c - 1)):
-                if (0 <= nr < dist.shape[0] and 0 <= nc < dist.shape[1]
+                if (0 <= nr < rows and 0 <= nc < cols
                         and not self.walls[nr, nc] and dist[nr, nc] == np.inf):
                     dist[nr, nc] = dist[r, c] + 1
                     queue.append((nr, nc))
@@ -196,6 +197,7 @@ class Waypoints:
                                   and self.dist[here] == self.dist[self.cell] + 1))
         if not on_plan:
             self._aim(next_cell(self.dist, here) if here != self.goal_cell else here)
-        elif self.cell != self.goal_cell and np.linalg.norm(self.xy - xy) <= self.switch:
+        elif (self.cell is not None and self.cell != self.goal_cell
+              and np.linalg.norm(self.xy - xy) <= self.switch):
             self._aim(next_cell(self.dist, self.cell))
         return self.xy
