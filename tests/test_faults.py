@@ -221,12 +221,12 @@ def test_actions_outside_the_action_space_are_refused_or_clipped_on_request(tmp_
     data.actions[40, 0] = -3.0
     path = tmp_path / "hopper_bad_actions.npz"
     save_npz(path, data)
-    from seemrl.cli import _action_space_line
     from seemrl.data import load_dataset
+    from seemrl.tables import action_space_line
 
     code, stdout, err = run(["data", "info", path], capsys)
     assert code == 0 and "action space" in stdout, err
-    assert _action_space_line(load_dataset(path)) == (
+    assert action_space_line(load_dataset(path)) == (
         "Hopper-v5 [-1, 1]: 2 rows outside (first: row 17, 5); seemrl train refuses the data, "
         "or clips them with --clip-actions")
     code, _, err = run(["train", "--dataset", path, "--out", tmp_path / "a", *FAST], capsys)
@@ -240,11 +240,11 @@ def test_actions_outside_the_action_space_are_refused_or_clipped_on_request(tmp_
 
 
 def test_data_info_says_when_all_actions_fit(hopper_file, hopper_npz):
-    from seemrl.cli import _action_space_line
     from seemrl.data import load_dataset
+    from seemrl.tables import action_space_line
 
-    assert _action_space_line(load_dataset(hopper_file)) == "Hopper-v5 [-1, 1]: every action inside"
-    assert _action_space_line(load_dataset(hopper_npz)).startswith("not checked: the dataset "
+    assert action_space_line(load_dataset(hopper_file)) == "Hopper-v5 [-1, 1]: every action inside"
+    assert action_space_line(load_dataset(hopper_npz)).startswith("not checked: the dataset "
                                                                    "names no env")
 
 
