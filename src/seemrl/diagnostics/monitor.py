@@ -44,7 +44,7 @@ import math
 import sys
 import time
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, cast
 
 import jax
 import jax.numpy as jnp
@@ -122,7 +122,8 @@ def _as_batch(data) -> Batch:
         if len(fields) != 5:
             raise ValueError("SeemMonitor data: a tuple (obs, act, rewards, next_obs, done)")
     obs, act, rew, next_obs, done = (np.asarray(_to_numpy(x), np.float32) for x in fields)
-    return Batch(obs, act, rew.reshape(-1), next_obs, 1.0 - done.reshape(-1))
+    # Host arrays: the probe is drawn from them, and only the probe goes to the device.
+    return Batch(*cast(Any, (obs, act, rew.reshape(-1), next_obs, 1.0 - done.reshape(-1))))
 
 
 def _to_numpy(x):
@@ -158,7 +159,7 @@ class _JaxBackend:
         self.critic, self.head = critic, head
         self.probe = jax.tree.map(jnp.asarray, probe)
         self._policy, self._policy2 = policy, jax.jit(policy)
-        self.memory = None
+        self.memory: probe_lib.ProbeMemory | None = None
 
         def measure(critic_params, actions, probe, memory):
             # probe_metrics asks the policy for π(s') and π(s) on these very arrays.
@@ -238,8 +239,8 @@ class _TorchBackend:
         with torch.no_grad():
             flat_p = torch.cat([p.reshape(-1) for p in params]).double().cpu().numpy()
             flat_g = torch.cat([(g if g is not None else torch.zeros_like(p)).reshape(-1)
-                                for g, p in zip(grads, params, strict=True)])
-            flat_g = flat_g.double().cpu().numpy()
+                                for g, p in zip(grads, params, strict=True)]
+                               ).double().cpu().numpy()
             q_policy = float(module(obs, pi_act).reshape(-1).mean())
         g_xx = g_xx.cpu().numpy()
         prev = self._prev
@@ -302,8 +303,8 @@ class SeemMonitor:
         self.schedule, self.logger = schedule, logger
         self.probe = draw_probe(batch, probe_size, seed)
         if _is_torch_module(critic):
-            self._backend = _TorchBackend(critic, policy, self.probe, gamma,
-                                          mask_terminal=mask_terminal)
+            self._backend: _TorchBackend | _JaxBackend = _TorchBackend(
+                critic, policy, self.probe, gamma, mask_terminal=mask_terminal)
         elif isinstance(critic, MLPConfig) or callable(critic):
             self._backend = _JaxBackend(critic, policy, self.probe, gamma, head=head,
                                         mask_terminal=mask_terminal)

@@ -40,7 +40,7 @@ import dataclasses
 import importlib.util
 import pathlib
 import re
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -186,7 +186,7 @@ def make_flat_env(spec_json: str, **kwargs):
     from gymnasium.envs.registration import EnvSpec
 
     env = gym.make(EnvSpec.from_json(spec_json), **kwargs)
-    keys = tuple(env.observation_space.spaces)
+    keys = tuple(getattr(env.observation_space, "spaces", ()))
     if keys != OBS_KEYS:
         raise ValueError(f"AntMaze observation keys {keys}, expected {OBS_KEYS}")
     return gym.wrappers.FlattenObservation(env)
@@ -209,7 +209,7 @@ def prepare_source(source: Source, out: pathlib.Path) -> tuple[pathlib.Path, str
         raise ExperimentUnavailable(f"{source.location}: the Minari dataset records no env spec")
     env_id = f"seemrl/FlatAntMaze-{source.task}-v0"
     if env_id not in gym.registry:
-        gym.register(env_id, entry_point=make_flat_env, kwargs={"spec_json": spec_json})
+        gym.register(env_id, entry_point=cast(Any, make_flat_env), kwargs={"spec_json": spec_json})
     path = out / "data" / f"antmaze-{source.task}.npz"
     if not path.is_file():
         path.parent.mkdir(parents=True, exist_ok=True)

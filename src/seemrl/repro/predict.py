@@ -33,7 +33,7 @@ import dataclasses
 import math
 import pathlib
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -238,7 +238,7 @@ def objective(s: dict[str, Any]) -> tuple:
             -rule.get("seem_threshold", 0.0))
 
 
-def calibrate(seeds: Sequence[SeedRun], grid: dict[str, Sequence] = GRID
+def calibrate(seeds: Sequence[SeedRun], grid: Mapping[str, Sequence] = GRID
               ) -> tuple[VerdictConfig, list[dict[str, Any]]]:
     """The grid's best rule on the calibration seeds, and every rule's score."""
     import itertools
