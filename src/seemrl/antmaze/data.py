@@ -76,11 +76,10 @@ def _check_name(name: str) -> Task:
 
 def dataset_path(name: str, data_dir: str | Path, size: int = DEFAULT_SIZE, seed: int = 0
                  ) -> Path:
+    from seemrl.data.generate import file_path
+
     task = _check_name(name)
-    stem = f"antmaze-{task.name}-{DATASET_VERSION}"
-    stem += "" if size == DEFAULT_SIZE else f"-n{size}"
-    stem += "" if seed == 0 else f"-s{seed}"
-    return Path(data_dir).expanduser() / f"{stem}.hdf5"
+    return file_path(f"antmaze-{task.name}-{DATASET_VERSION}", data_dir, size, seed, DEFAULT_SIZE)
 
 
 class _Episode:

@@ -76,8 +76,14 @@ def dataset_path(name: str, data_dir: str | Path, size: int = DEFAULT_SIZE, seed
                  ) -> Path:
     """Where `make_dataset(name, size, seed)` writes its HDF5 file."""
     env, level = _check_name(name)
-    stem = f"{env}-{level}-{DATASET_VERSION}"
-    stem += "" if size == DEFAULT_SIZE else f"-n{size}"
+    return file_path(f"{env}-{level}-{DATASET_VERSION}", data_dir, size, seed)
+
+
+def file_path(stem: str, data_dir: str | Path, size: int, seed: int,
+              default_size: int = DEFAULT_SIZE) -> Path:
+    """The one naming rule of seemrl's made datasets: `<stem>[-n<size>][-s<seed>].hdf5`, the
+    suffixes only where size and seed differ from the defaults."""
+    stem += "" if size == default_size else f"-n{size}"
     stem += "" if seed == 0 else f"-s{seed}"
     return Path(data_dir).expanduser() / f"{stem}.hdf5"
 
