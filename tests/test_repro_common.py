@@ -133,5 +133,7 @@ def test_collect_keeps_the_sections_it_has_no_runs_for(fake_experiments, tmp_pat
     text = doc.read_text()
     alpha = first[first.index("## alpha"):first.index("## beta")]
     assert alpha in text and "The sum is" in text
+    _common.run_all("cpu", out, doc, collect=True)  # kept again: the document is unchanged
+    assert doc.read_text() == text
     _common.run_all("smoke", out, doc, collect=True)  # another scale: not kept
     assert "The sum is" not in doc.read_text()

@@ -234,18 +234,19 @@ def write_results_doc(out: str | pathlib.Path, scale: str, names: Sequence[str],
 
 def _sections(text: str) -> dict[str, str]:
     """An existing results document's sections by experiment name ('## name: title' or
-    '## name' headers), each with its trailing blank line."""
+    '## name' headers), each ending in one newline: the blank lines between sections are the
+    assembler's, so keeping a section again and again leaves the document as it was."""
     out: dict[str, str] = {}
     name, lines = None, []
     for line in text.splitlines():
         if line.startswith("## "):
             if name is not None:
-                out[name] = "\n".join(lines) + "\n"
+                out[name] = "\n".join(lines).rstrip() + "\n"
             name, lines = line[3:].split(":")[0].strip(), [line]
         elif name is not None:
             lines.append(line)
     if name is not None:
-        out[name] = "\n".join(lines) + "\n"
+        out[name] = "\n".join(lines).rstrip() + "\n"
     return out
 
 

@@ -35,7 +35,7 @@ def difference(cells: list[dict[str, Any]], summary: dict[str, Any]):
 
     plt = plotting.pyplot()
     algos = list(summary)
-    fig, axes = plt.subplots(1, len(algos), figsize=(4.4 * len(algos), 4.4), squeeze=False)
+    fig, axes = plt.subplots(1, len(algos), figsize=(5.4 * len(algos), 4.6), squeeze=False)
     datasets = list(dict.fromkeys(c["dataset"] for c in cells))
     for ax, algo in zip(axes[0], algos, strict=True):
         s = summary[algo]
@@ -79,7 +79,7 @@ def difference(cells: list[dict[str, Any]], summary: dict[str, Any]):
     fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 6), fontsize=8)
     fig.suptitle("LayerNorm critic minus plain critic (Fig. 9's layout): score = mean of the "
                  "last evaluations\nleft axes: here; right axes: the paper")
-    fig.tight_layout(rect=(0, 0.08, 1, 0.92))
+    fig.tight_layout(rect=(0, 0.08, 1, 0.92), w_pad=3.0)
     return fig
 
 
