@@ -235,7 +235,7 @@ def make_dataset(name: str, size: int = DEFAULT_SIZE, seed: int = 0,
     from seemrl.antmaze.env import register
     from seemrl.checkpoint import atomic_write_bytes
     from seemrl.data.d4rl import save_d4rl
-    from seemrl.data.generate import _check_writable, default_data_dir, sha256
+    from seemrl.data.generate import _check_writable, default_data_dir, sha256, suffix
 
     task = _check_name(name)
     if fmt not in ("hdf5", "minari"):
@@ -249,8 +249,8 @@ def make_dataset(name: str, size: int = DEFAULT_SIZE, seed: int = 0,
         from seemrl.data.minari import save_minari
 
         register()
-        suffix = ("" if size == DEFAULT_SIZE else f"-n{size}") + ("" if seed == 0 else f"-s{seed}")
-        return save_minari(f"seemrl/antmaze-{task.name}{suffix}-{DATASET_VERSION}", data,
+        tail = suffix(size, seed, DEFAULT_SIZE)
+        return save_minari(f"seemrl/antmaze-{task.name}{tail}-{DATASET_VERSION}", data,
                            meta["env_id"], data_dir / "minari",
                            algorithm_name="waypoints + SAC (seemrl)",
                            description=json.dumps(meta), ref_min_score=0.0, ref_max_score=1.0,

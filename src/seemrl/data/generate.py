@@ -83,9 +83,12 @@ def file_path(stem: str, data_dir: str | Path, size: int, seed: int,
               default_size: int = DEFAULT_SIZE) -> Path:
     """The one naming rule of seemrl's made datasets: `<stem>[-n<size>][-s<seed>].hdf5`, the
     suffixes only where size and seed differ from the defaults."""
-    stem += "" if size == default_size else f"-n{size}"
-    stem += "" if seed == 0 else f"-s{seed}"
-    return Path(data_dir).expanduser() / f"{stem}.hdf5"
+    return Path(data_dir).expanduser() / f"{stem}{suffix(size, seed, default_size)}.hdf5"
+
+
+def suffix(size: int, seed: int, default_size: int = DEFAULT_SIZE) -> str:
+    """`-n<size>` and `-s<seed>` where they differ from the defaults (file names, Minari ids)."""
+    return ("" if size == default_size else f"-n{size}") + ("" if seed == 0 else f"-s{seed}")
 
 
 def _policy_levels(level: str) -> list[str]:
@@ -382,8 +385,8 @@ def make_dataset(name: str, size: int = DEFAULT_SIZE, seed: int = 0,
     if fmt == "minari":
         from seemrl.data.minari import save_minari
 
-        suffix = ("" if size == DEFAULT_SIZE else f"-n{size}") + ("" if seed == 0 else f"-s{seed}")
-        return save_minari(f"seemrl/{env}-{level}{suffix}-{DATASET_VERSION}", data,
+        tail = suffix(size, seed)
+        return save_minari(f"seemrl/{env}-{level}{tail}-{DATASET_VERSION}", data,
                            ENVS[env], data_dir / "minari", algorithm_name="SAC (seemrl)",
                            description=json.dumps(meta), ref_min_score=meta["ref_min_score"],
                            ref_max_score=meta["ref_max_score"], overwrite=True)
