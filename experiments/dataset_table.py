@@ -13,9 +13,9 @@ import json
 import pathlib
 import sys
 
-from seemrl.data.generate import ENVS, LEVELS
+from seemrl.behaviour.locomotion import ENVS, LEVELS
+from seemrl.behaviour.policies import registry
 from seemrl.evaluation import normalized_score
-from seemrl.policies import registry
 
 
 def rows(data_dirs: list[pathlib.Path]) -> list[dict]:

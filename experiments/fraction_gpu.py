@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--budget-s", type=float, default=540.0,
                    help="interrupt training after this many seconds (default 540)")
     args = p.parse_args(argv)
-    from seemrl.data import generate
+    from seemrl.behaviour import files
 
     params = json.loads(json.dumps(SMOKE if args.smoke else PARAMS))
     if args.seeds:
@@ -73,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     ctx = _common.Context(name="fraction_gpu", scale="smoke" if args.smoke else "gpu",
                           params=params, out=args.out,
-                          data_dir=args.data_dir or generate.default_data_dir(),
+                          data_dir=args.data_dir or files.default_data_dir(),
                           progress=not args.smoke)
     t0 = time.perf_counter()
     # A SIGINT at the budget: the trainer saves a checkpoint and the sweep stops.

@@ -28,12 +28,12 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     from rich.console import Console
 
-    from seemrl.data import generate
+    from seemrl.behaviour import files
 
     out = pathlib.Path(args.out or f"runs/repro/{args.scale}") / "predict"
     ctx = Context(name="predict", scale=args.scale, params=dict(predict.SCALES[args.scale]),
                   out=out, data_dir=pathlib.Path(args.data_dir) if args.data_dir
-                  else generate.default_data_dir(), console=Console())
+                  else files.default_data_dir(), console=Console())
     seeds = predict._train(ctx, predict._specs(ctx, ctx.params["calibration"]))
     best, rows = predict.calibrate([r for rs in seeds.values() for r in rs])
     rows.sort(key=predict.objective, reverse=True)

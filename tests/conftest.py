@@ -37,7 +37,7 @@ def make_dataset(n: int = 600, obs_dim: int = 11, act_dim: int = 3, episode_len:
 # dataset per level): one xdist worker runs each of them whole, so that fixture runs once.
 # (xdist's own `--dist loadgroup` does not group under pytest 9.2: it renames node ids.)
 WHOLE_MODULES = ("test_repro_divergence.py", "test_repro_fraction_predict.py",
-                 "test_generate.py")
+                 "test_behaviour.py")
 
 
 def pytest_xdist_make_scheduler(config, log):

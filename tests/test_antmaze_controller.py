@@ -31,7 +31,7 @@ class _Stop(Exception):
 
 
 def test_resumed_run_equals_uninterrupted(tmp_path):
-    from seemrl.algos.sac import load_actor
+    from seemrl.behaviour.sac import load_actor
 
     whole = train(TINY, tmp_path / "whole", log=lambda s: None)
 

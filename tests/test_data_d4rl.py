@@ -236,7 +236,7 @@ def test_describe_and_print_info(tmp_path, raw):
 
 
 def test_load_dataset_tries_builtin_names_then_minari_ids(tmp_path, raw, monkeypatch):
-    import seemrl.data
+    import seemrl.behaviour
 
     made = write_h5(tmp_path / "made.hdf5", raw)
     calls = []
@@ -245,7 +245,7 @@ def test_load_dataset_tries_builtin_names_then_minari_ids(tmp_path, raw, monkeyp
         calls.append(name)
         return made if name == "toy-builtin" else None
 
-    monkeypatch.setattr(seemrl.data, "_builtin_resolver", lambda: resolve_builtin)
+    monkeypatch.setattr(seemrl.behaviour, "resolve_builtin", resolve_builtin)
     monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / "minari"))
     np.testing.assert_array_equal(load_dataset("toy-builtin").rewards, raw["rewards"])
     with pytest.raises(DataError, match=r"'other' not found; tried .*built-in.*Minari id"):

@@ -292,10 +292,10 @@ def test_seem_schedule_and_verdict_do_not_depend_on_log_every(hopper_npz, tmp_pa
 @pytest.fixture(scope="module")
 def hopper_5k(tmp_path_factory):
     """5 000 transitions of seemrl's own hopper-medium (made here, ~5 s)."""
-    from seemrl.data import generate
+    from seemrl import behaviour
 
-    return generate.make_dataset("hopper-medium", size=5_000,
-                                 data_dir=tmp_path_factory.mktemp("data"), progress=False)
+    return behaviour.make_dataset("hopper-medium", size=5_000,
+                                  data_dir=tmp_path_factory.mktemp("data"), progress=False)
 
 
 def test_a_diverging_critic_is_predicted_before_it_diverges_and_layernorm_is_not(hopper_5k,

@@ -108,7 +108,7 @@ def cmd_data(argv: list[str]) -> int:
     make = sub.add_parser("make", help="roll out a shipped behaviour policy into a dataset")
     make.add_argument("name", help="e.g. hopper-medium, walker2d-medium-expert "
                       "(see `seemrl data list`), antmaze-umaze, antmaze-medium-play")
-    make.add_argument("--size", type=int, default=1_000_000, help="transitions (default 1M)")
+    make.add_argument("--size", type=int, help="transitions (default 1M)")
     make.add_argument("--seed", type=int, default=0, help="rollout seed (default 0)")
     make.add_argument("--data-dir", help="output folder (default $SEEMRL_DATA_DIR or "
                       "~/.seemrl/datasets)")
@@ -130,28 +130,17 @@ def cmd_data(argv: list[str]) -> int:
         dataset = load_dataset(args.dataset)
         print_info(dataset, action_space=tables.action_space_line(dataset))
     elif args.action == "make":
-        from seemrl.data import generate
+        from seemrl import behaviour
 
-        if args.size <= 0:
-            raise ConfigError(f"--size must be positive, got {args.size}")
-        if args.name.startswith(("antmaze-", "seemrl/antmaze-")):
-            from seemrl.antmaze import data as antmaze_data
-
-            if args.retrain:
-                raise ConfigError("--retrain: AntMaze's controller is trained with "
-                                  "`python -m seemrl.antmaze.controller` (see its --help)")
-            path = antmaze_data.make_dataset(args.name, size=args.size, seed=args.seed,
-                                             data_dir=args.data_dir, fmt=args.format,
-                                             controller=args.controller)
-        elif args.controller is not None:
-            raise ConfigError("--controller applies to antmaze-* datasets only")
-        else:
-            path = generate.make_dataset(args.name, size=args.size, seed=args.seed,
-                                         data_dir=args.data_dir, fmt=args.format,
-                                         retrain=args.retrain)
+        path = behaviour.make_dataset(args.name, size=args.size, seed=args.seed,
+                                      data_dir=args.data_dir, fmt=args.format,
+                                      retrain=args.retrain, controller=args.controller)
         print(f"wrote {path}")
     else:
-        tables.print_dataset_list(args.data_dir)
+        from seemrl.behaviour import files, list_datasets
+
+        data_dir = files.data_dir_or_default(args.data_dir)
+        tables.print_dataset_list(list_datasets(data_dir), data_dir)
     return 0
 
 

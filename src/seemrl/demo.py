@@ -44,15 +44,12 @@ class DemoConfig:
 
 
 def dataset_file(cfg: DemoConfig, data_dir=None, progress: bool = True) -> pathlib.Path:
-    from seemrl.data import generate
+    from seemrl import behaviour
 
-    data_dir = generate.default_data_dir() if data_dir is None else pathlib.Path(data_dir)
-    path = generate.dataset_path(cfg.dataset, data_dir, cfg.size)
-    if path.exists():
-        generate.verify_checksum(path)
-        return path
-    return generate.make_dataset(cfg.dataset, size=cfg.size, data_dir=data_dir,
-                                 progress=progress)
+    path = behaviour.resolve_builtin(cfg.dataset, data_dir, size=cfg.size, progress=progress)
+    if path is None:
+        raise behaviour.files.unknown(cfg.dataset, "dataset", behaviour.dataset_names())
+    return path
 
 
 RUNS = {"TD3 (plain critic)": False, "TD3 + LayerNorm critic": True}

@@ -161,12 +161,12 @@ def _make_builtin_datasets(specs: Sequence[Any], console) -> None:
     names = {n for n in names if "/" not in n and not pathlib.Path(n).exists()}
     if not names:
         return
-    from seemrl.data import generate
+    from seemrl import behaviour
 
     for name in sorted(names):
-        if generate.parse_name(name) is None:
+        if behaviour.family(name) is None:
             continue
         try:
-            generate.resolve_builtin(name)
+            behaviour.resolve_builtin(name)
         except Exception as e:  # noqa: BLE001 - the runs that need it report it
             tables.say(console, f"[red]dataset {name}: {tables.one_line(e)}[/red]")

@@ -54,26 +54,19 @@ def action_space_line(dataset) -> str:
             "seemrl train refuses the data, or clips them with --clip-actions")
 
 
-def print_dataset_list(data_dir) -> None:
+def print_dataset_list(rows: Sequence[dict[str, Any]], data_dir: pathlib.Path) -> None:
+    """`seemrl data list`: the rows of `seemrl.behaviour.list_datasets(data_dir)`."""
     from rich.console import Console
     from rich.table import Table
 
-    from seemrl.data import generate
-    from seemrl.policies import registry
-
-    data_dir = pathlib.Path(data_dir) if data_dir else generate.default_data_dir()
-    policies = registry()
     table = Table(title=f"seemrl datasets (folder: {data_dir})")
     for col in ("name", "policy score", "on disk", "transitions", "avg return",
                 "MB"):
         # Names are what users copy into `data make`: never cut them, even in a narrow pipe.
         table.add_column(col, justify="left" if col == "name" else "right",
                          no_wrap=col == "name", min_width=25 if col == "name" else None)
-    from seemrl.antmaze import data as antmaze_data
-
-    rows = generate.list_datasets(data_dir) + antmaze_data.list_datasets(data_dir)
     for r in rows:
-        policy = r.get("policy_score", policies.get(r["name"], {}).get("normalized"))
+        policy = r["policy_score"]
         size = r.get("size_bytes")
         on_disk = "stale" if r.get("stale") else _cell(r.get("on_disk"))
         table.add_row(r["name"], _cell(policy), on_disk,

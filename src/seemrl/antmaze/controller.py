@@ -1,7 +1,7 @@
 """The goal-reaching Ant controller behind seemrl's AntMaze data, trained with seemrl's SAC.
 
 Recipe (OGBench's cheap path, not Minari's 30M-step goal-reaching SAC): SAC
-(`seemrl.algos.sac`'s jitted update) on directional locomotion in the open — the policy sees
+(`seemrl.behaviour.sac`'s jitted update) on directional locomotion in the open — the policy sees
 the ant's body state (the 29-dim observation without the torso x, y: 27) and a unit target
 direction (2); the direction is redrawn uniformly every `direction_every` steps; reward
 Ant-v5's with the velocity taken along the direction: v_xy · d + 1 (healthy) − 0.5 ‖a‖²;
@@ -73,7 +73,7 @@ class ControllerConfig:
     the world frame, so the skill does not depend on where the ant faces."""
 
     def sac(self):
-        from seemrl.algos.sac import SACConfig
+        from seemrl.behaviour.sac import SACConfig
 
         return SACConfig(env="Ant-v5", steps=self.steps, seed=self.seed,
                          hidden=tuple(self.hidden), lr=self.lr, gamma=self.gamma,
@@ -132,7 +132,7 @@ def make_act(hidden: tuple[int, ...]) -> Callable:
     import jax
     import jax.numpy as jnp
 
-    from seemrl.algos.sac import GaussianActor
+    from seemrl.behaviour.sac import GaussianActor
     from seemrl.networks import MLPConfig
 
     actor = GaussianActor(MLPConfig(hidden=tuple(hidden)), ACT_DIM)
@@ -182,7 +182,7 @@ def train(config: ControllerConfig, out_dir: str | Path,
     import jax.numpy as jnp
 
     from seemrl import checkpoint
-    from seemrl.algos.sac import _buffer_put, init_state, make_policy, make_update, save_actor
+    from seemrl.behaviour.sac import _buffer_put, init_state, make_policy, make_update, save_actor
 
     if config.checkpoint_every % config.chunk:
         raise ValueError("checkpoint_every must be a multiple of chunk")
@@ -269,7 +269,7 @@ def load_controller(path: Path = SHIPPED) -> tuple[Callable, dict, dict]:
     """(act, params, info) of a controller (see `make_act`): the shipped one, another .npz
     with its .json beside it, or a run's snapshot (`<run>/snapshots/actor_<step>.npz`, whose
     architecture comes from `<run>/config.json`)."""
-    from seemrl.algos.sac import load_actor
+    from seemrl.behaviour.sac import load_actor
     from seemrl.types import DataError
 
     path = Path(path)
@@ -295,7 +295,7 @@ def ship(run_dir: str | Path, step: int, episodes: int = 50) -> dict:
     package (controller.npz + controller.json)."""
     import shutil
 
-    from seemrl.algos.sac import load_actor
+    from seemrl.behaviour.sac import load_actor
 
     run = Path(run_dir)
     config = json.loads((run / "config.json").read_text())

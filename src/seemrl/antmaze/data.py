@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -48,10 +49,13 @@ from seemrl.antmaze.maze import (
     make_maze,
     tasks,
 )
+from seemrl.behaviour import files
+from seemrl.behaviour.files import DATASET_VERSION, sha256
 from seemrl.types import DataError, Dataset
 
-DATASET_VERSION = "v0"
 GENERATOR_VERSION = 1
+MAKE_OPTIONS = ("controller",)
+"""`make_dataset`'s options of this family alone (the catalogue refuses them elsewhere)."""
 DEFAULT_SIZE = 1_000_000
 N_ENVS = 32
 
@@ -62,24 +66,21 @@ def dataset_names() -> list[str]:
 
 def parse_name(name: str) -> Task | None:
     """'antmaze-umaze', 'antmaze-umaze-v0' or 'seemrl/antmaze-umaze-v0' -> its Task."""
-    base = name.removeprefix("seemrl/").removesuffix(f"-{DATASET_VERSION}")
+    base = files.base_name(name)
     return tasks().get(base.removeprefix("antmaze-")) if base.startswith("antmaze-") else None
 
 
 def _check_name(name: str) -> Task:
     task = parse_name(name)
     if task is None:
-        raise DataError(f"unknown AntMaze dataset '{name}'; seemrl can make: "
-                        f"{', '.join(dataset_names())}")
+        raise files.unknown(name, "AntMaze dataset", dataset_names())
     return task
 
 
 def dataset_path(name: str, data_dir: str | Path, size: int = DEFAULT_SIZE, seed: int = 0
                  ) -> Path:
-    from seemrl.data.generate import file_path
-
     task = _check_name(name)
-    return file_path(f"antmaze-{task.name}-{DATASET_VERSION}", data_dir, size, seed, DEFAULT_SIZE)
+    return files.file_path(f"antmaze-{task.name}", data_dir, size, seed, DEFAULT_SIZE)
 
 
 class _Episode:
@@ -100,12 +101,14 @@ class _Episode:
 
 
 def rollout(task: Task, act, params, size: int, seed: int, n_envs: int = N_ENVS,
-            noise: float = 0.2, egocentric: bool = False
+            noise: float = 0.2, egocentric: bool = False,
+            advance: Callable[[int], None] | None = None
             ) -> tuple[Dataset, dict[str, np.ndarray], dict]:
     """`size` transitions of the controller in `task`'s maze, n_envs in lockstep.
 
     Environment i contributes size // n_envs rows (+1 for the first size % n_envs), stored
-    one environment after another; its last, cut episode ends in a timeout.
+    one environment after another; its last, cut episode ends in a timeout. `advance` is
+    called with the number of new transitions (for a progress bar).
 
     Returns:
       (dataset, infos {goal (N, 2), qpos (N, 15), qvel (N, 14)}, counts {episodes,
@@ -165,6 +168,8 @@ def rollout(task: Task, act, params, size: int, seed: int, n_envs: int = N_ENVS,
                 hit[i] = False
                 if count[i] < quota[i]:
                     env.reset()
+        if advance is not None:
+            advance(len(alive))
     infos = {"goal": goals, "qpos": cols["observations"][:, :15].copy(),
              "qvel": cols["observations"][:, 15:].copy()}
     counts = {"episodes": episodes, "episodes_reaching_goal": reaching,
@@ -175,21 +180,23 @@ def rollout(task: Task, act, params, size: int, seed: int, n_envs: int = N_ENVS,
 
 
 def build_dataset(name: str, size: int = DEFAULT_SIZE, seed: int = 0, n_envs: int = N_ENVS,
-                  controller: Path | None = None) -> tuple[Dataset, dict[str, np.ndarray]]:
+                  controller: Path | None = None, progress: bool = False
+                  ) -> tuple[Dataset, dict[str, np.ndarray]]:
     """Rolls out dataset `name` in memory; metadata names every convention."""
     import gymnasium
     import mujoco
 
     from seemrl.antmaze.controller import ACTION_NOISE, SHIPPED, load_controller
-    from seemrl.data.generate import sha256
 
     task = _check_name(name)
     if size < 1:
         raise DataError(f"dataset size must be ≥ 1, got {size}")
     path = Path(controller or SHIPPED)
     act, params, info = load_controller(path)
-    data, infos, counts = rollout(task, act, params, size, seed, n_envs, ACTION_NOISE,
-                                  bool(info.get("egocentric", False)))
+    with files.progress_bar(progress, f"seemrl/antmaze-{task.name}-{DATASET_VERSION}",
+                            size) as advance:
+        data, infos, counts = rollout(task, act, params, size, seed, n_envs, ACTION_NOISE,
+                                      bool(info.get("egocentric", False)), advance)
     maze = make_maze(task.maze)
     meta = {
         "name": f"seemrl/antmaze-{task.name}-{DATASET_VERSION}",
@@ -226,84 +233,61 @@ def build_dataset(name: str, size: int = DEFAULT_SIZE, seed: int = 0, n_envs: in
 
 
 def make_dataset(name: str, size: int = DEFAULT_SIZE, seed: int = 0,
-                 data_dir: str | Path | None = None, fmt: str = "hdf5",
+                 data_dir: str | Path | None = None, fmt: str = "hdf5", progress: bool = True,
                  n_envs: int = N_ENVS, controller: Path | None = None) -> Path:
     """Makes AntMaze dataset `name` under `data_dir`: a D4RL-format HDF5 file with
     `<file>.sha256` and a `<file>.json` summary beside it, or (fmt "minari") a local Minari
     dataset `seemrl/antmaze-<task>-v0` under data_dir/minari. Returns the file / data dir.
     `controller`: another controller .npz (with its .json) than the shipped one."""
     from seemrl.antmaze.env import register
-    from seemrl.checkpoint import atomic_write_bytes
-    from seemrl.data.d4rl import save_d4rl
-    from seemrl.data.generate import _check_writable, default_data_dir, sha256, suffix
 
     task = _check_name(name)
-    if fmt not in ("hdf5", "minari"):
-        raise DataError(f"unknown dataset format '{fmt}' (hdf5 | minari)")
-    data_dir = Path(data_dir).expanduser() if data_dir is not None else default_data_dir()
-    _check_writable(data_dir)
-    t0 = time.time()
-    data, infos = build_dataset(name, size, seed, n_envs, controller)
-    meta = data.metadata
+    files.check_format(fmt)
+    data_dir = files.data_dir_or_default(data_dir)
+    files.check_writable(data_dir)
+    started = time.time()
+    data, infos = build_dataset(name, size, seed, n_envs, controller, progress)
     if fmt == "minari":
-        from seemrl.data.minari import save_minari
-
-        register()
-        tail = suffix(size, seed, DEFAULT_SIZE)
-        return save_minari(f"seemrl/antmaze-{task.name}{tail}-{DATASET_VERSION}", data,
-                           meta["env_id"], data_dir / "minari",
-                           algorithm_name="waypoints + SAC (seemrl)",
-                           description=json.dumps(meta), ref_min_score=0.0, ref_max_score=1.0,
-                           overwrite=True)
-    path = dataset_path(name, data_dir, size, seed)
-    save_d4rl(path, data, meta, infos=infos)
-    digest = sha256(path)
-    summary = {**meta, "transitions": len(data), "sha256": digest, "path": str(path),
-               "make_seconds": round(time.time() - t0, 1)}
-    atomic_write_bytes(path.with_name(path.name + ".sha256"),
-                       f"{digest}  {path.name}\n".encode())
-    atomic_write_bytes(path.with_name(path.name + ".json"),
-                       (json.dumps(summary, indent=1) + "\n").encode())
-    return path
+        register()  # Minari records the environment's spec
+    return files.save_made(data, f"antmaze-{task.name}", data_dir, size=size, seed=seed,
+                           default_size=DEFAULT_SIZE, fmt=fmt, env_id=data.metadata["env_id"],
+                           algorithm_name="waypoints + SAC (seemrl)", started=started,
+                           infos=infos)
 
 
-def resolve_builtin(name: str, data_dir: str | Path | None = None) -> Path | None:
-    """The HDF5 file of AntMaze dataset `name` (made on first use); None if not one."""
-    from seemrl.data.generate import default_data_dir, verify_checksum
+# -- the catalogue's questions (seemrl.behaviour.list_datasets) --------------------------------
+def _shipped_info() -> dict[str, Any]:
+    from seemrl.antmaze.controller import SHIPPED_INFO
 
-    if parse_name(name) is None:
-        return None
-    data_dir = Path(data_dir).expanduser() if data_dir is not None else default_data_dir()
-    path = dataset_path(name, data_dir)
-    if path.exists():
-        verify_checksum(path)
-        return path
-    return make_dataset(name, data_dir=data_dir)
+    return json.loads(SHIPPED_INFO.read_text()) if SHIPPED_INFO.exists() else {}
 
 
-def list_datasets(data_dir: str | Path) -> list[dict]:
-    """One row per AntMaze dataset (default size and seed, plus made variants), with the
-    keys of `seemrl.data.generate.list_datasets`; avg_return is the data's success rate ×
-    100 and policy_score the shipped controller's umaze success rate × 100."""
-    from seemrl.antmaze.controller import SHIPPED, SHIPPED_INFO
+def can_make(name: str) -> bool:
+    """Whether a controller is shipped (every AntMaze dataset rolls out the same one)."""
+    from seemrl.antmaze.controller import SHIPPED
 
-    data_dir = Path(data_dir).expanduser()
-    info = json.loads(SHIPPED_INFO.read_text()) if SHIPPED_INFO.exists() else {}
-    score = (info.get("success_rate") or {}).get("umaze")
-    rows = []
-    for name in dataset_names():
-        found = sorted(data_dir.glob(f"{name}-{DATASET_VERSION}*.hdf5"))
-        for path in found or [dataset_path(name, data_dir)]:
-            row = {"name": name, "can_make": SHIPPED.exists(), "on_disk": path.exists(),
-                   "path": str(path), "size_bytes": None, "transitions": None,
-                   "avg_return": None, "stale": None,
-                   "policy_score": None if score is None else 100 * score}
-            side = path.with_name(path.name + ".json")
-            if path.exists():
-                summary = json.loads(side.read_text()) if side.exists() else {}
-                rate = summary.get("success_rate")
-                row.update(size_bytes=path.stat().st_size,
-                           transitions=summary.get("transitions"),
-                           avg_return=None if rate is None else 100 * rate)
-            rows.append(row)
-    return rows
+    _check_name(name)
+    return SHIPPED.exists()
+
+
+def policy_score(name: str) -> float | None:
+    """The shipped controller's umaze success rate × 100."""
+    rate = (_shipped_info().get("success_rate") or {}).get("umaze")
+    return None if rate is None else 100 * rate
+
+
+def data_score(info: dict[str, Any]) -> float | None:
+    """A made file's success rate × 100 (from its summary)."""
+    rate = info.get("success_rate")
+    return None if rate is None else 100 * rate
+
+
+def stale(info: dict[str, Any]) -> list[str]:
+    """['controller.npz'] when the file was made with another controller than the shipped
+    one (a file made with `--controller` counts as stale too), else []."""
+    from seemrl.antmaze.controller import SHIPPED
+
+    made_with = info.get("controller_sha256")
+    if made_with is None or not SHIPPED.exists() or made_with == sha256(SHIPPED):
+        return []
+    return [SHIPPED.name]

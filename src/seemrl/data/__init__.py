@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import pathlib
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -29,18 +28,6 @@ __all__ = [
 HDF5_SUFFIXES = (".hdf5", ".h5")
 
 
-def _builtin_resolver() -> Callable[[str], pathlib.Path | None] | None:
-    """`seemrl.data.generate.resolve_builtin`, or None while that module does not exist.
-    Only the module's absence is tolerated; a broken module raises as usual."""
-    try:
-        from seemrl.data.generate import resolve_builtin
-    except ModuleNotFoundError as e:
-        if e.name != "seemrl.data.generate":
-            raise
-        return None
-    return resolve_builtin
-
-
 def load_dataset(spec: str | os.PathLike[str]) -> Dataset:
     """Loads a dataset named by a path or a name.
 
@@ -48,8 +35,8 @@ def load_dataset(spec: str | os.PathLike[str]) -> Dataset:
       1. an existing file: `.hdf5`/`.h5` → D4RL format, `.npz` → npz;
       2. an existing Minari dataset directory (`data/metadata.json` inside, or the `data`
          directory itself);
-      3. a name without a path separator → a built-in dataset (`seemrl.data.generate`,
-         made locally on first use);
+      3. a name without a path separator → a dataset seemrl makes itself
+         (`seemrl.behaviour`'s catalogue, made locally on first use);
       4. a local Minari dataset id under `$MINARI_DATASETS_PATH` (never downloaded).
 
     Every loader checks keys, lengths and NaN/Inf.
@@ -77,15 +64,12 @@ def load_dataset(spec: str | os.PathLike[str]) -> Dataset:
 
     tried = ["a file or directory"]
     if "/" not in text and os.sep not in text:
-        resolve = _builtin_resolver()
-        if resolve is not None:
-            tried.append("a built-in dataset name")
-            made = resolve(text)
-            if made is not None:
-                return load_dataset(made)
-        from seemrl.antmaze.data import resolve_builtin as resolve_antmaze
+        # The data layer's one call upward, made only for a bare name: the catalogue of
+        # datasets seemrl rolls out itself lives above it, with the policies and simulator.
+        from seemrl.behaviour import resolve_builtin
 
-        made = resolve_antmaze(text)
+        tried.append("a built-in dataset name")
+        made = resolve_builtin(text)
         if made is not None:
             return load_dataset(made)
     tried.append(f"a local Minari id under {minari_root()}")

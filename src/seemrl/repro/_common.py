@@ -62,14 +62,13 @@ class Context:
 
     def dataset(self, name: str, size: int) -> pathlib.Path:
         """Path of built-in dataset `name` with `size` transitions, made once if missing."""
-        from seemrl.data import generate
+        from seemrl import behaviour
 
-        path = generate.dataset_path(name, self.data_dir, size)
-        if path.exists():
-            return path
-        self.log(f"making dataset {name} ({size} transitions) in {self.data_dir}")
-        return generate.make_dataset(name, size=size, data_dir=self.data_dir,
-                                     progress=self.progress)
+        path = behaviour.resolve_builtin(name, self.data_dir, size=size, progress=self.progress,
+                                         log=self.log)
+        if path is None:
+            raise behaviour.files.unknown(name, "dataset", behaviour.dataset_names())
+        return path
 
     def train(self, specs: Sequence[RunSpec]) -> dict[str, RunResult]:
         """Train the specs (a sweep into out/runs; finished runs are skipped); by name."""
@@ -117,7 +116,7 @@ def run_experiment(name: str, scale: str, out: str | pathlib.Path, *,
     With `collect`, nothing is trained: the experiment's `report(ctx)` writes results.json,
     section.md and the figures from the runs already in out/<name>/runs (finished ones; the
     rest are listed as pending). Only experiments with a `report` have this path."""
-    from seemrl.data import generate
+    from seemrl.behaviour import files
 
     module = get(name)
     if scale not in SCALES:
@@ -127,7 +126,7 @@ def run_experiment(name: str, scale: str, out: str | pathlib.Path, *,
                           "go); --collect goes with 'all' or an experiment that has one")
     ctx = Context(name=name, scale=scale, params=dict(module.SCALES[scale]),
                   out=pathlib.Path(out) / name,
-                  data_dir=pathlib.Path(data_dir) if data_dir else generate.default_data_dir(),
+                  data_dir=files.data_dir_or_default(data_dir),
                   engine=engine, workers=workers, address=address, progress=progress,
                   console=console)
     ctx.out.mkdir(parents=True, exist_ok=True)

@@ -54,7 +54,7 @@ def registry(policy_dir: Path = POLICY_DIR) -> dict[str, dict]:
 
 
 def load_params(policy_dir: Path, file: str):
-    from seemrl.algos.sac import load_actor
+    from seemrl.behaviour.sac import load_actor
 
     path = Path(policy_dir) / file
     if not path.exists():
@@ -64,7 +64,7 @@ def load_params(policy_dir: Path, file: str):
 
 def make_act(record: dict) -> Callable:
     """The jitted stochastic policy for a record's architecture."""
-    from seemrl.algos.sac import make_policy
+    from seemrl.behaviour.sac import make_policy
     from seemrl.networks import MLPConfig
 
     mlp = MLPConfig(hidden=tuple(record["hidden"]), activation=record["activation"])
@@ -85,7 +85,7 @@ def load_policy(name: str, policy_dir: Path = POLICY_DIR, file: str | None = Non
 
 
 def _measure(policy, params, env_id: str, episodes: int, seed: int) -> dict:
-    from seemrl.algos.sac import evaluate, normalized_score
+    from seemrl.behaviour.sac import evaluate, normalized_score
 
     rets = evaluate(policy, params, env_id, episodes, seed=seed)
     return {"return_mean": float(rets.mean()), "return_std": float(rets.std()),
@@ -98,7 +98,7 @@ def select_from_run(run_dir: str | Path, out_dir: str | Path = POLICY_DIR,
                     band: tuple[float, float] = MEDIUM_BAND,
                     levels: Collection[str] = LEVELS) -> dict[str, dict]:
     """Picks random / medium / expert / medium-replay (those in `levels`) from a
-    `seemrl.algos.sac` run.
+    `seemrl.behaviour.sac` run.
 
     The run's own curve (10 stochastic episodes per snapshot) proposes candidates; they are
     re-measured on EVAL_EPISODES fresh episodes (seed 777000 + train seed) to choose, and the
@@ -119,7 +119,7 @@ def select_from_run(run_dir: str | Path, out_dir: str | Path = POLICY_DIR,
     Writes `<env>_<level>.npz` (+ `<env>_replay_<step>.npz`) and merges the records into
     `out_dir/policies.json`. Returns the new records.
     """
-    from seemrl.algos.sac import (
+    from seemrl.behaviour.sac import (
         SACConfig,
         env_short,
         init_state,
@@ -242,7 +242,7 @@ def retrain(name: str, work_dir: str | Path, out_dir: str | Path,
       out_dir: where the picked policies and their policies.json are written.
       policy_dir: where the records are read (default: the shipped ones).
     """
-    from seemrl.algos.sac import SACConfig, train
+    from seemrl.behaviour.sac import SACConfig, train
 
     reg = registry(policy_dir)
     if name not in reg:

@@ -1,4 +1,5 @@
-"""seemrl.data.generate and the shipped behaviour policies (seemrl.policies): tiny datasets."""
+"""seemrl.behaviour: the catalogue, the locomotion datasets and the shipped policies; tiny
+datasets."""
 
 from __future__ import annotations
 
@@ -9,9 +10,12 @@ import shutil
 import numpy as np
 import pytest
 
-from seemrl.data import generate as gen
+from seemrl import behaviour
+from seemrl.behaviour import files
+from seemrl.behaviour import locomotion as gen
+from seemrl.behaviour.policies import POLICY_DIR, load_policy, registry
+from seemrl.config import ConfigError
 from seemrl.data.d4rl import load_d4rl
-from seemrl.policies import POLICY_DIR, load_policy, registry
 from seemrl.types import DataError
 
 SIZE = 2_000
@@ -58,7 +62,7 @@ def test_each_level_round_trips_through_the_loader(made, level):
     summary = json.loads(path.with_name(path.name + ".json").read_text())
     assert summary["transitions"] == len(data)
     np.testing.assert_allclose(summary["avg_return"], _avg_complete_return(data), rtol=1e-6)
-    gen.verify_checksum(path)
+    files.verify_checksum(path)
 
 
 def test_medium_expert_is_medium_then_expert(made):
@@ -81,7 +85,7 @@ def test_same_seed_same_bytes_other_seed_differs(made, tmp_path):
     _, paths = made
     again = gen.make_dataset(f"{ENV}-medium", size=SIZE, seed=0, data_dir=tmp_path,
                              progress=False)
-    assert gen.sha256(again) == gen.sha256(paths["medium"])
+    assert files.sha256(again) == files.sha256(paths["medium"])
     other = load_d4rl(gen.make_dataset(f"{ENV}-medium", size=SIZE, seed=1, data_dir=tmp_path,
                                        progress=False))
     first = load_d4rl(paths["medium"])
@@ -119,7 +123,7 @@ def test_expert_beats_random_on_a_short_rollout():
 
 def test_list_datasets_reports_what_is_on_disk(made, tmp_path):
     root, paths = made
-    rows = gen.list_datasets(root)
+    rows = behaviour.list_datasets(root)
     on_disk = {r["path"]: r for r in rows if r["on_disk"]}
     assert set(on_disk) == {str(p) for p in paths.values()}
     for path in paths.values():
@@ -128,10 +132,11 @@ def test_list_datasets_reports_what_is_on_disk(made, tmp_path):
         assert row["size_bytes"] == path.stat().st_size
         np.testing.assert_allclose(row["avg_return"], _avg_complete_return(load_d4rl(path)),
                                    rtol=1e-6)
-    assert {r["name"] for r in rows} == set(gen.dataset_names())
+    assert {r["name"] for r in rows} == set(behaviour.dataset_names())
+    assert set(gen.dataset_names()) < set(behaviour.dataset_names())  # AntMaze's too
     assert all(r["can_make"] for r in rows if r["name"].startswith(f"{ENV}-"))
-    empty = gen.list_datasets(tmp_path)
-    assert len(empty) == len(gen.dataset_names())
+    empty = behaviour.list_datasets(tmp_path)
+    assert len(empty) == len(behaviour.dataset_names())
     assert not any(r["on_disk"] for r in empty)
 
 
@@ -140,15 +145,15 @@ def test_resolve_builtin_reuses_a_verified_file_and_rejects_a_tampered_one(made,
     default = gen.dataset_path(f"{ENV}-expert", tmp_path)
     for suffix in ("", ".sha256", ".json"):
         shutil.copy(str(paths["expert"]) + suffix, str(default) + suffix)
-    assert gen.resolve_builtin(f"{ENV}-expert", tmp_path) == default  # no 1M-step remake
-    assert gen.resolve_builtin("hopper-medium-v2", tmp_path) is None  # D4RL's, not ours
+    assert behaviour.resolve_builtin(f"{ENV}-expert", tmp_path) == default  # no 1M-step remake
+    assert behaviour.resolve_builtin("hopper-medium-v2", tmp_path) is None  # D4RL's, not ours
     with open(default, "r+b") as f:
         f.seek(-100, 2)
         byte = f.read(1)
         f.seek(-100, 2)
         f.write(bytes([byte[0] ^ 0xFF]))
     with pytest.raises(DataError, match="checksum"):
-        gen.resolve_builtin(f"{ENV}-expert", tmp_path)
+        behaviour.resolve_builtin(f"{ENV}-expert", tmp_path)
 
 
 def _summary(path) -> dict:
@@ -191,12 +196,12 @@ def test_datasets_made_with_since_replaced_policies_are_flagged(made, tmp_path, 
     default.with_name(default.name + ".json").write_text(
         json.dumps({**info["medium"], "policies": json.dumps(edited)}))
     capsys.readouterr()
-    assert gen.resolve_builtin(f"{ENV}-medium", tmp_path) == default
+    assert behaviour.resolve_builtin(f"{ENV}-medium", tmp_path) == default
     err = capsys.readouterr().err
     assert "changed" in err and f"{ENV}_medium.npz" in err and len(err.splitlines()) == 1
-    rows = {r["path"]: r for r in gen.list_datasets(tmp_path) if r["on_disk"]}
+    rows = {r["path"]: r for r in behaviour.list_datasets(tmp_path) if r["on_disk"]}
     assert rows[str(default)]["stale"] is True
-    assert all(r["stale"] is False for r in gen.list_datasets(root) if r["on_disk"])
+    assert all(r["stale"] is False for r in behaviour.list_datasets(root) if r["on_disk"])
 
 
 def test_bad_names_and_unwritable_directories_are_data_errors(tmp_path):
@@ -210,6 +215,19 @@ def test_bad_names_and_unwritable_directories_are_data_errors(tmp_path):
     with pytest.raises(DataError, match="format"):
         gen.make_dataset(f"{ENV}-random", size=SIZE, data_dir=tmp_path, fmt="csv",
                          progress=False)
+
+
+def test_the_catalogue_refuses_another_familys_option(tmp_path):
+    with pytest.raises(ConfigError, match="--controller does not apply to hopper-medium"):
+        behaviour.make_dataset("hopper-medium", size=SIZE, data_dir=tmp_path,
+                               controller=tmp_path / "c.npz")
+    with pytest.raises(ConfigError, match="--retrain does not apply to antmaze-umaze"):
+        behaviour.make_dataset("antmaze-umaze", size=SIZE, data_dir=tmp_path, retrain=True)
+    with pytest.raises(ConfigError, match="--size"):
+        behaviour.make_dataset("hopper-medium", size=0, data_dir=tmp_path)
+    with pytest.raises(DataError, match="antmaze-umaze"):  # every family's names listed
+        behaviour.make_dataset("hopper-mediocre", data_dir=tmp_path)
+    assert not any(tmp_path.iterdir())  # nothing written on a refusal
 
 
 def test_minari_format_writes_a_loadable_dataset(tmp_path):
@@ -226,7 +244,7 @@ def test_minari_format_writes_a_loadable_dataset(tmp_path):
 @pytest.fixture(scope="module")
 def tiny_sac_run(tmp_path_factory):
     """A few thousand steps of online SAC on Hopper, snapshots every 1 000 steps."""
-    from seemrl.algos.sac import SACConfig, train
+    from seemrl.behaviour.sac import SACConfig, train
 
     run = tmp_path_factory.mktemp("sac")
     cfg = SACConfig(env="Hopper-v5", steps=3_000, start_steps=1_000, chunk=500,
@@ -246,7 +264,7 @@ def test_sac_run_writes_its_curve_and_snapshots(tiny_sac_run):
 
 
 def test_select_from_run_picks_only_the_levels_asked_for(tiny_sac_run, tmp_path):
-    from seemrl import policies
+    from seemrl.behaviour import policies
 
     run, _ = tiny_sac_run
     # A band below any return makes every snapshot an "expert" and none a medium.
@@ -266,7 +284,7 @@ def test_select_from_run_picks_only_the_levels_asked_for(tiny_sac_run, tmp_path)
 
 
 def test_retrain_repeats_the_recorded_run_and_picks_its_levels_again(tiny_sac_run, tmp_path):
-    from seemrl import policies
+    from seemrl.behaviour import policies
 
     run, _ = tiny_sac_run
     shipped = tmp_path / "shipped"
@@ -292,7 +310,7 @@ def test_retrain_repeats_the_recorded_run_and_picks_its_levels_again(tiny_sac_ru
 
 
 def test_shipped_levels_know_which_run_they_came_from():
-    from seemrl.policies import same_run
+    from seemrl.behaviour.policies import same_run
 
     for env in ("hopper", "walker2d", "halfcheetah"):
         # random and medium-replay are the start and history of the medium policy's run.

@@ -3,7 +3,7 @@
 Haarnoja et al. 2018 ("Soft Actor-Critic Algorithms and Applications"): twin Q critics with
 Polyak targets, a tanh-squashed Gaussian actor, and a learned temperature aiming at entropy
 −act_dim. D4RL trained its behaviour policies with SAC (rlkit) and rolled out the policy's own
-stochastic actions; `seemrl.data.generate` does the same with the policies trained here.
+stochastic actions; `seemrl.behaviour.locomotion` does the same with the policies trained here.
 
 Deviations from the paper, each for CPU speed:
 
@@ -14,7 +14,7 @@ Deviations from the paper, each for CPU speed:
   step costs ~30x less than an update, so a CPU-bound run buys more data per second that way.
 * The replay buffer holds every transition of the run (no eviction; runs are ≤ a few M steps).
 
-Usage: `python -m seemrl.algos.sac --env Hopper-v5 --steps 1000000 --seed 0 --out DIR`, or
+Usage: `python -m seemrl.behaviour.sac --env Hopper-v5 --steps 1000000 --seed 0 --out DIR`, or
 `train(SACConfig(...), out_dir)`. DIR receives `config.json`, `curves.json` (return and
 D4RL-normalised score vs env steps) and `snapshots/actor_<step>.npz` (actor params, no pickle).
 """
@@ -132,7 +132,8 @@ def init_state(config: SACConfig, obs_dim: int, act_dim: int, key: jax.Array) ->
 
 
 def run_keys(seed: int) -> jax.Array:
-    """(init, act, update) keys of a run; `seemrl.policies` rebuilds the untrained actor."""
+    """(init, act, update) keys of a run; `seemrl.behaviour.policies` rebuilds the untrained
+    actor from them."""
     return jax.random.split(jax.random.PRNGKey(seed), 3)
 
 

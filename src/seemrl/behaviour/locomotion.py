@@ -3,7 +3,7 @@
 Names are `<env>-<level>` (e.g. `hopper-medium`); on disk and in metadata they are
 `seemrl/<env>-<level>-v0`, so nobody mistakes them for D4RL's files. Levels follow D4RL:
 
-  random, medium, expert  one policy (see `seemrl.policies`) rolled out for `size` steps;
+  random, medium, expert  one policy (see `seemrl.behaviour.policies`) rolled out for `size` steps;
   medium-replay           the medium run's snapshots, each for its share of `size` steps;
   medium-expert           medium for size//2 steps, then expert for the rest.
 
@@ -18,10 +18,7 @@ timeout (its next observation is real), as D4RL cut its last episode.
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -29,16 +26,18 @@ from typing import Any
 
 import numpy as np
 
-from seemrl.data._common import atomic_path
+from seemrl.behaviour import files
+from seemrl.behaviour.files import DATASET_VERSION, sha256
 from seemrl.evaluation import ENV_IDS, lockstep, make_env
-from seemrl.types import DataError, Dataset, WriteError
+from seemrl.types import DataError, Dataset
 
 ENVS = {env: ENV_IDS[env] for env in ("hopper", "walker2d", "halfcheetah")}
 """Envs with shipped behaviour policies (Ant has none yet)."""
 LEVELS = ("random", "medium", "expert", "medium-replay", "medium-expert")
 DEFAULT_SIZE = 1_000_000
 GENERATOR_VERSION = 1
-DATASET_VERSION = "v0"
+MAKE_OPTIONS = ("retrain",)
+"""`make_dataset`'s options of this family alone (the catalogue refuses them elsewhere)."""
 N_ENVS = 64
 
 
@@ -47,17 +46,12 @@ def dataset_names() -> list[str]:
     return [f"{env}-{level}" for env in ENVS for level in LEVELS]
 
 
-def default_data_dir() -> Path:
-    """$SEEMRL_DATA_DIR, else ~/.seemrl/datasets (the one place the variable is read)."""
-    return Path(os.environ.get("SEEMRL_DATA_DIR") or "~/.seemrl/datasets").expanduser()
-
-
 def parse_name(name: str) -> tuple[str, str] | None:
     """'hopper-medium', 'hopper-medium-v0' or 'seemrl/hopper-medium-v0' -> ('hopper', 'medium').
 
     None when the name is not one of seemrl's datasets.
     """
-    base = name.removeprefix("seemrl/").removesuffix(f"-{DATASET_VERSION}")
+    base = files.base_name(name)
     if base not in dataset_names():
         return None
     env, level = base.split("-", 1)
@@ -67,8 +61,7 @@ def parse_name(name: str) -> tuple[str, str] | None:
 def _check_name(name: str) -> tuple[str, str]:
     parsed = parse_name(name)
     if parsed is None:
-        raise DataError(f"unknown dataset '{name}'; seemrl can make: "
-                        f"{', '.join(dataset_names())}")
+        raise files.unknown(name, "dataset", dataset_names())
     return parsed
 
 
@@ -76,19 +69,7 @@ def dataset_path(name: str, data_dir: str | Path, size: int = DEFAULT_SIZE, seed
                  ) -> Path:
     """Where `make_dataset(name, size, seed)` writes its HDF5 file."""
     env, level = _check_name(name)
-    return file_path(f"{env}-{level}-{DATASET_VERSION}", data_dir, size, seed)
-
-
-def file_path(stem: str, data_dir: str | Path, size: int, seed: int,
-              default_size: int = DEFAULT_SIZE) -> Path:
-    """The one naming rule of seemrl's made datasets: `<stem>[-n<size>][-s<seed>].hdf5`, the
-    suffixes only where size and seed differ from the defaults."""
-    return Path(data_dir).expanduser() / f"{stem}{suffix(size, seed, default_size)}.hdf5"
-
-
-def suffix(size: int, seed: int, default_size: int = DEFAULT_SIZE) -> str:
-    """`-n<size>` and `-s<seed>` where they differ from the defaults (file names, Minari ids)."""
-    return ("" if size == default_size else f"-n{size}") + ("" if seed == 0 else f"-s{seed}")
+    return files.file_path(f"{env}-{level}", data_dir, size, seed, DEFAULT_SIZE)
 
 
 def _policy_levels(level: str) -> list[str]:
@@ -104,7 +85,7 @@ def _policies_needed(env: str, level: str) -> list[str]:
 
 def _segments(env: str, level: str, size: int, policy_dir: Path) -> list[tuple[str, str, int]]:
     """[(policy name, file, transitions)] rolled out one after another for a level."""
-    from seemrl.policies import registry
+    from seemrl.behaviour.policies import registry
 
     reg = registry(policy_dir)
 
@@ -198,8 +179,8 @@ def build_dataset(name: str, size: int = DEFAULT_SIZE, seed: int = 0,
     import gymnasium
     import mujoco
 
+    from seemrl.behaviour.policies import POLICY_DIR, load_policy, registry
     from seemrl.evaluation import REF_SCORES
-    from seemrl.policies import POLICY_DIR, load_policy, registry
 
     env, level = _check_name(name)
     if size < 1:
@@ -208,7 +189,7 @@ def build_dataset(name: str, size: int = DEFAULT_SIZE, seed: int = 0,
     env_id = ENVS[env]
     segments = _segments(env, level, size, policy_dir)
     parts, used = [], []
-    with _progress(progress, f"seemrl/{env}-{level}-{DATASET_VERSION}", size) as advance:
+    with files.progress_bar(progress, f"seemrl/{env}-{level}-{DATASET_VERSION}", size) as advance:
         for k, (pname, file, n) in enumerate(segments):
             pol = load_policy(pname, policy_dir, file)
             parts.append(rollout(pol.act, pol.params, env_id, n, seed, k, n_envs, advance))
@@ -253,64 +234,6 @@ def _max_steps(env_id: str) -> int:
     return int(gym.spec(env_id).max_episode_steps or 0)
 
 
-class _progress:
-    """A rich progress bar (or nothing) yielding an `advance(n)` callback."""
-
-    def __init__(self, show: bool, label: str, total: int):
-        self.show, self.label, self.total = show, label, total
-
-    def __enter__(self) -> Callable[[int], None] | None:
-        if not self.show:
-            return None
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeRemainingColumn,
-        )
-
-        self.bar = Progress(TextColumn("making {task.description}"), BarColumn(),
-                            MofNCompleteColumn(), TimeRemainingColumn(), transient=False)
-        self.bar.start()
-        task = self.bar.add_task(self.label, total=self.total)
-        return lambda n: self.bar.advance(task, n)
-
-    def __exit__(self, *exc) -> None:
-        if self.show:
-            self.bar.stop()
-
-
-def _check_writable(directory: Path) -> None:
-    try:
-        directory.mkdir(parents=True, exist_ok=True)
-        probe = directory / f".seemrl-write-test-{os.getpid()}"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as e:
-        raise DataError(f"cannot write datasets to {directory}: {e.strerror or e}") from None
-
-
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def verify_checksum(path: str | Path) -> None:
-    """Raises DataError when `path` does not match the `<path>.sha256` written beside it."""
-    path = Path(path)
-    side = path.with_name(path.name + ".sha256")
-    if not side.exists():
-        raise DataError(f"no checksum file {side} beside {path}; remake the dataset")
-    expected = side.read_text().split()[0]
-    if sha256(path) != expected:
-        raise DataError(f"checksum mismatch for {path} (corrupted or edited); delete it and "
-                        "make the dataset again")
-
-
 def changed_policies(info: dict[str, Any], policy_dir: Path | None = None) -> list[str]:
     """The behaviour-policy files that differ from those a made dataset was rolled out with.
 
@@ -318,7 +241,7 @@ def changed_policies(info: dict[str, Any], policy_dir: Path | None = None) -> li
     metadata (or its `.json` summary). Files made before policy digests were recorded are
     compared by their policies' measured returns and by the snapshot files used.
     """
-    from seemrl.policies import POLICY_DIR, registry
+    from seemrl.behaviour.policies import POLICY_DIR, registry
 
     policy_dir = Path(policy_dir or POLICY_DIR)
     used = json.loads(info.get("policies") or "[]")
@@ -363,14 +286,13 @@ def make_dataset(name: str, size: int = DEFAULT_SIZE, seed: int = 0,
       DataError: unknown name or format, or an unwritable data_dir.
     """
     env, level = _check_name(name)
-    if fmt not in ("hdf5", "minari"):
-        raise DataError(f"unknown dataset format '{fmt}' (hdf5 | minari)")
-    data_dir = Path(data_dir).expanduser() if data_dir is not None else default_data_dir()
-    _check_writable(data_dir)
+    files.check_format(fmt)
+    data_dir = files.data_dir_or_default(data_dir)
+    files.check_writable(data_dir)
     policy_dir = None
     if retrain:
-        from seemrl.policies import retrain as retrain_policies
-        from seemrl.policies import same_run
+        from seemrl.behaviour.policies import retrain as retrain_policies
+        from seemrl.behaviour.policies import same_run
 
         policy_dir = data_dir / "policies"
         retrained: list[str] = []
@@ -379,84 +301,33 @@ def make_dataset(name: str, size: int = DEFAULT_SIZE, seed: int = 0,
             if not any(same_run(needed, other) for other in retrained):
                 retrain_policies(needed, data_dir / "runs" / needed, policy_dir)
                 retrained.append(needed)
-    t0 = time.time()
+    started = time.time()
     data = build_dataset(name, size, seed, policy_dir, progress, n_envs)
-    meta = data.metadata  # no timings in the file: same seed, same bytes
-    if fmt == "minari":
-        from seemrl.data.minari import save_minari
-
-        tail = suffix(size, seed)
-        return save_minari(f"seemrl/{env}-{level}{tail}-{DATASET_VERSION}", data,
-                           ENVS[env], data_dir / "minari", algorithm_name="SAC (seemrl)",
-                           description=json.dumps(meta), ref_min_score=meta["ref_min_score"],
-                           ref_max_score=meta["ref_max_score"], overwrite=True)
-    from seemrl.data.d4rl import save_d4rl
-
-    path = dataset_path(name, data_dir, size, seed)
-    save_d4rl(path, data, meta)
-    digest = sha256(path)
-    summary = {**meta, "transitions": len(data), "sha256": digest, "path": str(path),
-               "make_seconds": round(time.time() - t0, 1)}
-    try:
-        for side, text in ((".sha256", f"{digest}  {path.name}\n"),
-                           (".json", json.dumps(summary, indent=1) + "\n")):
-            with atomic_path(path.with_name(path.name + side)) as tmp:
-                tmp.write_text(text)
-    except WriteError:
-        path.unlink(missing_ok=True)  # a dataset without its checksum is refused on use
-        raise
-    return path
+    return files.save_made(data, f"{env}-{level}", data_dir, size=size, seed=seed,
+                           default_size=DEFAULT_SIZE, fmt=fmt, env_id=ENVS[env],
+                           algorithm_name="SAC (seemrl)", started=started)
 
 
-def list_datasets(data_dir: str | Path) -> list[dict[str, Any]]:
-    """One row per known dataset (default size and seed) plus any other made variants.
+# -- the catalogue's questions (seemrl.behaviour.list_datasets) --------------------------------
+def can_make(name: str) -> bool:
+    """Whether the behaviour policies `name` rolls out are shipped."""
+    from seemrl.behaviour.policies import registry
 
-    Row keys: name, can_make (its behaviour policies are shipped), on_disk, path,
-    size_bytes, transitions, avg_return (of complete episodes; None when not on disk), stale
-    (made with behaviour policies that have changed since; None when not on disk).
-    """
-    from seemrl.policies import registry
-
-    data_dir = Path(data_dir).expanduser()
+    env, level = _check_name(name)
     reg = registry()
-    rows = []
-    for name in dataset_names():
-        env, level = name.split("-", 1)
-        can = all(f"{env}-{lvl}" in reg for lvl in _policy_levels(level))
-        default = dataset_path(name, data_dir)
-        found = sorted(data_dir.glob(f"{env}-{level}-{DATASET_VERSION}*.hdf5"))
-        for path in found or [default]:
-            row = {"name": name, "can_make": can, "on_disk": path.exists(), "path": str(path),
-                   "size_bytes": None, "transitions": None, "avg_return": None, "stale": None}
-            if path.exists():
-                side = path.with_name(path.name + ".json")
-                info = json.loads(side.read_text()) if side.exists() else {}
-                row.update(size_bytes=path.stat().st_size, transitions=info.get("transitions"),
-                           avg_return=info.get("avg_return"),
-                           stale=bool(changed_policies(info)) if info else None)
-            rows.append(row)
-    return rows
+    return all(f"{env}-{lvl}" in reg for lvl in _policy_levels(level))
 
 
-def resolve_builtin(name: str, data_dir: str | Path | None = None) -> Path | None:
-    """The HDF5 file of built-in dataset `name`, made on first use (with a progress bar).
+def policy_score(name: str) -> float | None:
+    """The normalised score of the one policy `name` rolls out (None for mixtures)."""
+    from seemrl.behaviour.policies import registry
 
-    Returns None when `name` is not one of seemrl's datasets (the caller tries other sources).
-    A file already on disk is reused after its checksum is verified; a warning says when it
-    was made with behaviour policies that have changed since (the file is kept: runs already
-    made on it stay comparable; `seemrl data make NAME` replaces it).
-    """
-    if parse_name(name) is None:
-        return None
-    data_dir = Path(data_dir).expanduser() if data_dir is not None else default_data_dir()
-    path = dataset_path(name, data_dir)
-    if path.exists():
-        verify_checksum(path)
-        side = path.with_name(path.name + ".json")
-        changed = changed_policies(json.loads(side.read_text())) if side.exists() else []
-        if changed:
-            print(f"warning: {path} was made with behaviour policies that have changed since "
-                  f"({', '.join(changed)}); using it as it is (`seemrl data make {name}` "
-                  "remakes it)", file=sys.stderr)
-        return path
-    return make_dataset(name, data_dir=data_dir, progress=True)
+    return registry().get(name, {}).get("normalized")
+
+
+def data_score(info: dict[str, Any]) -> float | None:
+    """A made file's average return of complete episodes (from its summary)."""
+    return info.get("avg_return")
+
+
+stale = changed_policies
