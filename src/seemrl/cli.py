@@ -49,52 +49,29 @@ def _train_parser(prog: str, algo_name: str) -> argparse.ArgumentParser:
 
 
 def cmd_train(argv: list[str]) -> int:
-    from seemrl import algos, checkpoint, runconfig, tables
-    from seemrl.train import train
-    from seemrl.types import WriteError
+    from seemrl import runconfig, tables
+    from seemrl.train import train_command
 
     # The algorithm decides which flags exist: find it first (a resumed run names its own).
     pre = argparse.ArgumentParser(add_help=False)
     for flag in ("--algo", "--config", "--resume", "--preset"):
         pre.add_argument(flag)
     known, _ = pre.parse_known_args(argv)
-    saved = runconfig.saved(known.resume) if known.resume else None
-    if known.resume and saved is None:
-        raise ConfigError(f"--resume {known.resume}: no config.json there (not a seemrl run "
-                          "folder)")
-    algo_name = saved[0].get("algo", "td3bc") if saved else runconfig.algo_for(
-        known.algo, config_file=known.config, preset=known.preset)
+    algo_name = runconfig.algo_for(known.algo, config_file=known.config, preset=known.preset,
+                                   resume=known.resume)
     args = vars(_train_parser("seemrl train", algo_name).parse_args(argv))
     out, resume, no_progress = args.pop("out"), args.pop("resume"), args.pop("no_progress")
     other_data, preset = args.pop("accept_other_data"), args.pop("preset", None)
     config_file = args.pop("config", None)
     if other_data and not resume:
         raise ConfigError("--accept-other-data goes with --resume")
-    if saved is not None:
-        if preset:
-            raise ConfigError("--preset cannot be combined with --resume (the run keeps its "
-                              "config)")
-        flags = runconfig.split(args, algos.get(algo_name).Config, "flags")
-        changed = runconfig.changed_on_resume(saved, *flags)
-        if changed:
-            raise ConfigError(f"--resume cannot change {', '.join(changed)} (only "
-                              f"{', '.join(runconfig.RESUME_OVERRIDABLE)})")
-        cfg, out = runconfig.resumed(saved, *flags), resume
+    if resume:
+        cfg, out = runconfig.for_resume(resume, args, preset=preset), resume
     else:
         cfg = runconfig.resolve(args, preset=preset, config_file=config_file)
     out = out if out is not None else pathlib.Path("runs") / cfg.default_name()
-    if resume and not checkpoint.exists(out):  # stopped before its first: nothing to lose
-        print(f"seemrl train: {out} has no checkpoint yet (it stopped before its first one): "
-              "starting it again from step 0", file=sys.stderr)
-        resume, other_data = None, False
-    try:
-        status = train(cfg.train, cfg.algo, out, resume=bool(resume), progress=not no_progress,
-                       other_data=other_data)
-    except WriteError as e:
-        if checkpoint.exists(out):
-            raise WriteError(f"{e}; the run's last checkpoint is kept: continue it with "
-                             f"--resume {out}") from e
-        raise
+    status = train_command(cfg.train, cfg.algo, out, resume=bool(resume),
+                           progress=not no_progress, other_data=other_data)
     tables.print_status(status, out)
     return 0
 
@@ -152,18 +129,10 @@ def cmd_diagnose(argv: list[str]) -> int:
     p.add_argument("--out", help="folder for the PNGs (default: the run folder)")
     p.add_argument("--no-plots", action="store_true", help="print only")
     args = p.parse_args(argv)
-    from seemrl import runfolder
-    from seemrl.diagnostics.report import diagnose, read_metrics
-    from seemrl.types import RunError
+    from seemrl.diagnostics.report import check_run, diagnose
 
-    run = pathlib.Path(args.run)
-    metrics = runfolder.path(run, runfolder.METRICS)
-    if not metrics.is_file():
-        raise ConfigError(f"{run} is not a seemrl run folder (no metrics.jsonl)")
-    if not read_metrics(metrics):
-        raise RunError(f"{run} has no log points yet (the first comes after --log-every "
-                       "steps): nothing to diagnose yet")
-    report = diagnose(run, out_dir=args.out, plots=not args.no_plots)
+    check_run(args.run)
+    report = diagnose(args.run, out_dir=args.out, plots=not args.no_plots)
     print(report.text())
     return 0
 
@@ -230,32 +199,10 @@ def cmd_repro(argv: list[str]) -> int:
     from seemrl.repro import _common
 
     console = Console()
-    if args.name == "list":
-        from seemrl.repro import get
-
-        for name in EXPERIMENTS:
-            console.print(f"[bold]{name:13s}[/bold] {get(name).TITLE}")
-        return 0
-    if args.workers < 1:
-        raise ConfigError("--workers must be >= 1")
-    out = pathlib.Path(args.out or f"runs/repro/{args.scale}")
-    kwargs = dict(data_dir=args.data_dir, engine=args.engine, workers=args.workers,
-                  address=args.address, progress=not args.no_progress)
-    try:
-        if args.name == "all":
-            result = _common.run_all(args.scale, out, args.doc, collect=args.collect,
-                                     console=console, **kwargs)
-            console.print(f"results document: {result['doc']}")
-            return 0
-        record = _common.run_experiment(args.name, args.scale, out, console=console,
-                                        collect=args.collect, **kwargs)
-    except _common.ExperimentUnavailable as e:
-        print(f"seemrl repro {args.name}: {e}", file=sys.stderr)
-        return 2
-    folder = out / args.name
-    console.print(f"{args.name}: {folder / 'results.json'}, {folder / 'section.md'}, "
-                  f"figures {', '.join(record['figures']) or '—'} "
-                  f"({record['seconds']:.0f} s)")
+    console.print(_common.command(
+        args.name, args.scale, pathlib.Path(args.out or f"runs/repro/{args.scale}"), args.doc,
+        collect=args.collect, console=console, data_dir=args.data_dir, engine=args.engine,
+        workers=args.workers, address=args.address, progress=not args.no_progress))
     return 0
 
 
@@ -312,16 +259,10 @@ def cmd_sweep(argv: list[str]) -> int:
         sweep.validate(specs)
         sweep.print_plan(specs, own["out"], console)
         return 0
-    try:
-        results = sweep.run_sweep(specs, own["out"], engine=own["engine"],
-                                  workers=own["workers"], address=own["address"],
-                                  retries=own["retries"], progress=not own["no_progress"],
-                                  console=console, cpus_per_run=own["cpus_per_run"])
-    except KeyboardInterrupt as e:
-        how, code = process.stopped(e)
-        print(f"seemrl sweep: {how}; run the same command again to continue (finished runs "
-              "are skipped, started ones resume)", file=sys.stderr)
-        return code
+    results = sweep.run_sweep(specs, own["out"], engine=own["engine"], workers=own["workers"],
+                              address=own["address"], retries=own["retries"],
+                              progress=not own["no_progress"], console=console,
+                              cpus_per_run=own["cpus_per_run"])
     tables.print_summary(results, console, title=str(own["out"]))
     return 1 if any(r.outcome == "failed" for r in results) else 0
 
@@ -334,6 +275,9 @@ COMMANDS = {
     "repro": (cmd_repro, "reproduce an experiment of the paper (figures, tables, RESULTS.md)"),
     "sweep": (cmd_sweep, "train a grid of runs locally or on Ray; re-running skips finished ones"),
 }
+RERUN_TO_CONTINUE = ("repro", "sweep")
+"""Commands a stop tells to run again (their finished runs are skipped); the others say
+--resume."""
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -346,7 +290,9 @@ def main(argv: list[str] | None = None) -> int:
     if not argv or argv[0] in ("-h", "--help", "--version"):
         p.parse_args(argv or ["--help"])
     args = p.parse_args(argv[:1])
-    return process.run_command(f"seemrl {args.command}", COMMANDS[args.command][0], argv[1:])
+    return process.run_command(
+        f"seemrl {args.command}", COMMANDS[args.command][0], argv[1:],
+        process.RUN_AGAIN if args.command in RERUN_TO_CONTINUE else process.RESUME_RUN)
 
 
 def run() -> None:

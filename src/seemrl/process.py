@@ -46,10 +46,17 @@ def one_line(e: BaseException) -> str:
     return " ".join(text.split())
 
 
-def run_command(name: str, handler: Callable[[list[str]], int], argv: list[str]) -> int:
+RESUME_RUN = "the last checkpoint is kept (continue with --resume RUN_DIR)"
+RUN_AGAIN = ("run the same command again to continue (finished runs are skipped, started "
+             "ones resume)")
+
+
+def run_command(name: str, handler: Callable[[list[str]], int], argv: list[str],
+                how_to_continue: str = RESUME_RUN) -> int:
     """`handler(argv)`'s exit code; an expected error (`USAGE_ERRORS`, a full or read-only
-    disk) as one line `NAME: error: ...` and 2, a stop as a line saying how to go on and 130
-    or 143. Anything else keeps its traceback, so that a bug stays visible."""
+    disk) as one line `NAME: error: ...` and 2, a stop as a line saying how to go on
+    (`how_to_continue`) and 130 or 143. Anything else keeps its traceback, so that a bug stays
+    visible."""
     try:
         return handler(argv)
     except USAGE_ERRORS as e:
@@ -62,8 +69,7 @@ def run_command(name: str, handler: Callable[[list[str]], int], argv: list[str])
         return 2
     except KeyboardInterrupt as e:
         how, code = stopped(e)
-        print(f"{name}: {how}; the last checkpoint is kept (continue with --resume RUN_DIR)",
-              file=sys.stderr)
+        print(f"{name}: {how}; {how_to_continue}", file=sys.stderr)
         return code
 
 

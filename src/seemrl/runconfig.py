@@ -198,11 +198,13 @@ def algo_name(*layers: dict[str, Any]) -> str:
 
 
 def algo_for(algo: str | None = None, *, config_file: str | pathlib.Path | None = None,
-             preset: str | None = None) -> str:
-    """The algorithm a new run trains: `algo` (a flag), else the config file's, else the
-    preset's, else td3bc."""
+             preset: str | None = None, resume: str | pathlib.Path | None = None) -> str:
+    """The algorithm a run trains: a resumed run's own; for a new run `algo` (a flag), else
+    the config file's, else the preset's, else td3bc."""
     from seemrl.presets import load_preset
 
+    if resume is not None:
+        return algo_name({"train": _saved_or_refuse(resume)[0]})
     return algo or algo_name(config_lib.read_file(config_file) if config_file else {},
                              load_preset(preset) if preset else {})
 
@@ -253,6 +255,37 @@ def saved(run_dir: str | pathlib.Path) -> tuple[dict, dict] | None:
     algo_cls = algos.get(algo_name(data)).Config
     train, algo = sections(data, algo_cls, str(runfolder.path(run_dir, runfolder.CONFIG)))
     return train, runfolder.migrate_algo_section(algo, algo_cls)
+
+
+def _saved_or_refuse(run_dir: str | pathlib.Path) -> tuple[dict, dict]:
+    found = saved(run_dir)
+    if found is None:
+        raise ConfigError(f"--resume {run_dir}: no config.json there (not a seemrl run folder)")
+    return found
+
+
+def for_resume(run_dir: str | pathlib.Path, flags: dict[str, Any], *,
+               preset: str | None = None) -> RunConfig:
+    """The config the stopped run in `run_dir` continues with, given the options typed with
+    `--resume` (any of TrainConfig's or the algorithm's).
+
+    Raises:
+      ConfigError: no config.json in run_dir; a preset; an option the same-run rule
+        (`changed_on_resume`) does not let a resume change.
+    """
+    from seemrl import algos
+
+    saved_options = _saved_or_refuse(run_dir)
+    if preset:
+        raise ConfigError("--preset cannot be combined with --resume (the run keeps its "
+                          "config)")
+    algo_cls = algos.get(algo_name({"train": saved_options[0]})).Config
+    train, algo = split(flags, algo_cls, "flags")
+    changed = changed_on_resume(saved_options, train, algo)
+    if changed:
+        raise ConfigError(f"--resume cannot change {', '.join(changed)} (only "
+                          f"{', '.join(RESUME_OVERRIDABLE)})")
+    return resumed(saved_options, train, algo)
 
 
 def changed_on_resume(saved_options: tuple[dict, dict], train: dict[str, Any],

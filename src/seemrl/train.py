@@ -364,6 +364,31 @@ def train(cfg: TrainConfig, algo_cfg, out: str | pathlib.Path, resume: bool = Fa
     return trainer.run(resume=resume, progress=progress, console=console, other_data=other_data)
 
 
+def train_command(cfg: TrainConfig, algo_cfg, out: str | pathlib.Path, *, resume: bool,
+                  progress: bool = True, other_data: bool = False) -> dict[str, Any]:
+    """`seemrl train`: `train` into `out`, with two kindnesses to a user at a prompt.
+
+    A `--resume` of a run stopped before its first checkpoint starts it again from step 0
+    (nothing in it could be resumed; said on stderr). A write error names the run's last
+    checkpoint, which is kept, and how to continue from it.
+    """
+    import sys
+
+    out = pathlib.Path(out)
+    if resume and not checkpoint.exists(out):
+        print(f"seemrl train: {out} has no checkpoint yet (it stopped before its first one): "
+              "starting it again from step 0", file=sys.stderr)
+        resume, other_data = False, False
+    try:
+        return train(cfg, algo_cfg, out, resume=resume, progress=progress,
+                     other_data=other_data)
+    except WriteError as e:
+        if checkpoint.exists(out):
+            raise WriteError(f"{e}; the run's last checkpoint is kept: continue it with "
+                             f"--resume {out}") from e
+        raise
+
+
 def check_run_folder(out: pathlib.Path, resume: bool) -> list[pathlib.Path]:
     """Raises what would stop a run using folder `out`; creates it if missing, and returns the
     folders it created (deepest first), for a run that fails before it starts to remove.

@@ -174,6 +174,25 @@ def _growth(optimizer: str, L: int, q: tuple, norm: tuple, start: float | None,
     return growth.fit_adam_growth(common[keep], nv[ni][keep], qv[qi][keep], L), ""
 
 
+def check_run(run_dir: str | Path) -> None:
+    """Raises why `run_dir` cannot be diagnosed (`seemrl diagnose` asks first; `diagnose`
+    itself reports an empty folder as a report without seeds).
+
+    Raises:
+      ConfigError: not a run folder (no metrics.jsonl).
+      RunError: no log points yet.
+    """
+    from seemrl.config import ConfigError
+    from seemrl.types import RunError
+
+    path = runfolder.path(run_dir, runfolder.METRICS)
+    if not path.is_file():
+        raise ConfigError(f"{run_dir} is not a seemrl run folder (no metrics.jsonl)")
+    if not read_metrics(path):
+        raise RunError(f"{run_dir} has no log points yet (the first comes after --log-every "
+                       "steps): nothing to diagnose yet")
+
+
 def diagnose(run_dir: str | Path, *, out_dir: str | Path | None = None, plots: bool = True,
              config: VerdictConfig | None = None) -> Report:
     """Diagnose a run folder (see module doc); PNGs go to `out_dir` (default RUN).

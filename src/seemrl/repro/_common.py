@@ -25,10 +25,11 @@ from seemrl import plotting
 from seemrl.config import ConfigError
 from seemrl.repro import EXPERIMENTS, SCALES, get
 from seemrl.sweep import RunResult, RunSpec, run_sweep
+from seemrl.types import SeemrlError
 
 
-class ExperimentUnavailable(Exception):
-    """The experiment cannot run here (e.g. its data does not exist); exits non-zero."""
+class ExperimentUnavailable(SeemrlError):
+    """The experiment cannot run here (e.g. its data does not exist): one line, exit 2."""
 
 
 @dataclasses.dataclass
@@ -121,6 +122,8 @@ def run_experiment(name: str, scale: str, out: str | pathlib.Path, *,
     module = get(name)
     if scale not in SCALES:
         raise ConfigError(f"unknown scale '{scale}' (choose from {', '.join(SCALES)})")
+    if workers < 1:
+        raise ConfigError("--workers must be >= 1")
     if collect and not hasattr(module, "report"):
         raise ConfigError(f"repro {name} has no --collect path (it trains and reports in one "
                           "go); --collect goes with 'all' or an experiment that has one")
@@ -287,3 +290,17 @@ def run_all(scale: str, out: str | pathlib.Path, doc: str | pathlib.Path | None,
     path = (write_results_doc(out, scale, EXPERIMENTS, doc, missing, collected=collect)
             if doc else None)
     return {"records": records, "unavailable": missing, "doc": str(path) if path else None}
+
+
+def command(name: str, scale: str, out: str | pathlib.Path, doc: str | pathlib.Path | None, *,
+            collect: bool = False, console=None, **kwargs) -> str:
+    """`seemrl repro NAME` ('list', 'all' or an experiment): what it prints at the end."""
+    if name == "list":
+        return "\n".join(f"[bold]{n:13s}[/bold] {get(n).TITLE}" for n in EXPERIMENTS)
+    if name == "all":
+        result = run_all(scale, out, doc, collect=collect, console=console, **kwargs)
+        return f"results document: {result['doc']}"
+    record = run_experiment(name, scale, out, console=console, collect=collect, **kwargs)
+    folder = pathlib.Path(out) / name
+    return (f"{name}: {folder / 'results.json'}, {folder / 'section.md'}, figures "
+            f"{', '.join(record['figures']) or '—'} ({record['seconds']:.0f} s)")
