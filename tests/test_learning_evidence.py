@@ -138,3 +138,29 @@ def test_per_seed_rows_read_each_seeds_own_curve_falls_and_seem(evidence, tmp_pa
     rows = capsys.readouterr().out.splitlines()[2:]
     assert len(rows) == 2
     assert [r.split(" | ")[4] for r in rows] == ["1", "2"]   # the seeds column
+
+
+def test_algorithms_summary_pools_seeds_per_critic_and_writes_under_its_heading(tmp_path):
+    import sys
+
+    sys.path.insert(0, str(SCRIPT.parent))
+    spec = importlib.util.spec_from_file_location("algorithms_summary",
+                                                  SCRIPT.parent / "algorithms_summary.py")
+    summary = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(summary)
+    rng = np.random.default_rng(1)
+    runs = []
+    for name, ln in (("plain", False), ("ln", True)):
+        scores = {s: list(rng.uniform(0, 100, 4)) for s in range(3)}
+        write_run(tmp_path / name, "td3bc-locomotion", {"layer_norm": ln}, scores, [])
+        runs.append((tmp_path / name, scores))
+    doc = tmp_path / "ALGORITHMS.md"
+    doc.write_text(f"# Algorithms\n\nprose kept\n\n{summary.HEADING}\n\nold table\n")
+    assert summary.main([str(r) for r, _ in runs] + ["--write", str(doc)]) == 0
+    text = doc.read_text()
+    assert text.startswith("# Algorithms\n\nprose kept\n") and "old table" not in text
+    for (_, scores), critic in zip(runs, ("plain", "LayerNorm"), strict=True):
+        mean = np.mean([np.mean(c[-summary.LAST:]) for c in scores.values()])
+        line = next(x for x in text.splitlines() if f"| {critic} |" in x)
+        assert f"| 3 | {mean:.1f} [" in line
+    assert summary.main([str(runs[0][0]), "--write", str(tmp_path / "none.md")]) == 2
