@@ -137,3 +137,23 @@ def test_collect_keeps_the_sections_it_has_no_runs_for(fake_experiments, tmp_pat
     assert doc.read_text() == text
     _common.run_all("smoke", out, doc, collect=True)  # another scale: not kept
     assert "The sum is" not in doc.read_text()
+
+
+def test_report_lays_out_setup_measurements_findings_notes():
+    from seemrl.repro import _report as rp
+
+    report = rp.Report("What ran.", claim="The claim.")
+    report.note("A caveat.")                      # notes come last whatever the call order
+    report.finding("Number 3 against the paper's 3.", rp.HOLDS)
+    report.table(["a", "b"], [[1, rp.fmt_as(None, ".2f")]], caption="The table:")
+    report.heading("More")
+    report.finding("An observation.")
+    report.details("Per seed", ["seed"], [[0]])
+    assert report.markdown() == "\n\n".join([
+        "What ran.", "The table:", "| a | b |\n|---|---|\n| 1 | — |", "### More",
+        "**Against the paper.**", "The claim.",
+        "- **Holds.** Number 3 against the paper's 3.\n- An observation.", "A caveat.",
+        "<details><summary>Per seed</summary>\n\n| seed |\n|---|\n| 0 |\n\n</details>"])
+    assert rp.fmt_as(float("nan"), ".1f") == "—" and rp.fmt_as(1234.5, ",.0f") == "1,234"
+    assert "**Against the theory and the paper.**" in rp.Report(
+        "x", against="the theory and the paper").markdown()

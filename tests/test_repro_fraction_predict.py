@@ -259,7 +259,7 @@ def test_fraction_collect_trains_nothing_and_lists_pending(smoke, tmp_path, monk
     text = (tmp_path / "fraction" / "section.md").read_text()
     assert "td3bc-hopper-medium-f0.1-ln (step 0 of 20)" in text
     assert "--collect` from the run folders" in text
-    assert "TD3+BC**: not yet: 3 of 4 runs finished" in text
+    assert "- **Not settled.** TD3+BC: not yet: 3 of 4 runs finished" in text
 
 
 def test_predict_smoke(smoke):

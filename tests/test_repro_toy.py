@@ -5,6 +5,7 @@ what it looked for when its data or env is missing."""
 from __future__ import annotations
 
 import json
+import pathlib
 
 import h5py
 import jax
@@ -193,12 +194,15 @@ def test_antmaze_report_from_scores():
                          "iql": score(60.0, None)},
                "large-play": {"diffql-ln": score(50.0, 70.0), "td3bc": score(0.0, 0.0),
                               "iql": score(40.0, 50.0)}}
-    md = antmaze.table(results, params)
+    params = {**antmaze.SCALES["smoke"], **params}
+    source = antmaze.Source("umaze", "seemrl", pathlib.Path("antmaze-umaze.hdf5"))
+    md = antmaze.markdown(results, params, [source])
     assert "| umaze | 85.0 ± 5.0 | 15.0 ± 5.0 | 60.0 ± 0.0 | 94.3 |" in md
     # Averages over the tasks run, against the paper's average over the same tasks.
     assert "| average (these tasks) | 72.5 | 7.5 | 52.5 | 79.8 |" in md
-    text = "\n".join(antmaze.statements(results, params))
-    assert "72.5" in text and "79.8" in text
+    findings = md.split("**Against the paper.**")[1]
+    assert "72.5" in findings and "79.8" in findings
+    assert "- **Holds.** td3bc: 7.5 (below Diffusion-QL + LN" in findings
     specs = antmaze.run_specs({**antmaze.SCALES["smoke"], "agents": params["agents"]},
                               {"umaze": ("/x/antmaze-umaze.npz", "seemrl/FlatAntMaze-umaze-v0")})
     from seemrl import runconfig

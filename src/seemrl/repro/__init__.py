@@ -7,7 +7,8 @@ Each experiment is one module here with the same small interface:
   (JSON-able; written into results.json so a reader knows exactly what ran).
 * `run(ctx: Context) -> Outcome`: runs the experiment at `ctx.params`, draws its figures with
   `ctx.save_figure`, and returns the numbers and a Markdown body that says, from those
-  numbers, what matched the paper and what did not.
+  numbers, what matched the paper and what did not (built with `_report.Report`, so every
+  section reads the same).
 
 `smoke` runs in seconds (the tests run it), `cpu` is what a 2-core machine runs in an hour or
 so (docs/RESULTS.md is made from it), `paper` is the paper's full scale.

@@ -39,7 +39,8 @@ class Outcome:
     results: dict[str, Any]
     """JSON-able numbers (per run and aggregated), written to results.json."""
     markdown: str
-    """Section body: tables and plain statements of what matched the paper and what did not."""
+    """Section body (`_report.Report.markdown()`): what ran, tables, and plain statements of
+    what matched the paper and what did not."""
 
 
 @dataclasses.dataclass

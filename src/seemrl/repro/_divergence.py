@@ -1,6 +1,6 @@
 """What the divergence experiments (surge, discount, sgd, adam) share: the paper's diverging
 TD3 setting, the run options they train with, and reading a run back per seed (their
-Markdown's numbers and tables are `repro._report`'s).
+sections are built with `repro._report.Report`).
 
 The diverging setting (SPEC §5.1): TD3 with no BC term (bc_coef 0, α 2.5), Adam 3e-4 for actor
 and critic, τ = 1.0, γ 0.99, batch 256. In `algos/td3bc.py` the targets are updated inside

@@ -185,15 +185,7 @@ def markdown(results: dict[str, Any], p: dict[str, Any]) -> str:
     kind = ("biased (the paper's critics; with biases Q is L-homogeneous only asymptotically, "
             "once the weights dominate)" if p["critic_bias"]
             else "bias-free (L-homogeneous, as the theory assumes)")
-    rows = []
-    for c in results["critics"]:
-        for s in c["seeds"]:
-            rows.append([c["L"], "×".join(map(str, c["hidden"])), s["seed"],
-                         fmt(s["q_past_ceiling_step"]), fmt(s["max_abs_q"]),
-                         f"{s['k']:.2f} ± {s['k_std']:.2f}" if s["k"] is not None else "—",
-                         fmt(s["k_vs_log_t"]), fmt(s["norm_slope"]), fmt(s["norm_r2"], 4),
-                         fmt(s["final_norm"])])
-    lines = [
+    report = rp.Report(
         f"TD3 without BC (bc_coef 0, α 2.5), Adam 3e-4, τ = 1, γ 0.99, batch 256 on "
         f"{p['dataset']} ({p['size']:,} transitions), {p['steps']:,} steps, seeds "
         f"{', '.join(map(str, p['seeds']))}; critics are {kind} ReLU MLPs "
@@ -201,37 +193,42 @@ def markdown(results: dict[str, Any], p: dict[str, Any]) -> str:
         f"the log points from step {p['fit_from']:g} × {p['steps']:,} on (and after |Q| passed "
         "the ceiling max|r|/(1 − γ)): ρ = ρ0 + v·t by least squares, t0 = −ρ0/v, and k = slope "
         "of log|Q| against log(t − t0); 'k vs log t' is the slope without the shift.",
-        "",
-        rp.md_table(["L", "hidden", "seed", "Q > ceiling at", "max \\|Q\\|", "k (± 1σ)",
-                     "k vs log t", "norm slope v (per step)", "norm fit R²", "final ρ"], rows),
-        "",
-        "**Against the theory and the paper.**",
-        "",
-    ]
+        against="the theory and the paper")
+    report.table(["L", "hidden", "seed", "Q > ceiling at", "max \\|Q\\|", "k (± 1σ)",
+                  "k vs log t", "norm slope v (per step)", "norm fit R²", "final ρ"],
+                 [[c["L"], "×".join(map(str, c["hidden"])), s["seed"],
+                   fmt(s["q_past_ceiling_step"]), fmt(s["max_abs_q"]),
+                   f"{s['k']:.2f} ± {s['k_std']:.2f}" if s["k"] is not None else "—",
+                   fmt(s["k_vs_log_t"]), fmt(s["norm_slope"]), fmt(s["norm_r2"], 4),
+                   fmt(s["final_norm"])]
+                  for c in results["critics"] for s in c["seeds"]])
     for c in results["critics"]:
         if c["k_mean"] is None:
-            lines.append(f"- L = {c['L']}: no seed diverged, nothing to fit.")
+            report.finding(f"L = {c['L']}: no seed diverged, nothing to fit.",
+                           rp.NOT_AT_THIS_SCALE)
             continue
         rel = (c["k_mean"] - c["L"]) / c["L"]
-        lines.append(
-            f"- L = {c['L']}: mean fitted k = {c['k_mean']:.2f} against the predicted {c['L']} "
+        report.finding(
+            f"L = {c['L']}: mean fitted k = {c['k_mean']:.2f} against the predicted {c['L']} "
             f"({100 * rel:+.0f} %); the norm is linear in t with R² ≥ "
             f"{fmt(c['norm_r2_min'], 4)}.")
     ks = [(c["L"], c["k_mean"]) for c in results["critics"] if c["k_mean"] is not None]
     if len(ks) >= 2:
         increasing = all(b[1] > a[1] for a, b in zip(ks, ks[1:], strict=False))
         slope = np.polyfit([L for L, _ in ks], [k for _, k in ks], 1)[0]
-        lines.append(
-            f"- k {'grows' if increasing else 'does not grow monotonically'} with L: the "
+        follows = increasing and 0.5 <= slope <= 1.5
+        report.finding(
+            f"k {'grows' if increasing else 'does not grow monotonically'} with L: the "
             f"slope of k against L is {slope:.2f} (the theory: 1). "
             + ("Polynomial growth with an exponent that follows L, as predicted."
-               if increasing and 0.5 <= slope <= 1.5 else
-               "The exponents do not follow k = L closely at this scale."))
+               if follows else
+               "The exponents do not follow k = L closely at this scale."),
+            rp.HOLDS if follows else rp.DIFFERS)
     rates = [(c, np.mean([s["norm_slope"] for s in c["seeds"] if s["norm_slope"] is not None]))
              for c in results["critics"] if any(s["norm_slope"] for s in c["seeds"])]
     if rates:
-        lines.append(
-            "- Norm growth rate per 10k steps (mean over seeds) against lr·√P·10⁴, the rate "
+        report.finding(
+            "Norm growth rate per 10k steps (mean over seeds) against lr·√P·10⁴, the rate "
             "if every one of the head's P parameters moved by lr per step in a fixed "
             "direction: " + "; ".join(
                 f"L = {c['L']}: {v * 1e4:,.0f} vs {c['lr_sqrt_p'] * 1e4:,.0f} (P = "
@@ -239,6 +236,6 @@ def markdown(results: dict[str, Any], p: dict[str, Any]) -> str:
             + f". The authors' L = 3 run grew ≈ {PAPER_NORM_SLOPE * 10_000:,.0f} per 10k steps "
               f"(norm {PAPER_NORMS[10_000]:,} at 10k, {PAPER_NORMS[1_000_000]:,} at 1M; Q ≈ "
               f"{PAPER_Q_FINAL:.0e}).")
-    lines.append(f"- At {p['steps']:,} steps (the paper: 1M) the fit window is short; "
-                 "the exponent is sensitive to where the asymptotic regime starts.")
-    return "\n".join(lines)
+    report.note(f"At {p['steps']:,} steps (the paper: 1M) the fit window is short; "
+                "the exponent is sensitive to where the asymptotic regime starts.")
+    return report.markdown()

@@ -44,6 +44,7 @@ from typing import Any, cast
 
 import numpy as np
 
+from seemrl.repro import _report as rp
 from seemrl.repro._common import Context, ExperimentUnavailable, Outcome
 from seemrl.sweep import RunSpec
 
@@ -263,25 +264,48 @@ def collect(run_dir: pathlib.Path, seeds: list[int], last: int) -> dict[str, Any
     return out
 
 
-def table(results: dict[str, dict[str, dict[str, Any]]], params: dict[str, Any]) -> str:
-    """Markdown: score per task and agent (mean ± std over seeds) with the paper's numbers."""
+def markdown(results: dict[str, dict[str, dict[str, Any]]], params: dict[str, Any],
+             sources: list[Source]) -> str:
+    """The section: scores per task and agent (mean ± std over seeds) with the paper's
+    numbers, and the paper's claims on them."""
+    report = rp.Report(
+        f"Score = mean of the last {params['last_evals']} evaluations "
+        f"({params['eval_episodes']} episodes each, every {params['eval_every']:,} steps), "
+        f"{len(params['seeds'])} seeds, {params['steps']:,} steps. Data: "
+        + ", ".join(s.describe() for s in sources) + ".")
     agents = params["agents"]
-    lines = ["| task | " + " | ".join(agents) + " | paper: Diffusion-QL + LN |",
-             "|---" * (len(agents) + 2) + "|"]
+    rows = []
     for task, per_agent in results.items():
         cells = []
         for agent in agents:
             s = [v for v in per_agent[agent]["score"] if v is not None]
-            cells.append(f"{np.mean(s):.1f} ± {np.std(s):.1f}" if s else "–")
-        lines.append(f"| {task} | " + " | ".join(cells)
-                     + f" | {PAPER_DIFFQL_LN.get(task, '–')} |")
+            cells.append(f"{np.mean(s):.1f} ± {np.std(s):.1f}" if s else "—")
+        rows.append([task, *cells, PAPER_DIFFQL_LN.get(task, "—")])
     averages = {a: _average(results, a) for a in agents}
-    lines.append("| average (these tasks) | " + " | ".join(
-        f"{averages[a]:.1f}" if averages[a] is not None else "–" for a in agents) + " | "
-        + _fmt_avg(_paper_avg_over(results)) + " |")
-    lines.append("| paper average (6 tasks) | " + " | ".join(
-        str(PAPER_AVERAGE.get(a, "–")) for a in agents) + f" | {PAPER_AVERAGE['diffql-ln']} |")
-    return "\n".join(lines)
+    rows.append(["average (these tasks)", *(rp.fmt_as(averages[a], ".1f") for a in agents),
+                 rp.fmt_as(_paper_avg_over(results), ".1f")])
+    rows.append(["paper average (6 tasks)", *(PAPER_AVERAGE.get(a, "—") for a in agents),
+                 PAPER_AVERAGE["diffql-ln"]])
+    report.table(["task", *agents, "paper: Diffusion-QL + LN"], rows)
+    ours, paper = _average(results, "diffql-ln"), _paper_avg_over(results)
+    if ours is not None and paper is not None:
+        gap = ours - paper
+        report.finding(
+            f"Diffusion-QL + LN averages {ours:.1f} on these tasks against the paper's "
+            f"{paper:.1f} on the same tasks: "
+            + ("matches within 10 points." if abs(gap) <= 10 else
+               f"{abs(gap):.1f} points {'lower' if gap < 0 else 'higher'}, not a match"
+               + (f" (at {params['steps']:,} steps against the paper's 1M)."
+                  if params["steps"] < 1_000_000 else ".")),
+            rp.HOLDS if abs(gap) <= 10 else rp.DIFFERS)
+    for agent in ("td3bc", "iql"):
+        mine = _average(results, agent)
+        if mine is not None and ours is not None:
+            report.finding(f"{agent}: {mine:.1f} ({'below' if mine < ours else 'not below'} "
+                           f"Diffusion-QL + LN, as the paper's ordering "
+                           f"{'predicts' if mine < ours else 'does not predict'}).",
+                           rp.HOLDS if mine < ours else rp.DIFFERS)
+    return report.markdown()
 
 
 def _average(results, agent: str) -> float | None:
@@ -293,30 +317,6 @@ def _average(results, agent: str) -> float | None:
 def _paper_avg_over(results) -> float | None:
     vals = [PAPER_DIFFQL_LN[t] for t in results if t in PAPER_DIFFQL_LN]
     return float(np.mean(vals)) if vals else None
-
-
-def _fmt_avg(v: float | None) -> str:
-    return "–" if v is None else f"{v:.1f}"
-
-
-def statements(results, params: dict[str, Any]) -> list[str]:
-    out = ["**Against the paper.**"]
-    ours, paper = _average(results, "diffql-ln"), _paper_avg_over(results)
-    if ours is not None and paper is not None:
-        gap = ours - paper
-        out.append(f"- Diffusion-QL + LN averages {ours:.1f} on these tasks against the paper's "
-                   f"{paper:.1f} on the same tasks: "
-                   + ("matches within 10 points." if abs(gap) <= 10 else
-                      f"{abs(gap):.1f} points {'lower' if gap < 0 else 'higher'}, not a match"
-                      + (f" (at {params['steps']:,} steps against the paper's 1M)."
-                         if params["steps"] < 1_000_000 else ".")))
-    for agent in ("td3bc", "iql"):
-        mine = _average(results, agent)
-        if mine is not None and ours is not None:
-            out.append(f"- {agent}: {mine:.1f} ({'below' if mine < ours else 'not below'} "
-                       f"Diffusion-QL + LN, as the paper's ordering "
-                       f"{'predicts' if mine < ours else 'does not predict'}).")
-    return out
 
 
 def figure(results, params: dict[str, Any]):
@@ -360,10 +360,6 @@ def run(ctx: Context) -> Outcome:
                                      params["seeds"], params["last_evals"])
                       for agent in params["agents"]} for task in datasets}
     ctx.save_figure(figure(results, params), "antmaze_scores.png")
-    md = [table(results, params), "", *statements(results, params), "",
-          f"Score = mean of the last {params['last_evals']} evaluations "
-          f"({params['eval_episodes']} episodes each, every {params['eval_every']:,} steps), "
-          f"{len(params['seeds'])} seeds, {params['steps']:,} steps. Data: "
-          + ", ".join(s.describe() for s in by_task.values()) + "."]
     return Outcome({"tasks": results, "paper": {"diffql_ln": PAPER_DIFFQL_LN,
-                                                "average": PAPER_AVERAGE}}, "\n".join(md))
+                                                "average": PAPER_AVERAGE}},
+                   markdown(results, params, list(by_task.values())))

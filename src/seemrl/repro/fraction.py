@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from seemrl import runfolder, stats
+from seemrl.repro import _report as rp
 from seemrl.repro._common import Context, Outcome
 from seemrl.sweep import RunSpec
 
@@ -301,6 +302,12 @@ def summarize(cells: list[dict[str, Any]], p: dict[str, Any]) -> dict[str, Any]:
 
 
 # -- the section -----------------------------------------------------------------------------
+VERDICTS = {"holds": rp.HOLDS, "contradicted": rp.DIFFERS, "not shown": rp.NOT_SETTLED,
+            "not yet": rp.NOT_SETTLED, "one fraction": rp.NOT_AT_THIS_SCALE,
+            "untrained": rp.NOT_AT_THIS_SCALE}
+"""How each of `summarize`'s verdicts leads its finding."""
+
+
 def _ci(ci: dict[str, Any], signed: bool = False) -> str:
     if ci.get("mean") is None:
         return "—"
@@ -318,7 +325,7 @@ def statement(algo: str, s: dict[str, Any]) -> str:
     g_large = s["by_fraction"][f"{large:g}"]["gain"]
     nums = (f"LN − no-LN at {100 * small:g} %: {_ci(g_small, True)}, at {100 * large:g} %: "
             f"{_ci(g_large, True)}, change {_ci(s['gain_change_small_minus_large'], True)}")
-    head = f"**{ALGOS[algo]}**: "
+    head = f"{ALGOS[algo]}: "
     v = s["verdict"]
     if v == "not yet":
         return (f"{head}not yet: {s['runs_finished']} of {s['runs']} runs finished (so far: "
@@ -338,65 +345,67 @@ def statement(algo: str, s: dict[str, Any]) -> str:
 
 def markdown(cells, summary, p, results) -> str:
     last = p.get("score_last", 1)
-    lines = ["What ran (per algorithm, each fraction with both critics; all seeds of a "
-             "fraction train on the same random subset; "
-             f"{p['eval_episodes']} evaluation episode(s) per seed and evaluation):", "",
-             "| algorithm | fractions | gradient steps | seeds | evaluated at steps |",
-             "|---|---|---|---|---|"]
+    report = rp.Report(
+        "What ran (per algorithm, each fraction with both critics; all seeds of a fraction "
+        "train on the same random subset; "
+        f"{p['eval_episodes']} evaluation episode(s) per seed and evaluation):",
+        claim="The claim (Fig. 9): a LayerNorm critic helps more as data shrinks, and at the "
+              "smallest fraction its gain is positive with a 95 % CI that excludes 0.")
+    rows = []
     for algo, a in p["algos"].items():
         at = eval_steps(a, p)
         at_text = ", ".join(f"{s:,}" for s in at) if len(at) <= 4 else (
             f"every {at[0]:,} ({len(at)} evaluations)")
-        lines.append(f"| {ALGOS[algo]} | {', '.join(f'{100 * f:g} %' for f in a['fractions'])}"
-                     f" | {a['steps']:,} | {len(a['seeds'])} | {at_text} |")
+        rows.append([ALGOS[algo], ", ".join(f"{100 * f:g} %" for f in a["fractions"]),
+                     f"{a['steps']:,}", len(a["seeds"]), at_text])
+    report.table(["algorithm", "fractions", "gradient steps", "seeds", "evaluated at steps"],
+                 rows)
     gpu = results.get("gpu")
     if gpu:
-        lines += ["", f"Also read: the GPU script's cells ({gpu.get('command', '?')}, "
-                  f"{gpu.get('device', '?')}), marked GPU below."]
+        report.text(f"Also read: the GPU script's cells ({gpu.get('command', '?')}, "
+                    f"{gpu.get('device', '?')}), marked GPU below.")
     pending = [f"{run_name(c['algo'], c['dataset'], c['fraction'], k == 'ln')} (step "
                f"{c[k]['step']:,} of {c['steps']:,})" for c in cells for k in CRITICS
                if not c[k]["finished"]]
-    lines += ["", f"Runs finished: {results['runs_finished']} of {results['runs']}; training "
-              f"time so far {results['training_cpu_hours']:.3g} CPU hours ("
-              f"{results['training_cpu_hours_means']})."]
+    report.text(f"Runs finished: {results['runs_finished']} of {results['runs']}; training "
+                f"time so far {results['training_cpu_hours']:.3g} CPU hours ("
+                f"{results['training_cpu_hours_means']}).")
     if pending:
-        lines += ["", "Pending (not finished, not in the statistics): " + ", ".join(pending)
-                  + "."]
-    lines += ["", f"Score: a seed's D4RL-normalised return averaged over its last {last} "
-              "evaluation(s); a seed stopped at its Q bound keeps being evaluated at its last "
-              "finite state and those evaluations count. Per cell: mean over seeds "
-              "[95 % percentile bootstrap CI, 10,000 resamples of the seeds]; LN − no-LN per "
-              "seed pair (same seed, same data subset) with its CI; seeds whose |mean Q| passed "
-              "max|r|/(1 − γ) (plain / LN); the median over seeds of the last normalised SEEM "
-              "(plain / LN).", "",
-              "| algorithm | dataset | fraction | plain critic | LN critic | LN − no-LN | "
-              "Q past ceiling | final SEEM |", "|---|---|---|---|---|---|---|---|"]
-    for c in cells:
-        n, ln = c["no_ln"], c["ln"]
-        state = lambda r: _ci(r["ci"]) if r["finished"] else f"pending ({r['step']:,})"
-        seem = " / ".join("—" if r["seem_final_median"] is None
-                          else f"{r['seem_final_median']:.3g}" for r in (n, ln))
-        src = " (GPU)" if c.get("source") == "gpu" else ""
-        lines.append(
-            f"| {ALGOS[c['algo']]}{src} | {c['dataset']} | {100 * c['fraction']:g} % | "
-            f"{state(n)} | {state(ln)} | {_ci(c['diff_ci'], True)} | "
-            f"{n['diverged']} / {ln['diverged']} of {len(c['seeds'])} | {seem} |")
-    lines += ["", "LN's gain per fraction: the mean over datasets of LN − no-LN (each dataset's "
-              "mean over seed pairs), CI resampling seed pairs within each dataset; the paper's "
-              "LN − no-LN is summed over its 9 datasets (read off Fig. 9), so only its sign and "
-              "trend compare:", "",
-              "| algorithm | fraction | LN − no-LN [95 % CI] | datasets finished | paper (Σ 9) |",
-              "|---|---|---|---|---|"]
+        report.text("Pending (not finished, not in the statistics): " + ", ".join(pending)
+                    + ".")
+
+    def state(r):
+        return _ci(r["ci"]) if r["finished"] else f"pending ({r['step']:,})"
+
+    report.table(
+        ["algorithm", "dataset", "fraction", "plain critic", "LN critic", "LN − no-LN",
+         "Q past ceiling", "final SEEM"],
+        [[ALGOS[c["algo"]] + (" (GPU)" if c.get("source") == "gpu" else ""), c["dataset"],
+          f"{100 * c['fraction']:g} %", state(c["no_ln"]), state(c["ln"]),
+          _ci(c["diff_ci"], True),
+          f"{c['no_ln']['diverged']} / {c['ln']['diverged']} of {len(c['seeds'])}",
+          " / ".join(rp.fmt_as(r["seem_final_median"], ".3g") for r in (c["no_ln"], c["ln"]))]
+         for c in cells],
+        caption=f"Score: a seed's D4RL-normalised return averaged over its last {last} "
+                "evaluation(s); a seed stopped at its Q bound keeps being evaluated at its last "
+                "finite state and those evaluations count. Per cell: mean over seeds "
+                "[95 % percentile bootstrap CI, 10,000 resamples of the seeds]; LN − no-LN per "
+                "seed pair (same seed, same data subset) with its CI; seeds whose |mean Q| "
+                "passed max|r|/(1 − γ) (plain / LN); the median over seeds of the last "
+                "normalised SEEM (plain / LN).")
+    report.table(
+        ["algorithm", "fraction", "LN − no-LN [95 % CI]", "datasets finished", "paper (Σ 9)"],
+        [[ALGOS[algo], f"{100 * float(f):g} %", _ci(r["gain"], True),
+          f"{r['datasets_finished']} of {r['datasets']}",
+          "—" if r["paper_sum_9"] is None else f"{r['paper_sum_9']:+d}"]
+         for algo, s in summary.items() for f, r in s["by_fraction"].items()],
+        caption="LN's gain per fraction: the mean over datasets of LN − no-LN (each dataset's "
+                "mean over seed pairs), CI resampling seed pairs within each dataset; the "
+                "paper's LN − no-LN is summed over its 9 datasets (read off Fig. 9), so only "
+                "its sign and trend compare:")
     for algo, s in summary.items():
-        for f, r in s["by_fraction"].items():
-            paper = "—" if r["paper_sum_9"] is None else f"{r['paper_sum_9']:+d}"
-            lines.append(f"| {ALGOS[algo]} | {100 * float(f):g} % | {_ci(r['gain'], True)} | "
-                         f"{r['datasets_finished']} of {r['datasets']} | {paper} |")
-    lines += ["", "### Does the paper's claim hold here?", "",
-              "The claim (Fig. 9): a LayerNorm critic helps more as data shrinks, and at the "
-              "smallest fraction its gain is positive with a 95 % CI that excludes 0.", ""]
-    lines += [f"- {statement(algo, s)}" for algo, s in summary.items()]
-    return "\n".join(lines)
+        report.finding(statement(algo, s), VERDICTS[s["verdict"]])
+    return report.markdown()
 
 
 def _sub(x, y):

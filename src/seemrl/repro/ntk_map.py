@@ -209,26 +209,30 @@ def figure(res: dict[str, Any], summary: dict[str, Any], params: dict[str, Any])
 def markdown(summary: dict[str, Any], params: dict[str, Any]) -> str:
     no, ln = summary["none"], summary["layernorm"]
     x0 = f"({params['x0'][0]:g}, {params['x0'][1]:g})"
-    lines = [rp.md_table(
+    report = rp.Report(
+        f"Setting: width {params['width']:,}, grid {params['grid']}×{params['grid']} "
+        f"over [−{params['extent']:g}, {params['extent']:g}]², {params['seeds']} init "
+        f"seeds, x0 = {x0} (the centre of the toy maze's start square; the paper does not "
+        "state x0 or the grid), exact NTK by the fast MLP path.")
+    report.table(
         ["network", "k((4,4), x0)/k(x0, x0), mean ± std over seeds", "max over the grid",
          "at the grid corner on the ray",
          "slope along the outer half of the ray (per unit distance, r²)"],
         [[NORMS[norm], f"{s['far_ratio_mean']:.2f} ± {s['far_ratio_std']:.2f}",
           f"{s['grid_max_ratio']:.2f}", f"{s['ray_end_ratio']:.2f}",
           f"{s['ray_outer_slope']:+.3f} ({s['ray_outer_r2']:.3f})"]
-         for norm, s in ((norm, summary[norm]) for norm in NORMS)])]
+         for norm, s in ((norm, summary[norm]) for norm in NORMS)])
     anchors = list(no["anchor_far_ratio"])
-    lines += ["", "The far-point ratio depends on the anchor x0, which the paper does not state "
-              "(mean over seeds):", "",
-              rp.md_table(["x0", *(a.replace("[", "(").replace("]", ")") for a in anchors)],
-                          [[NORMS[norm], *(f"{summary[norm]['anchor_far_ratio'][a]:.2f}"
-                                           for a in anchors)] for norm in NORMS])]
-    lines += ["", "**Against the paper.**"]
+    report.table(["x0", *(a.replace("[", "(").replace("]", ")") for a in anchors)],
+                 [[NORMS[norm], *(f"{summary[norm]['anchor_far_ratio'][a]:.2f}"
+                                  for a in anchors)] for norm in NORMS],
+                 caption="The far-point ratio depends on the anchor x0, which the paper does "
+                         "not state (mean over seeds):")
     lo, hi = min(no["anchor_far_ratio"].values()), max(no["anchor_far_ratio"].values())
     rel = no["far_ratio_mean"] / PAPER_FAR_RATIO_NO_LN - 1
     close = abs(rel) <= 0.2
-    lines.append(
-        f"- Without LN, (4, 4) moves {no['far_ratio_mean']:.2f}× as much as x0 = {x0} "
+    report.finding(
+        f"Without LN, (4, 4) moves {no['far_ratio_mean']:.2f}× as much as x0 = {x0} "
         f"(paper ≈ {PAPER_FAR_RATIO_NO_LN}): "
         + ("matches within 20 %." if close else
            f"{abs(rel) * 100:.0f} % {'lower' if rel < 0 else 'higher'}, so the number does not "
@@ -239,19 +243,21 @@ def markdown(summary: dict[str, Any], params: dict[str, Any]) -> str:
            ", which does not contain the paper's value either; the paper's initialisation "
            "(not stated; ours is PyTorch's default, with biases) or anchor may differ. The "
            "ratio is sensitive to both: a bias-free net would give exactly ‖x‖/‖x0‖ along "
-           "x0's ray (8 at (4, 4)), since its kernel is then 1-homogeneous in x [derived]."))
+           "x0's ray (8 at (4, 4)), since its kernel is then 1-homogeneous in x [derived]."),
+        rp.HOLDS if close else rp.DIFFERS)
     grows = no["ray_outer_slope"] > 0 and no["ray_outer_r2"] > 0.95
-    lines.append(
-        "- The qualitative claim holds without LN: " if grows else
-        "- The qualitative claim does not hold without LN: ")
-    lines[-1] += (f"along x0's ray the kernel grows linearly with distance (slope "
-                  f"{no['ray_outer_slope']:+.3f} per unit, r² {no['ray_outer_r2']:.3f} over the "
-                  f"outer half), up to {no['ray_end_ratio']:.2f} at the grid corner; a TD update "
-                  "at x0 moves far-away Q values more than Q(x0) itself.")
+    report.finding(
+        ("The qualitative claim holds without LN: " if grows else
+         "The qualitative claim does not hold without LN: ")
+        + (f"along x0's ray the kernel grows linearly with distance (slope "
+           f"{no['ray_outer_slope']:+.3f} per unit, r² {no['ray_outer_r2']:.3f} over the "
+           f"outer half), up to {no['ray_end_ratio']:.2f} at the grid corner; a TD update "
+           "at x0 moves far-away Q values more than Q(x0) itself."),
+        rp.HOLDS if grows else rp.DIFFERS)
     bounded = ln["grid_max_ratio"] <= 1.5 and ln["far_ratio_mean"] < no["far_ratio_mean"]
     flat = abs(ln["ray_outer_slope"]) < 0.1 * max(no["ray_outer_slope"], 1e-12)
-    lines.append(
-        f"- With LN the kernel is bounded: its maximum over the grid is "
+    report.finding(
+        f"With LN the kernel is bounded: its maximum over the grid is "
         f"{ln['grid_max_ratio']:.2f} and k((4, 4), x0)/k(x0, x0) = {ln['far_ratio_mean']:.2f} "
         + ("(matches the paper's 'local' kernel in the sense that matters for SEEM: far points "
            "move less than x0)" if bounded else "(does not match: LN does not bound it here)")
@@ -259,12 +265,9 @@ def markdown(summary: dict[str, Any], params: dict[str, Any]) -> str:
            f"{ln['ray_outer_slope']:+.3f} per unit) because LN makes the hidden layer depend "
            "only on the direction of W₁x + b₁ once ‖x‖ is large." if flat else
            f"; along the ray its slope is still {ln['ray_outer_slope']:+.3f} per unit.")
-        + " It is not local in the sense of decaying to 0 along x0's own direction.")
-    lines += ["", f"Setting: width {params['width']:,}, grid {params['grid']}×{params['grid']} "
-              f"over [−{params['extent']:g}, {params['extent']:g}]², {params['seeds']} init "
-              f"seeds, x0 = {x0} (the centre of the toy maze's start square; the paper does not "
-              "state x0 or the grid), exact NTK by the fast MLP path."]
-    return "\n".join(lines)
+        + " It is not local in the sense of decaying to 0 along x0's own direction.",
+        rp.HOLDS if bounded else rp.DIFFERS)
+    return report.markdown()
 
 
 def run(ctx: Context) -> Outcome:

@@ -40,6 +40,7 @@ import numpy as np
 
 from seemrl import plotting, runfolder
 from seemrl.diagnostics.verdict import VerdictConfig, replay
+from seemrl.repro import _report as rp
 from seemrl.repro._common import Context, Outcome
 from seemrl.sweep import RunSpec
 
@@ -472,40 +473,38 @@ def _steps_formatter(minor: bool = False):
 
 
 # -- the section -----------------------------------------------------------------------------
-def _n(x) -> str:
-    return "—" if x is None else f"{x:,.0f}"
-
-
 def _pct(x) -> str:
     return "—" if x is None else f"{100 * x:.1f} %"
 
 
 def _f2(x) -> str:
-    return "—" if x is None else f"{x:.2f}"
+    return rp.fmt_as(x, ".2f")
 
 
-def _row(name: str, s: dict[str, Any]) -> str:
-    return (f"| {name} | {s['seed_runs']} | {s['diverged']} | {s['predicted_ahead']} "
-            f"({_pct(s['recall'])}) | {s['false_alarms']} ({_pct(s['false_alarm_rate'])}) | "
-            f"{s['unsettled_alarms']} | {_n(s['lead_steps_median'])} | "
-            f"{_f2(s['lead_fraction_median'])} |")
+HEADER = ["runs", "seed-runs", "diverged", "predicted ahead (recall)", "false alarms (rate)",
+          "unsettled", "median lead, steps", "median lead / time to ceiling"]
 
 
-HEADER = ["| runs | seed-runs | diverged | predicted ahead (recall) | false alarms (rate) | "
-          "unsettled | median lead, steps | median lead / time to ceiling |",
-          "|---|---|---|---|---|---|---|---|"]
+def _row(name: str, s: dict[str, Any]) -> list[str]:
+    return [name, s["seed_runs"], s["diverged"], f"{s['predicted_ahead']} ({_pct(s['recall'])})",
+            f"{s['false_alarms']} ({_pct(s['false_alarm_rate'])})", s["unsettled_alarms"],
+            rp.fmt_as(s["lead_steps_median"], ",.0f"), _f2(s["lead_fraction_median"])]
 
 
 def markdown(results: dict[str, Any], p: dict[str, Any]) -> str:
     rule, o = results["rule"], results["overall"]
-    lines = [
+    report = rp.Report(
         f"TD3 (no BC term unless named: bc1 = TD3+BC α 2.5, bc0.1 = a weak BC term), "
         f"{p['steps']:,} steps, seeds {p['seeds']}, the default SEEM schedule (every "
         f"{p['seem_first']} steps at first, growing to every {p['seem_every']:,}) on a "
         f"{p['seem_probe']}-transition probe. diverged_at: the first step |mean Q| passed "
         "max|r|/(1 − γ) of the training data (or went non-finite); predicted_at: the step the "
         "verdict fired, counted only strictly before diverged_at. A calm seed's alarm at step "
-        "p is false when the run was ≥ 10·p long, else unsettled.", "",
+        "p is false when the run was ≥ 10·p long, else unsettled.",
+        against="the targets",
+        claim="Targets on the held-out family: recall ≥ 90 %, false alarms ≤ 10 %, median "
+              "lead ≥ 30 % of the time to the ceiling.")
+    report.text(
         f"Rule (`VerdictConfig()`): SEEM > {rule['seem_threshold']:g} at "
         f"{rule['consecutive']} measurement(s) in a row with NTK cosine ≥ "
         f"{rule['ntk_cos_min']:g} and |Q| rising ≥ {rule['q_rise']:g}×, or |Q| > "
@@ -513,36 +512,36 @@ def markdown(results: dict[str, Any], p: dict[str, Any]) -> str:
         f"{rule['q_trend_exponent']:g} over {rule['q_trend_window']} measurements). "
         + ("It is the calibration grid's best rule." if results["rule_is_calibrated_best"]
            else f"The calibration grid's best rule is {results['calibrated_best']}: the "
-                "library default differs from it."), "",
-        *HEADER,
+                "library default differs from it."))
+    report.table(HEADER, [
         _row("calibration (" + ", ".join(sorted({c['dataset'] for c in p['calibration']}))
              + ")", results["calibration"]["overall"]),
         _row("**held out** (" + ", ".join(sorted({c['dataset'] for c in p['held_out']}))
-             + ")", o), "",
-        "Targets on the held-out family: recall ≥ 90 %, false alarms ≤ 10 %, median lead ≥ 30 "
-        "% of the time to the ceiling. " + verdict_line(o)
-        + (f" Of the {o['false_alarms']} false alarms, {o['false_alarms_q_still_rising']} "
-           "had |Q| still rising at the end (≥ 2× its value halfway through the run): calm "
-           "within the run, not necessarily for good." if o["false_alarms"] else ""), "",
-        "### Which signal predicts (held-out runs, each rule replayed on the same logs)", "",
-        *HEADER]
-    lines += [_row(name, s) for name, s in results["alternatives"].items()]
-    lines += ["", "### Per held-out configuration", "", *HEADER]
-    lines += [_row(c["name"], c) for c in results["per_config"]]
+             + ")", o)])
+    report.heading("Which signal predicts (held-out runs, each rule replayed on the same logs)")
+    report.table(HEADER, [_row(name, s) for name, s in results["alternatives"].items()])
+    report.heading("Per held-out configuration")
+    report.table(HEADER, [_row(c["name"], c) for c in results["per_config"]])
     pending = results["pending"] + results["calibration"]["pending"]
     if pending:
-        lines += ["", f"**Not finished yet ({len(pending)} runs, not in the numbers above; "
-                  "the same `seemrl repro predict` command resumes them):** "
-                  + ", ".join(pending) + "."]
-    lines += ["", "CPU time of the finished runs' training: "
-              f"{results['cpu_hours_of_runs']:.2f} h "
-              "(Σ over run folders of each logged chunk's steps / its steps per second, one "
-              "core per run; SEEM measurements are not in it)."]
-    return "\n".join(lines)
+        report.text(f"**Not finished yet ({len(pending)} runs, not in the numbers above; "
+                    "the same `seemrl repro predict` command resumes them):** "
+                    + ", ".join(pending) + ".")
+    met, line = verdict_line(o)
+    report.finding(
+        line + (f" Of the {o['false_alarms']} false alarms, {o['false_alarms_q_still_rising']} "
+                "had |Q| still rising at the end (≥ 2× its value halfway through the run): "
+                "calm within the run, not necessarily for good." if o["false_alarms"] else ""),
+        rp.NOT_SETTLED if pending else rp.HOLDS if met else rp.DIFFERS)
+    report.note("CPU time of the finished runs' training: "
+                f"{results['cpu_hours_of_runs']:.2f} h "
+                "(Σ over run folders of each logged chunk's steps / its steps per second, one "
+                "core per run; SEEM measurements are not in it).")
+    return report.markdown()
 
 
-def verdict_line(s: dict[str, Any]) -> str:
-    """Whether the held-out numbers meet the targets, said plainly."""
+def verdict_line(s: dict[str, Any]) -> tuple[bool, str]:
+    """Whether the held-out numbers meet the targets, and that said plainly."""
     met = {"recall ≥ 90 %": s["recall"] is not None and s["recall"] >= 0.9,
            "false alarms ≤ 10 %": s["false_alarm_rate"] is not None
            and s["false_alarm_rate"] <= 0.1,
@@ -551,6 +550,6 @@ def verdict_line(s: dict[str, Any]) -> str:
     ok = [k for k, v in met.items() if v]
     bad = [k for k, v in met.items() if not v]
     if not bad:
-        return "All three are met here."
-    return (f"Met: {', '.join(ok) or 'none'}; not met: {', '.join(bad)} (numbers above; the "
-            "rule was not re-tuned on these runs).")
+        return True, "All three are met here."
+    return False, (f"Met: {', '.join(ok) or 'none'}; not met: {', '.join(bad)} (numbers above; "
+                   "the rule was not re-tuned on these runs).")

@@ -329,7 +329,7 @@ def plot_summary(rows: dict[str, dict[str, Any]], dataset: str, p: dict[str, Any
 # -- report ----------------------------------------------------------------------------------
 def markdown(per_run: dict[tuple[str, str], dict[str, Any]], table, p: dict[str, Any]) -> str:
     fmt, sg = rp.fmt, rp.fmt_signed
-    lines = [
+    report = rp.Report(
         f"TD3 without BC (bc_coef 0, α 2.5), Adam 3e-4, τ = 1, γ 0.99, batch 256, critic "
         f"{'-'.join(map(str, p['critic_hidden']))} ReLU; {p['steps']:,} steps on "
         f"{100 * p['fraction']:g} % of {p['size']:,}-transition built-in datasets, seeds "
@@ -345,26 +345,22 @@ def markdown(per_run: dict[tuple[str, str], dict[str, Any]], table, p: dict[str,
         "dropout acts only in the critic's TD-regression pass; BatchNorm normalises that pass "
         "by the batch's statistics and every other pass (TD targets, actor loss, SEEM) by "
         "running averages; spectral norm divides each hidden kernel by its largest singular "
-        "value (power iteration every forward pass).",
-        "",
-    ]
+        "value (power iteration every forward pass).")
     for dataset in p["datasets"]:
         rows = [per_run[(dataset, v)] for v in table]
-        lines += [
-            f"**{dataset}** (Q ceiling {rows[0]['q_ceiling']:.3g})", "",
-            rp.md_table(["critic", "seeds diverged", f"of them past {EXPLODE_FACTOR:g}× ceiling",
-                         "first past ceiling (median step)", "SEEM > thr. once",
-                         f"SEEM > thr. {SUSTAINED}× in a row", "max SEEM", "final SEEM",
-                         "max \\|Q\\| (median)", "final score"],
-                        [[r["label"], f"{r['n_diverged']}/{r['n_seeds']}", str(r["n_runaway"]),
-                          fmt(rp.median_or_none(s["q_past_ceiling_step"] for s in r["seeds"])),
-                          f"{r['seem_flagged']}/{r['n_seeds']}",
-                          f"{r['seem_sustained']}/{r['n_seeds']}", sg(r["max_seem"], 2),
-                          sg(r["final_seem"], 2), fmt(r["max_abs_q"]),
-                          fmt(r["final_score"])] for r in rows]),
-            ""]
-    lines += ["**Against the paper.**", ""] + statements(per_run, table, p)
-    return "\n".join(lines)
+        report.table(["critic", "seeds diverged", f"of them past {EXPLODE_FACTOR:g}× ceiling",
+                      "first past ceiling (median step)", "SEEM > thr. once",
+                      f"SEEM > thr. {SUSTAINED}× in a row", "max SEEM", "final SEEM",
+                      "max \\|Q\\| (median)", "final score"],
+                     [[r["label"], f"{r['n_diverged']}/{r['n_seeds']}", str(r["n_runaway"]),
+                       fmt(rp.median_or_none(s["q_past_ceiling_step"] for s in r["seeds"])),
+                       f"{r['seem_flagged']}/{r['n_seeds']}",
+                       f"{r['seem_sustained']}/{r['n_seeds']}", sg(r["max_seem"], 2),
+                       sg(r["final_seem"], 2), fmt(r["max_abs_q"]),
+                       fmt(r["final_score"])] for r in rows],
+                     caption=f"**{dataset}** (Q ceiling {rows[0]['q_ceiling']:.3g})")
+    findings(report, per_run, table, p)
+    return report.markdown()
 
 
 def _pooled(per_run, table, p, variant) -> dict[str, Any]:
@@ -372,12 +368,11 @@ def _pooled(per_run, table, p, variant) -> dict[str, Any]:
     return {**aggregate(seeds), "label": table[variant]["label"], "seeds": seeds}
 
 
-def statements(per_run, table, p) -> list[str]:
-    """Plain sentences from the numbers (seeds pooled over datasets)."""
+def findings(report: rp.Report, per_run, table, p) -> None:
+    """The findings from the numbers (seeds pooled over datasets)."""
     fmt, sg = rp.fmt, rp.fmt_signed
     pool = {v: _pooled(per_run, table, p, v) for v in table}
     base, ln = pool.get("none"), pool.get("layernorm")
-    out = []
 
     def rate(r):
         return (f"{r['n_diverged']}/{r['n_seeds']} seeds diverged ({r['n_runaway']} past "
@@ -387,15 +382,18 @@ def statements(per_run, table, p) -> list[str]:
         return f"median max |Q| {fmt(r['max_abs_q'])}"
 
     if base is None:
-        return ["- No unregularised baseline was run, so nothing is compared."]
+        report.finding("No unregularised baseline was run, so nothing is compared.")
+        return
     if base["n_diverged"] == 0:
-        return [f"- Without a regulariser no seed diverged in {p['steps']:,} steps, so this run "
-                "cannot show any regulariser removing divergence; run longer (the `paper` "
-                "scale)."]
-    out.append(f"- Without a regulariser {rate(base)}, {q(base)}, largest SEEM "
-               f"{sg(base['max_seem'], 2)} on average, above {dv.SEEM_THRESHOLD:g} for "
-               f"{SUSTAINED} measurements in a row in {base['seem_sustained']}/{base['n_seeds']}"
-               " seeds: the paper's diverging setting diverges here too.")
+        report.finding(f"Without a regulariser no seed diverged in {p['steps']:,} steps, so "
+                       "this run cannot show any regulariser removing divergence; run longer "
+                       "(the `paper` scale).", rp.NOT_AT_THIS_SCALE)
+        return
+    report.finding(f"Without a regulariser {rate(base)}, {q(base)}, largest SEEM "
+                   f"{sg(base['max_seem'], 2)} on average, above {dv.SEEM_THRESHOLD:g} for "
+                   f"{SUSTAINED} measurements in a row in "
+                   f"{base['seem_sustained']}/{base['n_seeds']} seeds: the paper's diverging "
+                   "setting diverges here too.", rp.HOLDS)
     if ln is not None:
         spikes = ln["seem_flagged"] - ln["seem_sustained"]
         seem_text = (f"its SEEM stayed at or below {dv.SEEM_THRESHOLD:g} throughout in "
@@ -405,35 +403,37 @@ def statements(per_run, table, p) -> list[str]:
                           f"(largest {sg(max(s['max_seem'] for s in ln['seeds']), 2)}) that "
                           f"never lasted {SUSTAINED} in a row")
         if ln["n_diverged"] == 0:
-            out.append(f"- LayerNorm (Linear→LN→ReLU on every hidden layer): {rate(ln)}, "
-                       f"{q(ln)}, below the ceiling; {seem_text}. This matches the paper's "
-                       "claim that LN removes divergence" + (
-                           " and keeps SEEM ≈ 0." if not spikes else
-                           "; its 'SEEM ≈ 0 with LN' holds for the sustained signal, not for "
-                           "every single measurement."))
+            report.finding(
+                f"LayerNorm (Linear→LN→ReLU on every hidden layer): {rate(ln)}, {q(ln)}, below "
+                f"the ceiling; {seem_text}. This matches the paper's claim that LN removes "
+                "divergence" + (" and keeps SEEM ≈ 0." if not spikes else
+                                "; its 'SEEM ≈ 0 with LN' holds for the sustained signal, not "
+                                "for every single measurement."), rp.HOLDS)
         else:
-            out.append(f"- LayerNorm (Linear→LN→ReLU on every hidden layer): {rate(ln)}, "
-                       f"{q(ln)}; {seem_text}. This does not match the paper's claim that LN "
-                       "removes divergence.")
+            report.finding(
+                f"LayerNorm (Linear→LN→ReLU on every hidden layer): {rate(ln)}, {q(ln)}; "
+                f"{seem_text}. This does not match the paper's claim that LN removes "
+                "divergence.", rp.DIFFERS)
     others = [v for v in ("weight-decay", "dropout", "batchnorm", "spectral-norm") if v in pool]
     kept = [v for v in others if pool[v]["n_diverged"] > 0]
     fixed = [v for v in others if pool[v]["n_diverged"] == 0]
     if kept:
         parts = [f"{pool[v]['label']}: {rate(pool[v])}, {q(pool[v])}" for v in kept]
-        out.append("- Still diverging: " + "; ".join(parts) + f" (plain critic: "
-                   f"{q(base)}). As the paper's account predicts (only LN's bounded "
-                   "extrapolation, SPEC §4, removes the self-excitation), these do not fix it; "
-                   "at most they slow Q's growth.")
+        report.finding("Still diverging: " + "; ".join(parts) + f" (plain critic: "
+                       f"{q(base)}). As the paper's account predicts (only LN's bounded "
+                       "extrapolation, SPEC §4, removes the self-excitation), these do not fix "
+                       "it; at most they slow Q's growth.", rp.HOLDS)
     if fixed:
         parts = [f"{pool[v]['label']}: {rate(pool[v])}, {q(pool[v])}, SEEM above "
                  f"{dv.SEEM_THRESHOLD:g} for {SUSTAINED} in a row in "
                  f"{pool[v]['seem_sustained']}/{pool[v]['n_seeds']} seeds" for v in fixed]
-        out.append("- Not diverging: " + "; ".join(parts) + ". The paper presents LayerNorm "
-                   "as the fix and SPEC records no result for these alternatives, so this goes "
-                   "beyond the paper rather than confirming it. It is plausible: BatchNorm's "
-                   "training pass normalises each unit over the batch (a scale invariance like "
-                   "LN's) and spectral norm caps each hidden layer's gain; whether it holds "
-                   f"beyond {p['steps']:,} steps is what the `paper` scale tests.")
+        report.finding("Not diverging: " + "; ".join(parts) + ". The paper presents "
+                       "LayerNorm as the fix and SPEC records no result for these alternatives, "
+                       "so this goes beyond the paper rather than confirming it. It is "
+                       "plausible: BatchNorm's training pass normalises each unit over the batch "
+                       "(a scale invariance like LN's) and spectral norm caps each hidden "
+                       "layer's gain; whether it holds beyond "
+                       f"{p['steps']:,} steps is what the `paper` scale tests.")
     ln_family = [v for v in table if table[v]["group"] in ("layernorm-after", "layernorm-sets")]
     if ln_family:
         parts = []
@@ -445,15 +445,15 @@ def statements(per_run, table, p) -> list[str]:
                          "sustained above the threshold: an overestimate, not a self-excited "
                          "runaway")
             parts.append(text)
-        out.append("- LayerNorm placement and layer sets: " + "; ".join(parts) + ". The "
-                   "authors put LN before the activation on every hidden layer and ablate the "
-                   "sets {0}, {0,1}, {0,1,2}, {2}, {1,2} of a 3-layer critic; SPEC records no "
-                   "numbers for those, so these rows have no paper value to compare with.")
+        report.finding("LayerNorm placement and layer sets: " + "; ".join(parts) + ". The "
+                       "authors put LN before the activation on every hidden layer and ablate the "
+                       "sets {0}, {0,1}, {0,1,2}, {2}, {1,2} of a 3-layer critic; SPEC records no "
+                       "numbers for those, so these rows have no paper value to compare with.")
     # SEEM as the predictor, per seed over every variant.
     seeds = [s for r in per_run.values() for s in r["seeds"]]
     runaway = [s for s in seeds if s["runaway"]]
     calm = [s for s in seeds if not s["diverged"]]
-    text = (f"- SEEM as the predictor (all {len(seeds)} seed-runs): sustained SEEM ({SUSTAINED} "
+    text = (f"SEEM as the predictor (all {len(seeds)} seed-runs): sustained SEEM ({SUSTAINED} "
             f"measurements in a row above {dv.SEEM_THRESHOLD:g}) occurred in "
             f"{sum(s['seem_sustained_step'] is not None for s in runaway)} of the "
             f"{len(runaway)} runaway seeds and in "
@@ -464,18 +464,13 @@ def statements(per_run, table, p) -> list[str]:
     if runaway:
         text += (f"; the first single crossing came at or before the log point where Q passed "
                  f"the ceiling in {len(early)} of the {len(runaway)} runaway seeds")
-    out.append(text + ".")
+    report.finding(text + ".")
     scores = {v: pool[v]["final_score"] for v in pool if pool[v]["final_score"] is not None}
     if scores:
         best = max(scores, key=scores.__getitem__)
-        out.append(f"- Score: the best mean final score was {fmt_score(scores[best])} "
-                   f"({pool[best]['label']}); without a regulariser "
-                   f"{fmt_score(scores.get('none'))}. With no BC term on "
-                   f"{100 * p['fraction']:g} % of the data every variant's policy is poor, "
-                   "diverged or not: the paper's score gains are for LN in algorithms with a "
-                   "BC or conservative term (`repro fraction`).")
-    return out
-
-
-def fmt_score(x) -> str:
-    return "—" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.1f}"
+        report.finding(f"Score: the best mean final score was {rp.fmt_as(scores[best], '.1f')} "
+                       f"({pool[best]['label']}); without a regulariser "
+                       f"{rp.fmt_as(scores.get('none'), '.1f')}. With no BC term on "
+                       f"{100 * p['fraction']:g} % of the data every variant's policy is poor, "
+                       "diverged or not: the paper's score gains are for LN in algorithms with a "
+                       "BC or conservative term (`repro fraction`).")

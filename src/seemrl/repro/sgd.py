@@ -312,7 +312,7 @@ def markdown(results: dict[str, Any], p: dict[str, Any]) -> str:
                 fmt(s["crash_step"]),
                 _prediction(pn), _prediction(pq), fmt(s["max_norm_jump"]),
                 fmt(on["slope"]) if on else "—", fmt(oq["slope"]) if oq else "—"])
-    lines = [
+    report = rp.Report(
         f"TD3 without BC (bc_coef 0, α 2.5), plain SGD (no momentum) lr {p['lr']:g} for actor "
         f"and critic, γ 0.99, batch 256, on {p['fraction']:g} of {p['dataset']} "
         f"({p['size']:,} transitions), {p['steps']:,} steps, seeds "
@@ -326,19 +326,14 @@ def markdown(results: dict[str, Any], p: dict[str, Any]) -> str:
         f"|Q|^({growth.sgd_exponent(L, 'q'):.3g}) linearly in t. Growth orders: slopes of "
         f"log ρ and log|Q| against log(t* − t) over [onset, crash) (predicted "
         f"{predicted_order(L, 'norm'):.3g} and {predicted_order(L, 'q'):.3g}).",
-        "",
-        rp.md_table(["config", "seed", "SEEM > thr. at", "onset", "actual crash",
-                     "predicted from ρ (error; R²)", "predicted from \\|Q\\| (error; R²)",
-                     "largest ρ jump (×)", "order of ρ", "order of \\|Q\\|"],
-                    rows),
-        "",
-        "**Against the theory and the paper.**",
-        "",
-    ]
+        against="the theory and the paper")
+    report.table(["config", "seed", "SEEM > thr. at", "onset", "actual crash",
+                  "predicted from ρ (error; R²)", "predicted from \\|Q\\| (error; R²)",
+                  "largest ρ jump (×)", "order of ρ", "order of \\|Q\\|"], rows)
     crashed = [(name, c, s) for name, c in results["configs"].items() for s in c["seeds"]
                if s["crash_step"] is not None]
     total = sum(len(c["seeds"]) for c in results["configs"].values())
-    lines.append(f"- {len(crashed)} of {total} seed-runs crashed (Q non-finite) within "
+    report.finding(f"{len(crashed)} of {total} seed-runs crashed (Q non-finite) within "
                  f"{p['steps']:,} steps: "
                  + ", ".join(f"{_label(c)} {c['crashed']}/{len(c['seeds'])}"
                              for c in results["configs"].values()) + ".")
@@ -350,8 +345,8 @@ def markdown(results: dict[str, Any], p: dict[str, Any]) -> str:
               if quantity in s["predictions"]]
         if errs:
             good = sum(abs(e) <= 0.5 for e in errs)
-            lines.append(
-                f"- Crash predicted from {name}: in {good} of {len(errs)} seed-runs the "
+            report.finding(
+                f"Crash predicted from {name}: in {good} of {len(errs)} seed-runs the "
                 "predicted step was within half the remaining time of the actual crash "
                 f"(median error {np.median(errs):+.2f} × the time left when the fit ended; "
                 f"median R² of the linear fit {np.median(r2):.3f}).")
@@ -359,14 +354,14 @@ def markdown(results: dict[str, Any], p: dict[str, Any]) -> str:
                   if quantity in s["orders"]]
         if orders:
             pred = predicted_order(L, quantity)
-            lines.append(f"- Growth order of {name}: median slope {np.median(orders):.3g} "
-                         f"against log(t* − t), predicted {pred:.3g} for L = {L}.")
+            report.finding(f"Growth order of {name}: median slope {np.median(orders):.3g} "
+                           f"against log(t* − t), predicted {pred:.3g} for L = {L}.")
     jumps = [(c, s) for _, c, s in crashed if s["max_norm_jump"] is not None]
     if jumps:
         bound = smooth_jump_bound(L)
         abrupt = [(c, s) for c, s in jumps if s["max_norm_jump"] > bound]
-        lines.append(
-            f"- How the crashed runs blew up: in {len(abrupt)} of {len(jumps)} ρ jumped by more "
+        report.finding(
+            f"How the crashed runs blew up: in {len(abrupt)} of {len(jumps)} ρ jumped by more "
             f"than the smooth law allows ({bound:.2f}× within one {p['log_every']}-step log "
             "interval, except the last before the crash) somewhere after the onset ("
             + ", ".join(f"{_label(c)} seed {s['seed']}: {s['max_norm_jump']:.2f}×"
@@ -382,16 +377,17 @@ def markdown(results: dict[str, Any], p: dict[str, Any]) -> str:
                   and "norm" in s["predictions"]
                   and s["predictions"]["norm"]["t_star"] is not None]
         if smooth:
-            lines.append(
-                "- Where ρ grew smoothly up to the crash: "
+            report.finding(
+                "Where ρ grew smoothly up to the crash: "
                 + "; ".join(_smooth_case(c, s) for c, s in smooth) + ".")
     no_fit = [(name, s["seed"]) for name, _, s in crashed if not s["predictions"]]
     if no_fit:
-        lines.append(f"- {len(no_fit)} crashed seed-runs had fewer than {MIN_POINTS} log points "
-                     "in the first half of their divergent phase: the blow-up was faster than "
-                     "the logging could resolve, so no prediction was possible.")
-    lines.append(f"- The paper's toy run (SPEC §3): 1/Q fell linearly from "
-                 f"{PAPER_TOY['inv_q_at_200']} at iteration 200 to 0 at ≈ {PAPER_TOY['crash']}. "
-                 "The paper states growth order and crash step are predictable for SGD but "
-                 "gives no TD3 numbers to compare with.")
-    return "\n".join(lines)
+        report.finding(f"{len(no_fit)} crashed seed-runs had fewer than {MIN_POINTS} log "
+                       "points in the first half of their divergent phase: the blow-up was "
+                       "faster than the logging could resolve, so no prediction was possible.",
+                       rp.NOT_AT_THIS_SCALE)
+    report.note(f"The paper's toy run (SPEC §3): 1/Q fell linearly from "
+                f"{PAPER_TOY['inv_q_at_200']} at iteration 200 to 0 at ≈ {PAPER_TOY['crash']}. "
+                "The paper states growth order and crash step are predictable for SGD but "
+                "gives no TD3 numbers to compare with.")
+    return report.markdown()

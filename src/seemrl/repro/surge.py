@@ -147,7 +147,7 @@ def plot(runs: dict[str, dv.RunData], p: dict[str, Any]):
 def markdown(per_dataset: dict[str, list[dict]], summary: dict[str, Any],
              runs: dict[str, dv.RunData], p: dict[str, Any]) -> str:
     fmt = rp.fmt
-    lines = [
+    report = rp.Report(
         f"TD3 without BC (bc_coef 0, α 2.5), Adam 3e-4, τ = 1 (hard target copy at every "
         f"actor step), γ 0.99, batch 256; {p['steps']:,} steps on {p['size']:,}-transition "
         f"built-in datasets (the paper: 1M steps on D4RL's ~1M-transition datasets); SEEM every "
@@ -157,57 +157,54 @@ def markdown(per_dataset: dict[str, list[dict]], summary: dict[str, Any],
         "its Q passed the ceiling at the first log point with |mean Q| > max|r|/(1 − γ), the "
         f"largest possible discounted return; 'exploded' is |Q| > {EXPLODE_FACTOR:g}× the "
         f"ceiling; 'stopped' is the step Q turned non-finite or passed {p['q_bound']:.0e} and "
-        "the seed was stopped. Lead = Q-past-ceiling step − SEEM step (positive: SEEM first).",
-        "",
-        rp.md_table(["dataset", "seed", "SEEM > thr. at", "Q > ceiling at", "Q > "
-                     f"{EXPLODE_FACTOR:g}× ceiling at", "stopped at", "lead (steps)",
-                     "max SEEM", "final SEEM", "max \\|Q\\|"],
-                    [[name, r["seed"], fmt(r["seem_above_step"]), fmt(r["q_past_ceiling_step"]),
-                      fmt(r["q_exploded_step"]), fmt(r["diverged_at"]), fmt(r["lead_steps"]),
-                      rp.fmt_signed(r["max_seem"], 2), rp.fmt_signed(r["final_seem"], 2),
-                      fmt(r["max_abs_q"])]
-                     for name, rows in per_dataset.items() for r in rows]),
-        "",
-        "Q ceilings: " + ", ".join(f"{n} {d.ceiling:.3g}" for n, d in runs.items()) + ".",
-        "",
-        "**Against the paper.**",
-        "",
-    ]
+        "the seed was stopped. Lead = Q-past-ceiling step − SEEM step (positive: SEEM first).")
+    report.table(["dataset", "seed", "SEEM > thr. at", "Q > ceiling at", "Q > "
+                  f"{EXPLODE_FACTOR:g}× ceiling at", "stopped at", "lead (steps)",
+                  "max SEEM", "final SEEM", "max \\|Q\\|"],
+                 [[name, r["seed"], fmt(r["seem_above_step"]), fmt(r["q_past_ceiling_step"]),
+                   fmt(r["q_exploded_step"]), fmt(r["diverged_at"]), fmt(r["lead_steps"]),
+                   rp.fmt_signed(r["max_seem"], 2), rp.fmt_signed(r["final_seem"], 2),
+                   fmt(r["max_abs_q"])]
+                  for name, rows in per_dataset.items() for r in rows])
+    report.text("Q ceilings: " + ", ".join(f"{n} {d.ceiling:.3g}" for n, d in runs.items())
+                + ".")
     s = summary
     n_pass = s["q_passed_ceiling"]
     if n_pass:
-        verdict = ("matches the paper's claim" if s["seem_at_or_before_q"] == n_pass
-                   else "partly matches the paper's claim")
-        lines.append(
-            f"- SEEM before Q: of the {n_pass} of {s['seed_runs']} seed-runs whose Q passed the "
+        all_first = s["seem_at_or_before_q"] == n_pass
+        verdict = "matches the paper's claim" if all_first else "partly matches the paper's claim"
+        report.finding(
+            f"SEEM before Q: of the {n_pass} of {s['seed_runs']} seed-runs whose Q passed the "
             f"ceiling, SEEM had crossed {dv.SEEM_THRESHOLD:g} at or before that log point in "
             f"{s['seem_at_or_before_q']}, after it in {s['seem_after_q']}, and never in "
             f"{s['q_passed_without_seem']} (median lead {fmt(s['median_lead_steps'])} steps); "
             f"this {verdict} that SEEM surges before Q explodes. The median peak SEEM of these "
             f"seeds is {fmt(s['max_seem_of_diverged'], 2)}, against "
             f"{PAPER_SEEM_DIVERGING[0]}–{PAPER_SEEM_DIVERGING[1]} in the paper's diverging runs "
-            f"(≈ {PAPER_SEED1['seem_after']} after the jump of antmaze-medium-play seed 1).")
+            f"(≈ {PAPER_SEED1['seem_after']} after the jump of antmaze-medium-play seed 1).",
+            rp.HOLDS if all_first else rp.DIFFERS)
     else:
-        lines.append(f"- No seed's Q passed the ceiling in {p['steps']:,} steps, so the order "
-                     "of SEEM and Q could not be checked at this scale.")
+        report.finding(f"No seed's Q passed the ceiling in {p['steps']:,} steps, so the order "
+                       "of SEEM and Q could not be checked at this scale.", rp.NOT_AT_THIS_SCALE)
     if s["seem_quiet"]:
-        lines.append(
-            f"- SEEM ≈ 0 keeps Q bounded: {s['seem_quiet']} seed-runs never crossed the "
+        bounded = s["seem_quiet_q_bounded"] == s["seem_quiet"]
+        report.finding(
+            f"SEEM ≈ 0 keeps Q bounded: {s['seem_quiet']} seed-runs never crossed the "
             f"threshold; {s['seem_quiet_q_bounded']} of them kept |Q| below the ceiling"
-            + (" (as the paper says)." if s["seem_quiet_q_bounded"] == s["seem_quiet"]
+            + (" (as the paper says)." if bounded
                else f", {s['seem_quiet'] - s['seem_quiet_q_bounded']} did not: Q passed the "
                     "ceiling while SEEM stayed below the threshold, which the paper's claim "
-                    "does not predict."))
+                    "does not predict."), rp.HOLDS if bounded else rp.DIFFERS)
     else:
-        lines.append("- Every seed-run crossed the SEEM threshold, so the converse claim (SEEM "
-                     "≈ 0 keeps Q bounded) is not tested here.")
+        report.finding("Every seed-run crossed the SEEM threshold, so the converse claim (SEEM "
+                       "≈ 0 keeps Q bounded) is not tested here.", rp.NOT_AT_THIS_SCALE)
     early = [r for rows in per_dataset.values() for r in rows
              if r["seem_above_step"] is not None and r["seem_above_step"] <= 2 * p["seem_every"]]
-    lines.append(
-        f"- Timing: {len(early)} of {s['seed_runs']} seed-runs were self-exciting by the second "
+    report.finding(
+        f"Timing: {len(early)} of {s['seed_runs']} seed-runs were self-exciting by the second "
         f"measurement ({fmt(2 * p['seem_every'])} steps), like the paper's antmaze seed 2 (SEEM "
         f"≈ {PAPER_SEED2['seem_after']} within {PAPER_SEED2['seem_within']:,} steps); the "
         f"paper's seed 1 jumped only at ≈ {PAPER_SEED1['seem_jump_step']:,} steps. With "
         f"{p['size']:,} transitions instead of ~1M and {p['steps']:,} steps, the onset times "
         "are not comparable with the paper's, only their order.")
-    return "\n".join(lines)
+    return report.markdown()

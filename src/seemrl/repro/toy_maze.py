@@ -40,6 +40,7 @@ from seemrl.diagnostics import growth
 from seemrl.diagnostics.seem import mlp_seem_matrix, seem_from_matrix
 from seemrl.diagnostics.verdict import VerdictConfig
 from seemrl.networks import MLPConfig, QNetwork
+from seemrl.repro import _report as rp
 from seemrl.repro._common import Context, Outcome
 
 TITLE = "Toy maze: SGD Q-learning with zero rewards crashes in finite time, 1/Q linear to it"
@@ -413,81 +414,82 @@ def trajectory_figure(data):
 
 def markdown(runs: dict[str, dict[str, Any]], params: dict[str, Any]) -> str:
     s = runs["none"]["summary"]
-    lines = ["| critic | seeds | crashed | median crash iteration | median max \\|Q\\| (seeds "
-             "without crash) | median max SEEM | crashing seeds with SEEM > "
-             f"{SEEM_THRESHOLD} before the crash | other seeds ever above {SEEM_THRESHOLD} |",
-             "|---|---|---|---|---|---|---|---|"]
-    for norm, run in runs.items():
-        t = run["summary"]
-        lines.append(f"| {LABELS[norm]} | {t['seeds']} | {t['crashed']} | "
-                     f"{_fmt(t['crash_median'], '.0f')} | "
-                     f"{_fmt(t['max_abs_q_median_no_crash'], '.3g')} | "
-                     f"{_fmt(t['seem_max_median'], '.3f')} | "
-                     f"{t['seem_above_threshold_before_crash']} of {t['crashed']} | "
-                     f"{t['seem_ever_above_threshold_no_crash']} of {t['seeds'] - t['crashed']} |")
-    lines += ["", "Crash prediction for the plain MLP (growth theory, L = 2: 1/Q linear):", "",
-              "| line fitted while 1/Q fell | seeds predicted | median r² | median lead "
-              "(iterations before the crash) | median \\|error\\| (iterations) | mean error | "
-              "median \\|error\\| / lead | false alarms |", "|---|---|---|---|---|---|---|---|"]
-    for w in s["windows"]:
-        lines.append(f"| {w['window_inv_q'][0]} → {w['window_inv_q'][1]} | {w['predicted']} | "
-                     f"{_fmt(w['median_r2'], '.4f')} | {_fmt(w['median_lead'], '.0f')} | "
-                     f"{_fmt(w['median_abs_error'])} | {_fmt(w['mean_error'], '+.1f')} | "
-                     f"{_fmt(100 * w['median_abs_error_over_lead'], '.0f')} % | "
-                     f"{w['false_alarms']} |")
-    lines += ["", "Error = predicted − actual crash iteration; lead = actual crash − the "
-              "iteration the prediction was made at (the end of the fit window); a false alarm "
-              f"is a seed that did not crash in {params['iterations']} iterations although its "
-              "line reached 0 before then.", "", "**Against the paper.**"]
-    lines += _paper_statements(runs, params)
-    lines += ["", "<details><summary>Per seed, plain MLP</summary>", "",
-              "| seed | crash | predicted (first window) ± 1σ | error | lead | predicted (second "
-              "window) | SEEM at init | SEEM before crash | SEEM > "
-              f"{SEEM_THRESHOLD} from |", "|---|---|---|---|---|---|---|---|---|"]
-    for r in runs["none"]["rows"]:
-        p0, p1 = r["predictions"][0], r["predictions"][-1]
-        lines.append(
-            f"| {r['seed']} | {r['crash'] if r['crash'] is not None else 'none'} | "
-            f"{_fmt(p0['t_star'])} ± {_fmt(p0['t_star_std'])} | {_fmt(p0['error'], '+.1f')} | "
-            f"{_fmt(p0['lead'], '.0f')} | {_fmt(p1['t_star'])} | "
-            f"{_fmt(r['seem_init'], '.3f')} | {_fmt(r['seem_last'], '.3f')} | "
-            f"{r['seem_onset'] if r['seem_onset'] is not None else '–'} |")
-    lines += ["", "</details>", "",
-              "Setting: the authors' toy-maze script (action as its 2-D unit vector, PyTorch "
-              "default init, MSELoss, targets from the current network); one fixed trajectory "
-              f"(data seed {params['data_seed']}, {params['steps']} transitions), init seeds "
-              "vary. The LayerNorm critic (Linear → LN → ReLU) is a control the paper does not "
-              "run on the toy."]
-    return "\n".join(lines)
+    report = rp.Report(
+        "Setting: the authors' toy-maze script (action as its 2-D unit vector, PyTorch "
+        "default init, MSELoss, targets from the current network); one fixed trajectory "
+        f"(data seed {params['data_seed']}, {params['steps']} transitions), init seeds "
+        "vary. The LayerNorm critic (Linear → LN → ReLU) is a control the paper does not "
+        "run on the toy.")
+    report.table(
+        ["critic", "seeds", "crashed", "median crash iteration", "median max \\|Q\\| (seeds "
+         "without crash)", "median max SEEM", "crashing seeds with SEEM > "
+         f"{SEEM_THRESHOLD} before the crash", f"other seeds ever above {SEEM_THRESHOLD}"],
+        [[LABELS[norm], t["seeds"], t["crashed"], _fmt(t["crash_median"], ".0f"),
+          _fmt(t["max_abs_q_median_no_crash"], ".3g"), _fmt(t["seem_max_median"], ".3f"),
+          f"{t['seem_above_threshold_before_crash']} of {t['crashed']}",
+          f"{t['seem_ever_above_threshold_no_crash']} of {t['seeds'] - t['crashed']}"]
+         for norm, t in ((norm, run["summary"]) for norm, run in runs.items())])
+    report.table(
+        ["line fitted while 1/Q fell", "seeds predicted", "median r²", "median lead "
+         "(iterations before the crash)", "median \\|error\\| (iterations)", "mean error",
+         "median \\|error\\| / lead", "false alarms"],
+        [[f"{w['window_inv_q'][0]} → {w['window_inv_q'][1]}", w["predicted"],
+          _fmt(w["median_r2"], ".4f"), _fmt(w["median_lead"], ".0f"),
+          _fmt(w["median_abs_error"]), _fmt(w["mean_error"], "+.1f"),
+          f"{_fmt(100 * w['median_abs_error_over_lead'], '.0f')} %", w["false_alarms"]]
+         for w in s["windows"]],
+        caption="Crash prediction for the plain MLP (growth theory, L = 2: 1/Q linear):")
+    report.text("Error = predicted − actual crash iteration; lead = actual crash − the "
+                "iteration the prediction was made at (the end of the fit window); a false "
+                f"alarm is a seed that did not crash in {params['iterations']} iterations "
+                "although its line reached 0 before then.")
+    findings(report, runs, params)
+    report.details(
+        "Per seed, plain MLP",
+        ["seed", "crash", "predicted (first window) ± 1σ", "error", "lead", "predicted (second "
+         "window)", "SEEM at init", "SEEM before crash", f"SEEM > {SEEM_THRESHOLD} from"],
+        [[r["seed"], r["crash"] if r["crash"] is not None else "none",
+          f"{_fmt(p0['t_star'])} ± {_fmt(p0['t_star_std'])}", _fmt(p0["error"], "+.1f"),
+          _fmt(p0["lead"], ".0f"), _fmt(p1["t_star"]), _fmt(r["seem_init"], ".3f"),
+          _fmt(r["seem_last"], ".3f"), rp.fmt_as(r["seem_onset"], "d")]
+         for r, p0, p1 in ((r, r["predictions"][0], r["predictions"][-1])
+                           for r in runs["none"]["rows"])])
+    return report.markdown()
 
 
-def _paper_statements(runs: dict[str, dict[str, Any]], params: dict[str, Any]) -> list[str]:
+def findings(report: rp.Report, runs: dict[str, dict[str, Any]], params: dict[str, Any]
+             ) -> None:
     s = runs["none"]["summary"]
     if not s["crashed"]:
-        return [f"- Does not match: no seed of the plain MLP crashed within "
-                f"{params['iterations']} iterations, while the paper's run crashed at ≈ "
-                f"{PAPER_CRASH_ITERATION}."]
+        report.finding(f"No seed of the plain MLP crashed within {params['iterations']} "
+                       f"iterations, while the paper's run crashed at ≈ "
+                       f"{PAPER_CRASH_ITERATION}.", rp.DIFFERS)
+        return
     w0, w1 = s["windows"][0], s["windows"][-1]
-    out = [f"- {s['crashed']} of {s['seeds']} initialisations crash although every reward is "
-           f"0 (iterations {s['crash_min']}–{s['crash_max']}, median {s['crash_median']:.0f}); "
-           f"the paper's one run crashed at ≈ {PAPER_CRASH_ITERATION}, which is "
-           + ("inside this range." if s["crash_min"] <= PAPER_CRASH_ITERATION <= s["crash_max"]
-              else "outside this range (ours crash "
-              + ("earlier)." if s["crash_max"] < PAPER_CRASH_ITERATION else "later).")
-              ) + " The crash iteration depends on the initialisation and the data."]
+    inside = s["crash_min"] <= PAPER_CRASH_ITERATION <= s["crash_max"]
+    report.finding(
+        f"{s['crashed']} of {s['seeds']} initialisations crash although every reward is "
+        f"0 (iterations {s['crash_min']}–{s['crash_max']}, median {s['crash_median']:.0f}); "
+        f"the paper's one run crashed at ≈ {PAPER_CRASH_ITERATION}, which is "
+        + ("inside this range." if inside
+           else "outside this range (ours crash "
+           + ("earlier)." if s["crash_max"] < PAPER_CRASH_ITERATION else "later)."))
+        + " The crash iteration depends on the initialisation and the data.",
+        rp.HOLDS if inside else rp.DIFFERS)
     if w0["predicted"]:
         linear = w0["median_r2"] > 0.98
-        out.append(
-            f"- 1/Q falls linearly, as in the paper: the line fitted while 1/Q fell "
+        report.finding(
+            f"1/Q falls linearly, as in the paper: the line fitted while 1/Q fell "
             f"{w0['window_inv_q'][0]} → {w0['window_inv_q'][1]} has median r² "
             f"{w0['median_r2']:.4f}" + (" (matches)." if linear else
                                          " (below 0.98: not convincingly linear).")
             + f" Median slope {w0['median_slope']:.4f} per iteration; the paper's run fell "
             f"{PAPER_INV_Q_AT_200} over {PAPER_CRASH_ITERATION - 200} iterations "
-            f"({-PAPER_INV_Q_AT_200 / (PAPER_CRASH_ITERATION - 200):.4f} per iteration).")
+            f"({-PAPER_INV_Q_AT_200 / (PAPER_CRASH_ITERATION - 200):.4f} per iteration).",
+            rp.HOLDS if linear else rp.DIFFERS)
         bias = "early" if w0["mean_error"] < 0 else "late"
-        out.append(
-            f"- The crash is predictable from an early window: median |error| "
+        report.finding(
+            f"The crash is predictable from an early window: median |error| "
             f"{w0['median_abs_error']:.1f} iterations, made a median {w0['median_lead']:.0f} "
             f"iterations ahead ({100 * w0['median_abs_error_over_lead']:.0f} % of the lead). "
             f"The error is a bias (predicted {bias}, mean {w0['mean_error']:+.1f}): 1/Q is "
@@ -499,19 +501,19 @@ def _paper_statements(runs: dict[str, dict[str, Any]], params: dict[str, Any]) -
                and w1["predicted"] else ""))
     above, onset = s["seem_above_threshold_before_crash"], s["seem_onset_lead_median"]
     positive = s["seem_positive_before_crash"]
-    out.append(
-        f"- SEEM > 0 at the last measurement before the crash in {positive} of {s['crashed']} "
+    report.finding(
+        f"SEEM > 0 at the last measurement before the crash in {positive} of {s['crashed']} "
         "crashing seeds" + (", as the paper claims" if positive == s["crashed"] else
                             ", so the paper's claim holds only for those")
         + f"; above the verdict threshold {SEEM_THRESHOLD} in {above} of {s['crashed']}"
         + (f", from a median {onset:.0f} iterations before the crash." if np.isfinite(onset)
-           else "."))
+           else "."), rp.HOLDS if positive == s["crashed"] else rp.DIFFERS)
     if "layernorm" in runs:
         t = runs["layernorm"]["summary"]
         calm = t["seeds"] - t["crashed"]
         fa = t["windows"][0]["false_alarms"]
-        out.append(
-            f"- Control: with LayerNorm {t['crashed']} of {t['seeds']} seeds crash; |Q| stays "
+        report.finding(
+            f"Control: with LayerNorm {t['crashed']} of {t['seeds']} seeds crash; |Q| stays "
             f"bounded (median max {_fmt(t['max_abs_q_median_no_crash'], '.3g')}, still "
             f"above the true 0: the max backup over-estimates) and SEEM stays below "
             f"{SEEM_THRESHOLD} in {calm - t['seem_ever_above_threshold_no_crash']} of {calm} "
@@ -521,11 +523,10 @@ def _paper_statements(runs: dict[str, dict[str, Any]], params: dict[str, Any]) -
             f"The 1/Q extrapolation alone would have raised {fa} false alarms here: 1/Q also "
             "falls while Q rises to its bounded level, so SEEM, not the Q trend, tells the "
             "two apart.")
-    return out
 
 
 def _fmt(x, spec: str = ".1f") -> str:
-    return "–" if x is None or not np.isfinite(x) else format(x, spec)
+    return rp.fmt_as(x, spec)
 
 
 # -------------------------------------------------------------------------------------- run
