@@ -142,7 +142,7 @@ def test_list_datasets_reports_what_is_on_disk(made, tmp_path):
 
 def test_resolve_builtin_reuses_a_verified_file_and_rejects_a_tampered_one(made, tmp_path):
     _, paths = made
-    default = gen.dataset_path(f"{ENV}-expert", tmp_path)
+    default = behaviour.dataset_path(f"{ENV}-expert", tmp_path)
     for suffix in ("", ".sha256", ".json"):
         shutil.copy(str(paths["expert"]) + suffix, str(default) + suffix)
     assert behaviour.resolve_builtin(f"{ENV}-expert", tmp_path) == default  # no 1M-step remake
@@ -189,7 +189,7 @@ def test_datasets_made_with_since_replaced_policies_are_flagged(made, tmp_path, 
 
     # With the shipped policies: a summary recording another digest is stale, and reusing
     # the file warns but keeps it.
-    default = gen.dataset_path(f"{ENV}-medium", tmp_path)
+    default = behaviour.dataset_path(f"{ENV}-medium", tmp_path)
     for suffix in ("", ".sha256"):
         shutil.copy(str(paths["medium"]) + suffix, str(default) + suffix)
     edited = [{**u, "sha256": "0" * 64} for u in json.loads(info["medium"]["policies"])]

@@ -77,12 +77,6 @@ def _check_name(name: str) -> Task:
     return task
 
 
-def dataset_path(name: str, data_dir: str | Path, size: int = DEFAULT_SIZE, seed: int = 0
-                 ) -> Path:
-    task = _check_name(name)
-    return files.file_path(f"antmaze-{task.name}", data_dir, size, seed, DEFAULT_SIZE)
-
-
 class _Episode:
     """One environment's stream of episodes (its own rng, sim, goal and waypoints)."""
 

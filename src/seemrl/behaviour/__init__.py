@@ -13,8 +13,8 @@ layer (which only loads and transforms files):
 
 AntMaze's family lives in `seemrl.antmaze.data` beside its maze and controller; the catalogue
 treats both families alike. A family module has `dataset_names`, `parse_name`,
-`dataset_path`, `make_dataset`, and answers the catalogue's questions `can_make(name)`,
-`policy_score(name)`, `data_score(summary)` and `stale(summary)`.
+`make_dataset`, `DEFAULT_SIZE` and `MAKE_OPTIONS`, and answers the catalogue's questions
+`can_make(name)`, `policy_score(name)`, `data_score(summary)` and `stale(summary)`.
 """
 
 from __future__ import annotations
@@ -46,6 +46,16 @@ def family(name: str) -> ModuleType | None:
 def dataset_names() -> list[str]:
     """Every name seemrl can make, e.g. 'hopper-medium', 'antmaze-umaze'."""
     return [n for f in _families() for n in f.dataset_names()]
+
+
+def dataset_path(name: str, data_dir: str | Path | None = None, size: int | None = None,
+                 seed: int = 0) -> Path:
+    """Where `make_dataset(name, size=size, seed=seed)` writes its HDF5 file."""
+    fam = family(name)
+    if fam is None:
+        raise files.unknown(name, "dataset", dataset_names())
+    return files.file_path(files.base_name(name), files.data_dir_or_default(data_dir),
+                           fam.DEFAULT_SIZE if size is None else size, seed, fam.DEFAULT_SIZE)
 
 
 def make_dataset(name: str, *, size: int | None = None, seed: int = 0,
@@ -93,7 +103,7 @@ def resolve_builtin(name: str, data_dir: str | Path | None = None, *, size: int 
         return None
     data_dir = files.data_dir_or_default(data_dir)
     size = fam.DEFAULT_SIZE if size is None else size
-    path: Path = fam.dataset_path(name, data_dir, size)
+    path = dataset_path(name, data_dir, size)
     if not path.exists():
         if log is not None:
             log(f"making dataset {name} ({size} transitions) in {data_dir}")
@@ -120,7 +130,7 @@ def list_datasets(data_dir: str | Path | None = None) -> list[dict[str, Any]]:
     rows = []
     for fam in _families():
         for name in fam.dataset_names():
-            found = files.made_files(name, data_dir) or [fam.dataset_path(name, data_dir)]
+            found = files.made_files(name, data_dir) or [dataset_path(name, data_dir)]
             for path in found:
                 row = {"name": name, "can_make": fam.can_make(name),
                        "policy_score": fam.policy_score(name), "on_disk": path.exists(),
@@ -136,5 +146,5 @@ def list_datasets(data_dir: str | Path | None = None) -> list[dict[str, Any]]:
     return rows
 
 
-__all__ = ["DataError", "dataset_names", "family", "files", "list_datasets", "make_dataset",
-           "resolve_builtin"]
+__all__ = ["DataError", "dataset_names", "dataset_path", "family", "files", "list_datasets",
+           "make_dataset", "resolve_builtin"]

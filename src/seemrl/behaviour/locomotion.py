@@ -65,13 +65,6 @@ def _check_name(name: str) -> tuple[str, str]:
     return parsed
 
 
-def dataset_path(name: str, data_dir: str | Path, size: int = DEFAULT_SIZE, seed: int = 0
-                 ) -> Path:
-    """Where `make_dataset(name, size, seed)` writes its HDF5 file."""
-    env, level = _check_name(name)
-    return files.file_path(f"{env}-{level}", data_dir, size, seed, DEFAULT_SIZE)
-
-
 def _policy_levels(level: str) -> list[str]:
     """The recorded policy levels a dataset level rolls out: medium-expert is medium's and
     expert's rollouts, half each; every other level its own policy (or snapshots)."""
