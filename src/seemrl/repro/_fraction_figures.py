@@ -60,7 +60,7 @@ def difference(cells: list[dict[str, Any]], summary: dict[str, Any]):
         ax.set_xticks(range(len(fracs)), [f"{100 * f:g} %" for f in fracs])
         ax.set_xlim(-0.6, len(fracs) - 0.4)
         ax.set_xlabel("fraction of the dataset's transitions")
-        ax.set_ylabel("LN − no-LN normalised score (here, mean over datasets)")
+        ax.set_ylabel("LN − no-LN normalised score\n(here, mean over datasets)")
         ax.set_title(f"{ALGOS[algo]}: {s['verdict']} ({s['runs_finished']}/{s['runs']} runs)")
         ax.grid(alpha=0.3, axis="y")
         twin = ax.twinx()
@@ -123,6 +123,9 @@ def scores(cells: list[dict[str, Any]]):
                     r = c[k]
                     x = pos[c["fraction"]] + dx
                     if not r["finished"]:
+                        ax.text(x, 0.02, "pending", transform=ax.get_xaxis_transform(),
+                                ha="center", va="bottom", fontsize=7, rotation=90,
+                                color=color, alpha=0.7)
                         continue
                     vals = [v for v in r["score"] if v is not None]
                     ax.scatter([x] * len(vals), vals, s=10, color=color, alpha=0.5)

@@ -383,8 +383,10 @@ def markdown(cells, summary, p, results) -> str:
         [[ALGOS[c["algo"]] + (" (GPU)" if c.get("source") == "gpu" else ""), c["dataset"],
           f"{100 * c['fraction']:g} %", state(c["no_ln"]), state(c["ln"]),
           _ci(c["diff_ci"], True),
-          f"{c['no_ln']['diverged']} / {c['ln']['diverged']} of {len(c['seeds'])}",
-          " / ".join(rp.fmt_as(r["seem_final_median"], ".3g") for r in (c["no_ln"], c["ln"]))]
+          " / ".join(str(r["diverged"]) if r["finished"] else "—"
+                     for r in (c["no_ln"], c["ln"])) + f" of {len(c['seeds'])}",
+          " / ".join(rp.fmt_as(r["seem_final_median"] if r["finished"] else None, ".3g")
+                     for r in (c["no_ln"], c["ln"]))]
          for c in cells],
         caption=f"Score: a seed's D4RL-normalised return averaged over its last {last} "
                 "evaluation(s); a seed stopped at its Q bound keeps being evaluated at its last "
@@ -392,7 +394,7 @@ def markdown(cells, summary, p, results) -> str:
                 "[95 % percentile bootstrap CI, 10,000 resamples of the seeds]; LN − no-LN per "
                 "seed pair (same seed, same data subset) with its CI; seeds whose |mean Q| "
                 "passed max|r|/(1 − γ) (plain / LN); the median over seeds of the last "
-                "normalised SEEM (plain / LN).")
+                "normalised SEEM (plain / LN); — for a run not finished.")
     report.table(
         ["algorithm", "fraction", "LN − no-LN [95 % CI]", "datasets finished", "paper (Σ 9)"],
         [[ALGOS[algo], f"{100 * float(f):g} %", _ci(r["gain"], True),
