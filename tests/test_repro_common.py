@@ -157,3 +157,22 @@ def test_report_lays_out_setup_measurements_findings_notes():
     assert rp.fmt_as(float("nan"), ".1f") == "—" and rp.fmt_as(1234.5, ",.0f") == "1,234"
     assert "**Against the theory and the paper.**" in rp.Report(
         "x", against="the theory and the paper").markdown()
+
+
+def test_a_dataset_seemrl_cannot_make_here_is_named_not_made(tmp_path, monkeypatch):
+    from seemrl.antmaze import controller
+    from seemrl.repro._common import Context
+
+    monkeypatch.setattr(controller, "SHIPPED", tmp_path / "no-controller.npz")
+    ctx = Context(name="surge", scale="smoke", params={}, out=tmp_path / "out",
+                  data_dir=tmp_path / "data")
+    assert ctx.unavailable("hopper-medium", 2_000) is None  # its policy is shipped
+    why = ctx.unavailable("antmaze-medium-play", 2_000)
+    assert why is not None and why.startswith("antmaze-medium-play:") and "data list" in why
+    from seemrl import behaviour
+
+    made = behaviour.dataset_path("antmaze-medium-play", tmp_path / "data", 2_000)
+    made.parent.mkdir(parents=True)
+    made.write_bytes(b"")  # a file on disk is used as it is
+    assert ctx.unavailable("antmaze-medium-play", 2_000) is None
+    assert not (tmp_path / "out").exists()

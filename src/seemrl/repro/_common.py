@@ -72,6 +72,18 @@ class Context:
             raise behaviour.files.unknown(name, "dataset", behaviour.dataset_names())
         return path
 
+    def unavailable(self, name: str, size: int) -> str | None:
+        """Why built-in dataset `name` cannot be had here (not on disk, and its behaviour
+        policy is not shipped, as for AntMaze before its controller is), else None."""
+        from seemrl import behaviour
+
+        fam = behaviour.family(name)
+        if fam is None or fam.can_make(name) or behaviour.dataset_path(
+                name, self.data_dir, size).exists():
+            return None
+        return (f"{name}: not in {self.data_dir} and seemrl cannot make it here (its behaviour "
+                "policy is not shipped; see `seemrl data list`)")
+
     def train(self, specs: Sequence[RunSpec]) -> dict[str, RunResult]:
         """Train the specs (a sweep into out/runs; finished runs are skipped); by name."""
         results = run_sweep(specs, self.out / "runs", engine=self.engine, workers=self.workers,
