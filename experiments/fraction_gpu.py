@@ -22,15 +22,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import pathlib
-import signal
 import sys
-import threading
 import time
 
-from seemrl import runfolder
-from seemrl.repro import _common, fraction
+sys.path.insert(0, str(pathlib.Path(__file__).parent))
+import _gpu  # noqa: E402
+
+from seemrl.repro import _common, fraction  # noqa: E402
 
 PARAMS = {
     "datasets": ["hopper-medium"], "size": 1_000_000, "eval_episodes": 10, "evals": 10,
@@ -76,32 +75,10 @@ def main(argv: list[str] | None = None) -> int:
                           data_dir=args.data_dir or files.default_data_dir(),
                           progress=not args.smoke)
     t0 = time.perf_counter()
-    # A SIGINT at the budget: the trainer saves a checkpoint and the sweep stops.
-    timer = threading.Timer(args.budget_s, os.kill, (os.getpid(), signal.SIGINT))
-    timer.start()
-    interrupted = False
-    try:
-        ctx.train(fraction.specs(ctx))
-    except KeyboardInterrupt:
-        interrupted = True
-    finally:
-        timer.cancel()
-    runs = {s.name: runfolder.read_status(args.out / "runs" / s.name)
-            for s in fraction.specs(ctx)}
-    import jax
-
-    record = {"command": "python experiments/fraction_gpu.py" + (" --smoke" if args.smoke
-                                                                 else ""),
-              "device": jax.devices()[0].device_kind, "backend": jax.default_backend(),
-              "seconds_this_call": time.perf_counter() - t0, "interrupted": interrupted,
-              "finished": sorted(n for n, s in runs.items() if s and s.finished),
-              "pending": sorted(n for n, s in runs.items() if not (s and s.finished)),
-              "params": params}
-    tmp = args.out / "results.json.tmp"
-    tmp.write_text(json.dumps(record, indent=1))
-    os.replace(tmp, args.out / "results.json")
-    print(f"{len(record['finished'])} of {len(runs)} runs finished; "
-          f"{args.out / 'results.json'}")
+    specs = fraction.specs(ctx)
+    interrupted = _gpu.train_within(ctx, specs, args.budget_s)
+    _gpu.write_record(args.out, "python experiments/fraction_gpu.py"
+                      + (" --smoke" if args.smoke else ""), specs, params, t0, interrupted)
     return 0
 
 

@@ -195,3 +195,22 @@ def test_listed_with_data_success_rate(tmp_path, tiny_controller):
     made = rows[("antmaze-umaze", True)]
     assert made["transitions"] == 40 and made["avg_return"] == 0.0
     assert ("antmaze-umaze-diverse", False) in rows
+
+
+@pytest.mark.slow  # makes a tiny file and trains the four Table 1 agents (~2 min here)
+def test_gpu_script_smoke_trains_table_1_and_resumes(tmp_path):
+    import importlib.util
+
+    script = Path(__file__).parents[1] / "experiments" / "antmaze_gpu.py"
+    spec = importlib.util.spec_from_file_location("antmaze_gpu", script)
+    gpu = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gpu)
+    out = tmp_path / "gpu"
+    assert gpu.main(["--smoke", "--out", str(out)]) == 0
+    record = json.loads((out / "results.json").read_text())
+    agents = {"diffql-ln", "diffql", "td3bc", "iql"}
+    assert record["pending"] == [] and set(record["finished"]) == {f"umaze-{a}" for a in agents}
+    assert all(len(s["score"]) == 2 for s in record["scores"].values())
+    mtimes = {p: p.stat().st_mtime for p in out.glob("runs/*/status.json")}
+    assert gpu.main(["--smoke", "--out", str(out)]) == 0  # finished runs are not retrained
+    assert {p: p.stat().st_mtime for p in out.glob("runs/*/status.json")} == mtimes
