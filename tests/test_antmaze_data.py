@@ -206,11 +206,12 @@ def test_gpu_script_smoke_trains_table_1_and_resumes(tmp_path):
     gpu = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(gpu)
     out = tmp_path / "gpu"
-    assert gpu.main(["--smoke", "--out", str(out)]) == 0
+    budget = ["--budget-s", "3600"]  # a loaded machine must not cut the first call short
+    assert gpu.main(["--smoke", "--out", str(out), *budget]) == 0
     record = json.loads((out / "results.json").read_text())
     agents = {"diffql-ln", "diffql", "td3bc", "iql"}
     assert record["pending"] == [] and set(record["finished"]) == {f"umaze-{a}" for a in agents}
     assert all(len(s["score"]) == 2 for s in record["scores"].values())
     mtimes = {p: p.stat().st_mtime for p in out.glob("runs/*/status.json")}
-    assert gpu.main(["--smoke", "--out", str(out)]) == 0  # finished runs are not retrained
+    assert gpu.main(["--smoke", "--out", str(out), *budget]) == 0  # none is retrained
     assert {p: p.stat().st_mtime for p in out.glob("runs/*/status.json")} == mtimes
