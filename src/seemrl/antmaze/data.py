@@ -51,6 +51,7 @@ from seemrl.antmaze.maze import (
 )
 from seemrl.behaviour import files
 from seemrl.behaviour.files import DATASET_VERSION, sha256
+from seemrl.evaluation import lockstep
 from seemrl.types import DataError, Dataset
 
 GENERATOR_VERSION = 1
@@ -93,6 +94,16 @@ class _Episode:
         self.waypoints = Waypoints(self.maze, self.goal, self.rng)
         self.t = 0
 
+    def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict]:
+        """One control step in the shape `evaluation.lockstep` steps (Gymnasium's): reward 1
+        within reach of the goal, never terminated (the data goes on past the goal), truncated
+        at the episode's length."""
+        self.sim.step(action)
+        self.t += 1
+        success = reached(self.sim.xy, self.goal)
+        return (self.sim.obs(), float(success), False, self.t >= EPISODE_STEPS[self.task.maze],
+                {"success": success})
+
 
 def rollout(task: Task, act, params, size: int, seed: int, n_envs: int = N_ENVS,
             noise: float = 0.2, egocentric: bool = False,
@@ -126,50 +137,54 @@ def rollout(task: Task, act, params, size: int, seed: int, n_envs: int = N_ENVS,
             "episode_ends": np.zeros(size, bool)}
     goals = np.zeros((size, 2), np.float32)
     count = np.zeros(n_envs, int)
-    episodes, complete, reaching, reaching_complete = 0, 0, 0, 0
+    tally = {"episodes": 0, "complete": 0, "reaching": 0, "reaching_complete": 0}
     hit = np.zeros(n_envs, bool)
     key = jax.random.PRNGKey(seed)
-    limit = EPISODE_STEPS[task.maze]
-    t = 0
-    while (alive := np.flatnonzero(count < quota)).size:
-        obs = np.stack([envs[i].sim.obs() for i in alive])
-        targets = np.stack([envs[i].waypoints(o[:2]) for i, o in zip(alive, obs, strict=True)])
-        actions = np.asarray(act(params, policy_input(obs, targets, egocentric),
-                                 jax.random.fold_in(key, t), noise))
-        t += 1
-        for j, i in enumerate(alive):
-            env = envs[i]
-            env.sim.step(actions[j])
-            env.t += 1
-            row = offset[i] + count[i]
-            count[i] += 1
-            success = reached(env.sim.xy, env.goal)
-            hit[i] |= success
-            timeout = env.t >= limit or count[i] == quota[i]
-            cols["observations"][row] = obs[j]
-            cols["actions"][row] = actions[j]
-            cols["rewards"][row] = float(success)
-            cols["terminals"][row] = float(success)
-            cols["next_observations"][row] = env.sim.obs()
-            cols["timeouts"][row] = timeout
-            cols["episode_ends"][row] = timeout or success
-            goals[row] = env.goal
-            if timeout:
-                full = env.t >= limit  # not cut short by the quota
-                episodes, complete = episodes + 1, complete + int(full)
-                reaching += int(hit[i])
-                reaching_complete += int(hit[i] and full)
-                hit[i] = False
-                if count[i] < quota[i]:
-                    env.reset()
-        if advance is not None:
-            advance(len(alive))
+    obs = np.stack([e.sim.obs() for e in envs])
+    last: list[np.ndarray] = []  # the actions of the current policy call
+
+    def policy(obs: np.ndarray, t: int) -> np.ndarray:
+        alive = count < quota  # an ended env's waypoints are not asked (nor its rng drawn)
+        targets = np.stack([envs[i].waypoints(o[:2]) if alive[i] else np.zeros(2)
+                            for i, o in enumerate(obs)])
+        last[:] = [np.asarray(act(params, policy_input(obs, targets, egocentric),
+                                  jax.random.fold_in(key, t), noise))]
+        return last[0]
+
+    def step(i: int, result: tuple) -> bool:
+        next_obs, reward, _, truncated, info = result
+        env, row = envs[i], offset[i] + count[i]
+        count[i] += 1
+        hit[i] |= info["success"]
+        timeout = truncated or count[i] == quota[i]
+        cols["observations"][row] = obs[i]
+        cols["actions"][row] = last[0][i]
+        cols["rewards"][row] = reward
+        cols["terminals"][row] = reward  # derived: the goal reached (see the module doc)
+        cols["next_observations"][row] = next_obs
+        cols["timeouts"][row] = timeout
+        cols["episode_ends"][row] = timeout or info["success"]
+        goals[row] = env.goal
+        obs[i] = next_obs
+        if timeout:
+            tally["episodes"] += 1
+            tally["complete"] += int(truncated)  # not cut short by the quota
+            tally["reaching"] += int(hit[i])
+            tally["reaching_complete"] += int(hit[i] and truncated)
+            hit[i] = False
+            if count[i] < quota[i]:
+                env.reset()
+                obs[i] = env.sim.obs()
+        return bool(count[i] < quota[i])
+
+    lockstep(envs, obs, policy, step, count < quota, advance)
     infos = {"goal": goals, "qpos": cols["observations"][:, :15].copy(),
              "qvel": cols["observations"][:, 15:].copy()}
-    counts = {"episodes": episodes, "episodes_reaching_goal": reaching,
+    complete = tally["complete"]
+    counts = {"episodes": tally["episodes"], "episodes_reaching_goal": tally["reaching"],
               "episodes_complete": complete,
-              "success_rate": (reaching_complete / complete if complete
-                               else reaching / max(episodes, 1))}
+              "success_rate": (tally["reaching_complete"] / complete if complete
+                               else tally["reaching"] / max(tally["episodes"], 1))}
     return Dataset(**cols), infos, counts
 
 
