@@ -1,5 +1,7 @@
 """The AntMaze controller's training resumes into the run that was never stopped."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -23,7 +25,11 @@ def test_direction_task_rewards_velocity_along_direction():
     x = task.reset(0)
     assert x.shape == (29,)
     _, r, term, trunc = task.step(np.zeros(8))
-    assert not term and not trunc and abs(r - 1.0) < 0.5  # healthy, barely moving
+    assert not term and not trunc and abs(r) < 0.5 and r == task.velocity  # barely moving
+    ant_v5 = DirectionTask(dataclasses.replace(TINY, healthy_reward=1.0, ctrl_cost=0.5))
+    ant_v5.reset(0)
+    _, r, _, _ = ant_v5.step(np.full(8, 0.5))
+    assert r == pytest.approx(ant_v5.velocity + 1.0 - 0.5 * 8 * 0.25)
 
 
 class _Stop(Exception):
