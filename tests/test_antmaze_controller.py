@@ -69,3 +69,16 @@ def test_egocentric_input_turns_with_the_heading():
     x = policy_input(obs, np.array([[0.0, 5.0]]), egocentric=True)
     np.testing.assert_allclose(x[0, 27:], [1.0, 0.0], atol=1e-6)
     np.testing.assert_allclose(policy_input(obs, np.array([[0.0, 5.0]]))[0, 27:], [0.0, 1.0])
+
+
+def test_run_saved_before_a_field_existed_reads_its_legacy_value(tmp_path):
+    import json
+
+    old = {k: v for k, v in dataclasses.asdict(TINY).items()
+           if k not in ("ctrl_cost", "egocentric", "healthy_reward")}
+    (tmp_path / "config.json").write_text(json.dumps(old))
+    with pytest.raises(ValueError, match="another config"):  # it ran with Ant-v5's terms
+        train(TINY, tmp_path)
+    legacy = dataclasses.replace(TINY, steps=0, healthy_reward=1.0, ctrl_cost=0.5)
+    (tmp_path / "config.json").write_text(json.dumps({**old, "steps": 0}))
+    assert train(legacy, tmp_path) == []
