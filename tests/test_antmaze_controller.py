@@ -79,6 +79,7 @@ def test_run_saved_before_a_field_existed_reads_its_legacy_value(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps(old))
     with pytest.raises(ValueError, match="another config"):  # it ran with Ant-v5's terms
         train(TINY, tmp_path)
-    legacy = dataclasses.replace(TINY, steps=0, healthy_reward=1.0, ctrl_cost=0.5)
+    legacy = dataclasses.replace(TINY, steps=0, healthy_reward=1.0, ctrl_cost=0.5,
+                                 egocentric=False)
     (tmp_path / "config.json").write_text(json.dumps({**old, "steps": 0}))
     assert train(legacy, tmp_path) == []
