@@ -83,3 +83,28 @@ def test_run_saved_before_a_field_existed_reads_its_legacy_value(tmp_path):
                                  egocentric=False)
     (tmp_path / "config.json").write_text(json.dumps({**old, "steps": 0}))
     assert train(legacy, tmp_path) == []
+
+
+def test_a_flipped_ant_ends_the_episode():
+    task = DirectionTask(TINY)
+    task.reset(0)
+    task.sim.data.qpos[2:7] = [0.3, 0.0, 1.0, 0.0, 0.0]  # upside down, z in the healthy range
+    _, _, term, _ = task.step(np.zeros(8))
+    assert term
+    task = DirectionTask(dataclasses.replace(TINY, min_upright=-1.0))
+    task.reset(0)
+    task.sim.data.qpos[2:7] = [0.3, 0.0, 1.0, 0.0, 0.0]
+    assert not task.step(np.zeros(8))[2]
+
+
+def test_init_run_starts_from_another_run_with_relabelled_terminals(tmp_path):
+    src = dataclasses.replace(TINY, steps=1000, min_upright=-1.0)
+    train(src, tmp_path / "src", log=lambda s: None)
+    cfg = dataclasses.replace(TINY, init_run=str(tmp_path / "src"))
+    logs = []
+    curves = train(cfg, tmp_path / "dst", log=logs.append)
+    assert logs[0].startswith("started from") and [c["step"] for c in curves] == [1000, 1500]
+    with np.load(tmp_path / "dst/buffer.npz") as f:
+        z, qx, qy = f["next_obs"][:, 0], f["next_obs"][:, 2], f["next_obs"][:, 3]
+        ends = (z < 0.2) | (z > 1.0) | (1 - 2 * (qx**2 + qy**2) < 0)
+        np.testing.assert_array_equal(f["discount"] == 0, ends)

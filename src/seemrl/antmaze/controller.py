@@ -8,7 +8,8 @@ the torso's velocity along the direction, v_xy · d (OGBench's GymXYWrapper repl
 reward by the displacement along d; here per second, so it reads as m/s), plus optional
 Ant-v5 terms `healthy_reward` and `ctrl_cost` · ‖a‖², both 0 by default (see their fields:
 with Ant-v5's 1 and 0.5 the ant learnt to stand still); the episode ends when the torso
-leaves z ∈ [0.2, 1.0] (Ant-v5's healthy range) or after `episode_steps`. In the maze the
+leaves z ∈ [0.2, 1.0] (Ant-v5's healthy range), when it tips past `min_upright` (a flipped
+ant lies at z ≈ 0.27, inside that range) or after `episode_steps`. In the maze the
 direction is the unit vector to the current waypoint.
 
 Training is resumable because this machine's CPU is scarce: every `checkpoint_every` env
@@ -42,7 +43,8 @@ ACTION_NOISE = 0.2
 """Data convention (Minari's script): mean action + N(0, 0.2²) per dimension, clipped."""
 
 
-LEGACY = {"ctrl_cost": 0.5, "egocentric": False, "healthy_reward": 1.0}
+LEGACY = {"ctrl_cost": 0.5, "egocentric": False, "healthy_reward": 1.0, "min_upright": -1.0,
+          "init_run": ""}
 """The values runs saved before these fields existed were trained with."""
 
 
@@ -89,6 +91,15 @@ class ControllerConfig:
     mean |yaw rate| 1.27 rad/s, median heading change over one 100-step direction 1.49 rad,
     > 90° in 47 % — so one world direction asks for ever other joint patterns; at 100k it
     still made 0.03 m/s along d (0.6 m/s of flailing in any direction)."""
+    min_upright: float = 0.0
+    """The episode also ends when the z component of the torso's up axis drops below this
+    (0: tipped past 90°; −1: never). Ant-v5's z range misses a flipped ant, which lies at
+    z ≈ 0.27 and can never right itself: measured in the egocentric run without it, 50–70 %
+    of the first 175k steps were spent upside down (v·d 0.01 m/s there, 0.65 m/s upright at
+    150k–175k), and 9 of 10 umaze episodes at 175k ended flipped."""
+    init_run: str = ""
+    """A run folder to start from (its networks, counters and replay rows, the rows'
+    terminals relabelled by this config's rule) instead of from scratch; "" for none."""
 
     def sac(self):
         from seemrl.algos.sac import SACConfig
@@ -97,6 +108,18 @@ class ControllerConfig:
                          hidden=tuple(self.hidden), lr=self.lr, gamma=self.gamma,
                          tau=self.tau, batch_size=self.batch_size,
                          start_steps=self.start_steps, chunk=self.chunk, utd=self.utd)
+
+
+def upright(quat: np.ndarray) -> np.ndarray:
+    """(..., 4) torso quaternions (w, x, y, z) -> (...,) the z component of its up axis."""
+    return 1.0 - 2.0 * (quat[..., 1] ** 2 + quat[..., 2] ** 2)
+
+
+def ended(inputs: np.ndarray, min_upright: float) -> np.ndarray:
+    """(B, 29) controller inputs -> (B,) whether the body state ends an episode: torso z out
+    of Ant-v5's healthy range [0.2, 1.0], or tipped below `min_upright`."""
+    z = inputs[:, 0]
+    return (z < 0.2) | (z > 1.0) | (upright(inputs[:, 1:5]) < min_upright)
 
 
 def policy_input(obs: np.ndarray, target_xy: np.ndarray, egocentric: bool = False
@@ -138,11 +161,13 @@ class DirectionTask:
         velocity = (self.sim.xy - before) / self.sim.dt
         z = self.sim.data.qpos[2]
         healthy = 0.2 <= z <= 1.0
+        flipped = bool(upright(self.sim.data.qpos[3:7]) < self.config.min_upright)
         self.velocity = velocity @ self.direction
         reward = float(self.velocity + self.config.healthy_reward * healthy
                        - self.config.ctrl_cost * np.sum(np.square(action)))
         self.t += 1
-        return self._input(), reward, not healthy, self.t >= self.config.episode_steps
+        return (self._input(), reward, not healthy or flipped,
+                self.t >= self.config.episode_steps)
 
 
 def make_act(hidden: tuple[int, ...]) -> Callable:
@@ -231,6 +256,14 @@ def train(config: ControllerConfig, out_dir: str | Path,
         with np.load(out / "buffer.npz") as f:
             buffer = _buffer_put(buffer, {k: jnp.asarray(f[k][:size]) for k in dims}, 0)
         log(f"resumed at {size:,} steps")
+    elif config.init_run:
+        state, meta = checkpoint.load(config.init_run, state)
+        size, episode, curves = meta["size"], meta["episode"], meta["curves"]
+        with np.load(Path(config.init_run) / "buffer.npz") as f:
+            rows = {k: f[k][:size] for k in dims}
+        rows["discount"] = 1.0 - ended(rows["next_obs"], config.min_upright).astype(np.float32)
+        buffer = _buffer_put(buffer, {k: jnp.asarray(v) for k, v in rows.items()}, 0)
+        log(f"started from {config.init_run} at {size:,} steps")
     task = DirectionTask(config)
     obs = task.reset(episode)
     t0, reward_sum, velocity_sum, reward_steps, falls = time.time(), 0.0, 0.0, 0, 0
@@ -348,6 +381,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--egocentric", action=argparse.BooleanOptionalAction,
                    default=ControllerConfig.egocentric,
                    help="target direction in the heading frame (--no-egocentric: world frame)")
+    p.add_argument("--min-upright", type=float, default=ControllerConfig.min_upright)
+    p.add_argument("--init-run", default="", help="a run folder to start from")
     p.add_argument("--ship", type=int, help="measure snapshot STEP and ship it")
     args = p.parse_args(argv)
     if args.ship is not None:
@@ -355,7 +390,8 @@ def main(argv: list[str] | None = None) -> None:
         return
     train(ControllerConfig(steps=args.steps, seed=args.seed, utd=args.utd,
                            ctrl_cost=args.ctrl_cost, healthy_reward=args.healthy_reward,
-                           egocentric=args.egocentric), args.out,
+                           egocentric=args.egocentric, min_upright=args.min_upright,
+                           init_run=args.init_run), args.out,
           log=lambda s: print(s, flush=True))
 
 
