@@ -100,7 +100,7 @@ def test_a_flipped_ant_ends_the_episode():
 def test_init_run_starts_from_another_run_with_relabelled_terminals(tmp_path):
     src = dataclasses.replace(TINY, steps=1000, min_upright=-1.0)
     train(src, tmp_path / "src", log=lambda s: None)
-    cfg = dataclasses.replace(TINY, init_run=str(tmp_path / "src"))
+    cfg = dataclasses.replace(TINY, init_run=str(tmp_path / "src"), healthy_reward=0.5)
     logs = []
     curves = train(cfg, tmp_path / "dst", log=logs.append)
     assert logs[0].startswith("started from") and [c["step"] for c in curves] == [1000, 1500]
@@ -108,3 +108,6 @@ def test_init_run_starts_from_another_run_with_relabelled_terminals(tmp_path):
         z, qx, qy = f["next_obs"][:, 0], f["next_obs"][:, 2], f["next_obs"][:, 3]
         ends = (z < 0.2) | (z > 1.0) | (1 - 2 * (qx**2 + qy**2) < 0)
         np.testing.assert_array_equal(f["discount"] == 0, ends)
+        with np.load(tmp_path / "src/buffer.npz") as g:  # v·d kept, the bonus where alive
+            np.testing.assert_allclose(f["rew"][:1000], g["rew"] + 0.5 * ~ends[:1000],
+                                       atol=1e-6)

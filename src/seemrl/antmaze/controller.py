@@ -77,8 +77,8 @@ class ControllerConfig:
     eval_episodes: int = 10
     """umaze episodes per evaluation (start (1, 1) to goal (3, 1), action noise 0.2)."""
     healthy_reward: float = 0.0
-    """Reward per step while the torso is in the healthy z range (Ant-v5's 1; OGBench's
-    directional reward has none). Measured with 1 (and ctrl_cost 0.5, utd 0.5): at 25k steps
+    """Reward per step that does not end the episode (Ant-v5's 1; OGBench's directional
+    reward has none). Measured with 1 (and ctrl_cost 0.5, utd 0.5): at 25k steps
     the ant moved at 0.40 m/s in no particular direction (−0.05 m/s along d); by 50k it stood
     (0.07 m/s) and stayed so to 275k — uncorrelated motion earns nothing on average over
     directions, while it costs control and risks the fall that forfeits ~100 of bonus."""
@@ -99,7 +99,8 @@ class ControllerConfig:
     150k–175k), and 9 of 10 umaze episodes at 175k ended flipped."""
     init_run: str = ""
     """A run folder to start from (its networks, counters and replay rows, the rows'
-    terminals relabelled by this config's rule) instead of from scratch; "" for none."""
+    terminals and healthy bonus relabelled by this config's rules; same ctrl_cost) instead
+    of from scratch; "" for none."""
 
     def sac(self):
         from seemrl.algos.sac import SACConfig
@@ -160,13 +161,12 @@ class DirectionTask:
         self.sim.step(action)
         velocity = (self.sim.xy - before) / self.sim.dt
         z = self.sim.data.qpos[2]
-        healthy = 0.2 <= z <= 1.0
-        flipped = bool(upright(self.sim.data.qpos[3:7]) < self.config.min_upright)
+        alive = 0.2 <= z <= 1.0 and upright(self.sim.data.qpos[3:7]) >= self.config.min_upright
         self.velocity = velocity @ self.direction
-        reward = float(self.velocity + self.config.healthy_reward * healthy
+        reward = float(self.velocity + self.config.healthy_reward * alive
                        - self.config.ctrl_cost * np.sum(np.square(action)))
         self.t += 1
-        return (self._input(), reward, not healthy or flipped,
+        return (self._input(), reward, not alive,
                 self.t >= self.config.episode_steps)
 
 
@@ -261,7 +261,14 @@ def train(config: ControllerConfig, out_dir: str | Path,
         size, episode, curves = meta["size"], meta["episode"], meta["curves"]
         with np.load(Path(config.init_run) / "buffer.npz") as f:
             rows = {k: f[k][:size] for k in dims}
-        rows["discount"] = 1.0 - ended(rows["next_obs"], config.min_upright).astype(np.float32)
+        source = {**json.loads(cfg_json), **LEGACY,
+                  **json.loads((Path(config.init_run) / "config.json").read_text())}
+        if source["ctrl_cost"] != config.ctrl_cost:
+            raise ValueError("init_run: the source run has another ctrl_cost")
+        alive = 1.0 - ended(rows["next_obs"], config.min_upright).astype(np.float32)
+        rows["rew"] = (rows["rew"] - source["healthy_reward"] * rows["discount"]
+                       + config.healthy_reward * alive)
+        rows["discount"] = alive
         buffer = _buffer_put(buffer, {k: jnp.asarray(v) for k, v in rows.items()}, 0)
         log(f"started from {config.init_run} at {size:,} steps")
     task = DirectionTask(config)
