@@ -367,8 +367,14 @@ def ship(run_dir: str | Path, step: int, episodes: int = 50) -> dict:
     measured = {m: maze_success(act, params, m, episodes, seed=20_000,
                                 egocentric=egocentric)["success_rate"]
                 for m in ("umaze", "medium")}
+    stages, source = [], config  # the runs it grew through (init_run), oldest last
+    while source.get("init_run"):
+        stages.append(source["init_run"])
+        source = json.loads((Path(source["init_run"]) / "config.json").read_text())
     info = {"recipe": "directional-locomotion SAC (seemrl.antmaze.controller)",
             "hidden": config["hidden"], "train_step": step, "config": config,
+            "init_runs": [{"run": r, "config": json.loads((Path(r) / "config.json").read_text())}
+                          for r in stages],
             "egocentric": egocentric,
             "success_rate": measured, "eval_episodes": episodes, "eval_seed": 20_000,
             "action_noise": ACTION_NOISE}
