@@ -1,5 +1,7 @@
 """The AntMaze controller's training resumes into the run that was never stopped."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -23,7 +25,11 @@ def test_direction_task_rewards_velocity_along_direction():
     x = task.reset(0)
     assert x.shape == (29,)
     _, r, term, trunc = task.step(np.zeros(8))
-    assert not term and not trunc and abs(r - 1.0) < 0.5  # healthy, barely moving
+    assert not term and not trunc and abs(r) < 0.5 and r == task.velocity  # barely moving
+    ant_v5 = DirectionTask(dataclasses.replace(TINY, healthy_reward=1.0, ctrl_cost=0.5))
+    ant_v5.reset(0)
+    _, r, _, _ = ant_v5.step(np.full(8, 0.5))
+    assert r == pytest.approx(ant_v5.velocity + 1.0 - 0.5 * 8 * 0.25)
 
 
 class _Stop(Exception):
@@ -63,3 +69,45 @@ def test_egocentric_input_turns_with_the_heading():
     x = policy_input(obs, np.array([[0.0, 5.0]]), egocentric=True)
     np.testing.assert_allclose(x[0, 27:], [1.0, 0.0], atol=1e-6)
     np.testing.assert_allclose(policy_input(obs, np.array([[0.0, 5.0]]))[0, 27:], [0.0, 1.0])
+
+
+def test_run_saved_before_a_field_existed_reads_its_legacy_value(tmp_path):
+    import json
+
+    old = {k: v for k, v in dataclasses.asdict(TINY).items()
+           if k not in ("ctrl_cost", "egocentric", "healthy_reward")}
+    (tmp_path / "config.json").write_text(json.dumps(old))
+    with pytest.raises(ValueError, match="another config"):  # it ran with Ant-v5's terms
+        train(TINY, tmp_path)
+    legacy = dataclasses.replace(TINY, steps=0, healthy_reward=1.0, ctrl_cost=0.5,
+                                 egocentric=False)
+    (tmp_path / "config.json").write_text(json.dumps({**old, "steps": 0}))
+    assert train(legacy, tmp_path) == []
+
+
+def test_a_flipped_ant_ends_the_episode():
+    task = DirectionTask(TINY)
+    task.reset(0)
+    task.sim.data.qpos[2:7] = [0.3, 0.0, 1.0, 0.0, 0.0]  # upside down, z in the healthy range
+    _, _, term, _ = task.step(np.zeros(8))
+    assert term
+    task = DirectionTask(dataclasses.replace(TINY, min_upright=-1.0))
+    task.reset(0)
+    task.sim.data.qpos[2:7] = [0.3, 0.0, 1.0, 0.0, 0.0]
+    assert not task.step(np.zeros(8))[2]
+
+
+def test_init_run_starts_from_another_run_with_relabelled_terminals(tmp_path):
+    src = dataclasses.replace(TINY, steps=1000, min_upright=-1.0)
+    train(src, tmp_path / "src", log=lambda s: None)
+    cfg = dataclasses.replace(TINY, init_run=str(tmp_path / "src"), healthy_reward=0.5)
+    logs = []
+    curves = train(cfg, tmp_path / "dst", log=logs.append)
+    assert logs[0].startswith("started from") and [c["step"] for c in curves] == [1000, 1500]
+    with np.load(tmp_path / "dst/buffer.npz") as f:
+        z, qx, qy = f["next_obs"][:, 0], f["next_obs"][:, 2], f["next_obs"][:, 3]
+        ends = (z < 0.2) | (z > 1.0) | (1 - 2 * (qx**2 + qy**2) < 0)
+        np.testing.assert_array_equal(f["discount"] == 0, ends)
+        with np.load(tmp_path / "src/buffer.npz") as g:  # v·d kept, the bonus where alive
+            np.testing.assert_allclose(f["rew"][:1000], g["rew"] + 0.5 * ~ends[:1000],
+                                       atol=1e-6)

@@ -179,7 +179,8 @@ def test_shipped_controller_reaches_umaze_goal():
     if not SHIPPED.exists():
         pytest.skip("no AntMaze controller shipped yet (python -m seemrl.antmaze.controller)")
     act, params, info = load_controller()
-    result = maze_success(act, params, "umaze", episodes=10, seed=123)
+    result = maze_success(act, params, "umaze", episodes=10, seed=123,
+                          egocentric=info["egocentric"])
     assert result["success_rate"] >= 0.5
 
 

@@ -4,9 +4,20 @@ Recipe (OGBench's cheap path, not Minari's 30M-step goal-reaching SAC): SAC
 (`seemrl.behaviour.sac`'s jitted update) on directional locomotion in the open — the policy sees
 the ant's body state (the 29-dim observation without the torso x, y: 27) and a unit target
 direction (2); the direction is redrawn uniformly every `direction_every` steps; reward
-Ant-v5's with the velocity taken along the direction: v_xy · d + 1 (healthy) − 0.5 ‖a‖²;
-the episode ends when the torso leaves z ∈ [0.2, 1.0] (Ant-v5's healthy range) or after
-`episode_steps`. In the maze the direction is the unit vector to the current waypoint.
+the torso's velocity along the direction, v_xy · d (OGBench's GymXYWrapper replaces Ant's
+reward by the displacement along d; here per second, so it reads as m/s), plus optional
+Ant-v5 terms `healthy_reward` and `ctrl_cost` · ‖a‖², both 0 by default (see their fields:
+with Ant-v5's 1 and 0.5 the ant learnt to stand still); the episode ends when the torso
+leaves z ∈ [0.2, 1.0] (Ant-v5's healthy range), when it tips past `min_upright` (a flipped
+ant lies at z ≈ 0.27, inside that range) or after `episode_steps`. In the maze the
+direction is the unit vector to the current waypoint.
+
+The shipped controller grew in three stages on one CPU core (`init_run` carries networks and
+replay rows from one stage to the next; controller.json lists them): 0–200k env steps
+egocentric v·d with no flip end (`--min-upright -1`), 200k–275k with the flip ending the
+episode (the defaults), 275k–500k with `--healthy-reward 0.5` as well. Measured at 500k
+(50 episodes, noise 0.2): umaze 0.76, medium 0.38. A single run from scratch with the last
+stage's config is untested (with Ant-v5's healthy 1 from scratch the ant stood still).
 
 Training is resumable because this machine's CPU is scarce: every `checkpoint_every` env
 steps the run writes `checkpoint.msgpack` (SAC state + counters), `buffer.npz` (the replay
@@ -39,6 +50,11 @@ ACTION_NOISE = 0.2
 """Data convention (Minari's script): mean action + N(0, 0.2²) per dimension, clipped."""
 
 
+LEGACY = {"ctrl_cost": 0.5, "egocentric": False, "healthy_reward": 1.0, "min_upright": -1.0,
+          "init_run": ""}
+"""The values runs saved before these fields existed were trained with."""
+
+
 @dataclasses.dataclass(frozen=True)
 class ControllerConfig:
     """One directional-locomotion SAC run (saved to config.json; a resume must match it)."""
@@ -49,14 +65,15 @@ class ControllerConfig:
     """Seeds networks, resets, directions and sampling."""
     hidden: tuple[int, ...] = (256, 256)
     """Actor and critic widths."""
-    utd: float = 0.5
-    """Gradient steps per env step (< 1 buys env steps on a scarce CPU)."""
+    utd: float = 1.0
+    """Gradient steps per env step (OGBench's and the paper's 1; < 1 buys env steps on a
+    scarce CPU, but 0.5 spent 275k steps without learning to walk)."""
     batch_size: int = 256
     lr: float = 3e-4
     gamma: float = 0.99
     tau: float = 0.005
-    start_steps: int = 5_000
-    """Uniform random actions before learning starts."""
+    start_steps: int = 10_000
+    """Uniform random actions before learning starts (OGBench's seed_steps)."""
     chunk: int = 1_000
     """Env steps between two jitted blocks of updates."""
     direction_every: int = 100
@@ -66,11 +83,31 @@ class ControllerConfig:
     """Env steps between checkpoints, evaluations and actor snapshots (a multiple of chunk)."""
     eval_episodes: int = 10
     """umaze episodes per evaluation (start (1, 1) to goal (3, 1), action noise 0.2)."""
-    ctrl_cost: float = 0.5
-    """Weight of ‖a‖² in the reward (Ant-v5's 0.5)."""
-    egocentric: bool = False
+    healthy_reward: float = 0.0
+    """Reward per step that does not end the episode (Ant-v5's 1; OGBench's directional
+    reward has none). Measured with 1 (and ctrl_cost 0.5, utd 0.5): at 25k steps
+    the ant moved at 0.40 m/s in no particular direction (−0.05 m/s along d); by 50k it stood
+    (0.07 m/s) and stayed so to 275k — uncorrelated motion earns nothing on average over
+    directions, while it costs control and risks the fall that forfeits ~100 of bonus."""
+    ctrl_cost: float = 0.0
+    """Weight of ‖a‖² in the reward (Ant-v5's 0.5; OGBench's directional reward has none)."""
+    egocentric: bool = True
     """Give the target direction in the torso's heading frame (rotated by −yaw) instead of
-    the world frame, so the skill does not depend on where the ant faces."""
+    the world frame (OGBench's), so the skill does not depend on where the ant faces.
+    Measured in the world-frame run (v·d reward, utd 1, steps 75k–100k): the ant spins —
+    mean |yaw rate| 1.27 rad/s, median heading change over one 100-step direction 1.49 rad,
+    > 90° in 47 % — so one world direction asks for ever other joint patterns; at 100k it
+    still made 0.03 m/s along d (0.6 m/s of flailing in any direction)."""
+    min_upright: float = 0.0
+    """The episode also ends when the z component of the torso's up axis drops below this
+    (0: tipped past 90°; −1: never). Ant-v5's z range misses a flipped ant, which lies at
+    z ≈ 0.27 and can never right itself: measured in the egocentric run without it, 50–70 %
+    of the first 175k steps were spent upside down (v·d 0.01 m/s there, 0.65 m/s upright at
+    150k–175k), and 9 of 10 umaze episodes at 175k ended flipped."""
+    init_run: str = ""
+    """A run folder to start from (its networks, counters and replay rows, the rows'
+    terminals and healthy bonus relabelled by this config's rules; same ctrl_cost) instead
+    of from scratch; "" for none."""
 
     def sac(self):
         from seemrl.behaviour.sac import SACConfig
@@ -79,6 +116,18 @@ class ControllerConfig:
                          hidden=tuple(self.hidden), lr=self.lr, gamma=self.gamma,
                          tau=self.tau, batch_size=self.batch_size,
                          start_steps=self.start_steps, chunk=self.chunk, utd=self.utd)
+
+
+def upright(quat: np.ndarray) -> np.ndarray:
+    """(..., 4) torso quaternions (w, x, y, z) -> (...,) the z component of its up axis."""
+    return 1.0 - 2.0 * (quat[..., 1] ** 2 + quat[..., 2] ** 2)
+
+
+def ended(inputs: np.ndarray, min_upright: float) -> np.ndarray:
+    """(B, 29) controller inputs -> (B,) whether the body state ends an episode: torso z out
+    of Ant-v5's healthy range [0.2, 1.0], or tipped below `min_upright`."""
+    z = inputs[:, 0]
+    return (z < 0.2) | (z > 1.0) | (upright(inputs[:, 1:5]) < min_upright)
 
 
 def policy_input(obs: np.ndarray, target_xy: np.ndarray, egocentric: bool = False
@@ -104,7 +153,7 @@ class DirectionTask:
     def reset(self, episode: int) -> np.ndarray:
         self.rng = np.random.default_rng([self.config.seed, episode])
         self.sim.reset(self.rng, np.zeros(2))
-        self.t = 0
+        self.t, self.velocity = 0, 0.0  # velocity: along the direction at the last step
         return self._input()
 
     def _input(self) -> np.ndarray:
@@ -119,11 +168,13 @@ class DirectionTask:
         self.sim.step(action)
         velocity = (self.sim.xy - before) / self.sim.dt
         z = self.sim.data.qpos[2]
-        healthy = 0.2 <= z <= 1.0
-        reward = float(velocity @ self.direction + 1.0
+        alive = 0.2 <= z <= 1.0 and upright(self.sim.data.qpos[3:7]) >= self.config.min_upright
+        self.velocity = velocity @ self.direction
+        reward = float(self.velocity + self.config.healthy_reward * alive
                        - self.config.ctrl_cost * np.sum(np.square(action)))
         self.t += 1
-        return self._input(), reward, not healthy, self.t >= self.config.episode_steps
+        return (self._input(), reward, not alive,
+                self.t >= self.config.episode_steps)
 
 
 def make_act(hidden: tuple[int, ...]) -> Callable:
@@ -190,9 +241,9 @@ def train(config: ControllerConfig, out_dir: str | Path,
     out.mkdir(parents=True, exist_ok=True)
     saved_cfg = out / "config.json"
     cfg_json = json.dumps(dataclasses.asdict(config), indent=1)
-    # A run saved before a field existed ran with that field's default.
-    if saved_cfg.exists() and {**json.loads(cfg_json), **json.loads(saved_cfg.read_text())} \
-            != json.loads(cfg_json):
+    # A run saved before a field existed ran with that field's first value (LEGACY).
+    if saved_cfg.exists() and {**json.loads(cfg_json), **LEGACY,
+                               **json.loads(saved_cfg.read_text())} != json.loads(cfg_json):
         raise ValueError(f"{out} holds a run with another config; use another --out")
     saved_cfg.write_text(cfg_json)
     sac = config.sac()
@@ -212,9 +263,24 @@ def train(config: ControllerConfig, out_dir: str | Path,
         with np.load(out / "buffer.npz") as f:
             buffer = _buffer_put(buffer, {k: jnp.asarray(f[k][:size]) for k in dims}, 0)
         log(f"resumed at {size:,} steps")
+    elif config.init_run:
+        state, meta = checkpoint.load(config.init_run, state)
+        size, episode, curves = meta["size"], meta["episode"], meta["curves"]
+        with np.load(Path(config.init_run) / "buffer.npz") as f:
+            rows = {k: f[k][:size] for k in dims}
+        source = {**json.loads(cfg_json), **LEGACY,
+                  **json.loads((Path(config.init_run) / "config.json").read_text())}
+        if source["ctrl_cost"] != config.ctrl_cost:
+            raise ValueError("init_run: the source run has another ctrl_cost")
+        alive = 1.0 - ended(rows["next_obs"], config.min_upright).astype(np.float32)
+        rows["rew"] = (rows["rew"] - source["healthy_reward"] * rows["discount"]
+                       + config.healthy_reward * alive)
+        rows["discount"] = alive
+        buffer = _buffer_put(buffer, {k: jnp.asarray(v) for k, v in rows.items()}, 0)
+        log(f"started from {config.init_run} at {size:,} steps")
     task = DirectionTask(config)
     obs = task.reset(episode)
-    t0, reward_sum, reward_steps = time.time(), 0.0, 0
+    t0, reward_sum, velocity_sum, reward_steps, falls = time.time(), 0.0, 0.0, 0, 0
     while size < cap:
         n = min(config.chunk, cap - size)
         rows = {k: np.zeros((n,) if d is None else (n, d), np.float32) for k, d in dims.items()}
@@ -227,6 +293,7 @@ def train(config: ControllerConfig, out_dir: str | Path,
                                       jax.random.fold_in(k_act, size + i)))[0]
             nxt, r, term, trunc = task.step(a)
             reward_sum, reward_steps = reward_sum + r, reward_steps + 1
+            velocity_sum, falls = velocity_sum + task.velocity, falls + term
             for k, v in (("obs", obs), ("act", a), ("rew", r), ("next_obs", nxt),
                          ("discount", 1.0 - float(term))):
                 rows[k][i] = v
@@ -244,9 +311,10 @@ def train(config: ControllerConfig, out_dir: str | Path,
                           egocentric=config.egocentric)
         entry = {"step": size, "umaze_success": ev["success_rate"],
                  "umaze_steps": ev["mean_steps"], "episodes": episode,
-                 # v·d + 1 − 0.5‖a‖² per step since the last entry: ≈ speed along the
-                 # direction + 1 when the ant walks (0.2–0.5 while it only stands)
+                 # per step since the last entry; v_along_d (m/s) says whether it walks
                  "reward_per_step": round(reward_sum / max(reward_steps, 1), 3),
+                 "v_along_d": round(velocity_sum / max(reward_steps, 1), 3),
+                 "falls": falls,
                  "wall_s": round(time.time() - t0, 1)}
         if size >= config.start_steps:
             entry.update({k: round(float(v), 4) for k, v in metrics.items()})
@@ -260,7 +328,7 @@ def train(config: ControllerConfig, out_dir: str | Path,
         episode += 1  # the running episode is cut here in every run (see the docstring)
         obs = task.reset(episode)
         checkpoint.save(out, state, {"size": size, "episode": episode, "curves": curves})
-        reward_sum, reward_steps = 0.0, 0
+        reward_sum, velocity_sum, reward_steps, falls = 0.0, 0.0, 0, 0
         log(json.dumps(entry))
     return curves
 
@@ -284,7 +352,7 @@ def load_controller(path: Path = SHIPPED) -> tuple[Callable, dict, dict]:
         config = json.loads(run_config.read_text())
         info = {"recipe": f"directional-locomotion SAC snapshot {path.name} (not shipped)",
                 "hidden": config["hidden"], "config": config,
-                "egocentric": config.get("egocentric", False)}
+                "egocentric": config.get("egocentric", LEGACY["egocentric"])}
     else:
         raise DataError(f"{path}: no {side.name} beside it and not a run's snapshot")
     return make_act(tuple(info["hidden"])), load_actor(path), info
@@ -302,12 +370,18 @@ def ship(run_dir: str | Path, step: int, episodes: int = 50) -> dict:
     snap = run / "snapshots" / f"actor_{step:07d}.npz"
     act = make_act(tuple(config["hidden"]))
     params = load_actor(snap)
-    egocentric = config.get("egocentric", False)
+    egocentric = config.get("egocentric", LEGACY["egocentric"])
     measured = {m: maze_success(act, params, m, episodes, seed=20_000,
                                 egocentric=egocentric)["success_rate"]
                 for m in ("umaze", "medium")}
+    stages, source = [], config  # the runs it grew through (init_run), oldest last
+    while source.get("init_run"):
+        stages.append(source["init_run"])
+        source = json.loads((Path(source["init_run"]) / "config.json").read_text())
     info = {"recipe": "directional-locomotion SAC (seemrl.antmaze.controller)",
             "hidden": config["hidden"], "train_step": step, "config": config,
+            "init_runs": [{"run": r, "config": json.loads((Path(r) / "config.json").read_text())}
+                          for r in stages],
             "egocentric": egocentric,
             "success_rate": measured, "eval_episodes": episodes, "eval_seed": 20_000,
             "action_noise": ACTION_NOISE}
@@ -323,15 +397,21 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--utd", type=float, default=ControllerConfig.utd)
     p.add_argument("--ctrl-cost", type=float, default=ControllerConfig.ctrl_cost)
-    p.add_argument("--egocentric", action="store_true",
-                   help="target direction in the heading frame")
+    p.add_argument("--healthy-reward", type=float, default=ControllerConfig.healthy_reward)
+    p.add_argument("--egocentric", action=argparse.BooleanOptionalAction,
+                   default=ControllerConfig.egocentric,
+                   help="target direction in the heading frame (--no-egocentric: world frame)")
+    p.add_argument("--min-upright", type=float, default=ControllerConfig.min_upright)
+    p.add_argument("--init-run", default="", help="a run folder to start from")
     p.add_argument("--ship", type=int, help="measure snapshot STEP and ship it")
     args = p.parse_args(argv)
     if args.ship is not None:
         print(json.dumps(ship(args.out, args.ship)))
         return
     train(ControllerConfig(steps=args.steps, seed=args.seed, utd=args.utd,
-                           ctrl_cost=args.ctrl_cost, egocentric=args.egocentric), args.out,
+                           ctrl_cost=args.ctrl_cost, healthy_reward=args.healthy_reward,
+                           egocentric=args.egocentric, min_upright=args.min_upright,
+                           init_run=args.init_run), args.out,
           log=lambda s: print(s, flush=True))
 
 
