@@ -204,24 +204,27 @@ def maze_success(act: Callable, params, maze: str, episodes: int, seed: int,
     for a seed."""
     import jax
 
+    from seemrl.evaluation import lockstep
+
     envs = [AntMazeEnv(maze) for _ in range(episodes)]
     obs = np.stack([e.reset(seed=seed + i)[0] for i, e in enumerate(envs)])
     ways = [Waypoints(e.maze, e.goal, np.random.default_rng([seed, i]))
             for i, e in enumerate(envs)]
-    alive, success = np.ones(episodes, bool), np.zeros(episodes, bool)
-    steps = np.zeros(episodes, int)
+    success, steps = np.zeros(episodes, bool), np.zeros(episodes, int)
     key = jax.random.PRNGKey(seed)
-    for t in range(EPISODE_STEPS[maze]):
+
+    def policy(obs: np.ndarray, t: int) -> np.ndarray:
         targets = np.stack([w(o[:2]) for w, o in zip(ways, obs, strict=True)])
-        actions = np.asarray(act(params, policy_input(obs, targets, egocentric),
-                                 jax.random.fold_in(key, t), noise))
-        for i in np.flatnonzero(alive):
-            obs[i], _, term, _, _ = envs[i].step(actions[i])
-            steps[i] += 1
-            success[i] |= term
-            alive[i] = not term
-        if not alive.any():
-            break
+        return np.asarray(act(params, policy_input(obs, targets, egocentric),
+                              jax.random.fold_in(key, t), noise))
+
+    def step(i: int, result: tuple) -> bool:
+        obs[i], _, term, _, _ = result
+        steps[i] += 1
+        success[i] |= term
+        return not term and steps[i] < EPISODE_STEPS[maze]
+
+    lockstep(envs, obs, policy, step, np.ones(episodes, bool))
     return {"success_rate": float(success.mean()), "mean_steps": float(steps.mean()),
             "episodes": episodes, "seed": seed, "maze": maze, "noise": noise}
 
