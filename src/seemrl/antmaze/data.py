@@ -280,8 +280,9 @@ def can_make(name: str) -> bool:
 
 
 def policy_score(name: str) -> float | None:
-    """The shipped controller's umaze success rate × 100."""
-    rate = (_shipped_info().get("success_rate") or {}).get("umaze")
+    """The shipped controller's success rate × 100 in the evaluation env of `name`'s maze
+    (None where it was not measured)."""
+    rate = (_shipped_info().get("success_rate") or {}).get(_check_name(name).maze)
     return None if rate is None else 100 * rate
 
 

@@ -121,7 +121,7 @@ def list_datasets(data_dir: str | Path | None = None) -> list[dict[str, Any]]:
     """One row per known dataset (default size and seed) plus every other made variant.
 
     Row keys: name, can_make (its behaviour policy is shipped), policy_score (that policy's
-    normalised score; AntMaze: the controller's umaze success rate × 100), on_disk, path,
+    normalised score; AntMaze: the controller's success rate × 100 in that maze), on_disk, path,
     size_bytes, transitions, avg_return (of the data's complete episodes; AntMaze: its
     success rate × 100), stale (made with a behaviour policy that has changed since); the
     last four None when not on disk.
