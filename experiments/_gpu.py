@@ -22,6 +22,17 @@ from seemrl.repro._common import Context
 from seemrl.sweep import RunSpec
 
 
+def add_arguments(p, out: str, out_help: str) -> None:
+    """The flags every GPU script takes: --out, --data-dir, --smoke, --seeds, --budget-s."""
+    p.add_argument("--out", type=pathlib.Path, default=pathlib.Path(out), help=out_help)
+    p.add_argument("--data-dir", type=pathlib.Path, help="dataset folder (default seemrl's)")
+    p.add_argument("--smoke", action="store_true", help="tiny runs on the CPU (a check)")
+    p.add_argument("--seeds", type=int, help="seeds per run (default 10; fewer if they do "
+                   "not fit the GPU's memory)")
+    p.add_argument("--budget-s", type=float, default=540.0,
+                   help="interrupt training after this many seconds (default 540)")
+
+
 def train_within(ctx: Context, specs: Sequence[RunSpec], budget_s: float) -> bool:
     """Trains `specs` into ctx.out/runs until done or `budget_s` seconds; True if cut short."""
     timer = threading.Timer(budget_s, os.kill, (os.getpid(), signal.SIGINT))

@@ -53,15 +53,8 @@ costs a compilation)."""
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--out", type=pathlib.Path, default=pathlib.Path("runs/repro/cpu/fraction/gpu"),
-                   help="folder for runs/ and results.json (default: where `repro fraction "
-                        "--scale cpu --collect` reads it)")
-    p.add_argument("--data-dir", type=pathlib.Path, help="dataset folder (default seemrl's)")
-    p.add_argument("--smoke", action="store_true", help="tiny runs on the CPU (a check)")
-    p.add_argument("--seeds", type=int, help="seeds per run (default 10; fewer if they do "
-                   "not fit the GPU's memory)")
-    p.add_argument("--budget-s", type=float, default=540.0,
-                   help="interrupt training after this many seconds (default 540)")
+    _gpu.add_arguments(p, "runs/repro/cpu/fraction/gpu", "folder for runs/ and results.json "
+                       "(default: where `repro fraction --scale cpu --collect` reads it)")
     args = p.parse_args(argv)
     from seemrl.behaviour import files
 

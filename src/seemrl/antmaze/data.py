@@ -125,16 +125,10 @@ def rollout(task: Task, act, params, size: int, seed: int, n_envs: int = N_ENVS,
     from seemrl.antmaze.controller import policy_input
 
     n_envs = max(1, min(n_envs, size))
-    quota = np.full(n_envs, size // n_envs) + (np.arange(n_envs) < size % n_envs)
-    offset = np.concatenate([[0], np.cumsum(quota)[:-1]])
+    quota, offset = files.quotas(size, n_envs)
     envs = [_Episode(task, np.random.default_rng(np.random.SeedSequence([seed, i])))
             for i in range(n_envs)]
-    cols: dict[str, Any] = {"observations": np.zeros((size, OBS_DIM), np.float32),
-            "actions": np.zeros((size, ACT_DIM), np.float32),
-            "rewards": np.zeros(size, np.float32),
-            "next_observations": np.zeros((size, OBS_DIM), np.float32),
-            "terminals": np.zeros(size, np.float32), "timeouts": np.zeros(size, bool),
-            "episode_ends": np.zeros(size, bool)}
+    cols: dict[str, Any] = files.empty_columns(size, OBS_DIM, ACT_DIM)
     goals = np.zeros((size, 2), np.float32)
     count = np.zeros(n_envs, int)
     tally = {"episodes": 0, "complete": 0, "reaching": 0, "reaching_complete": 0}

@@ -17,6 +17,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from seemrl.data._common import atomic_path
 from seemrl.types import DataError, Dataset, WriteError
 
@@ -98,6 +100,23 @@ def summary(path: Path) -> dict[str, Any]:
     """The `<file>.json` written beside a made dataset ({} when there is none)."""
     side = path.with_name(path.name + ".json")
     return json.loads(side.read_text()) if side.exists() else {}
+
+
+def quotas(size: int, n_envs: int) -> tuple[np.ndarray, np.ndarray]:
+    """(quota, first row) per environment of a made dataset: environment i contributes
+    size // n_envs rows (+1 for the first size % n_envs), stored one after another."""
+    quota = np.full(n_envs, size // n_envs) + (np.arange(n_envs) < size % n_envs)
+    return quota, np.concatenate([[0], np.cumsum(quota)[:-1]])
+
+
+def empty_columns(size: int, obs_dim: int, act_dim: int) -> dict[str, np.ndarray]:
+    """The `Dataset` columns a rollout fills, `size` rows of zeros."""
+    return {"observations": np.zeros((size, obs_dim), np.float32),
+            "actions": np.zeros((size, act_dim), np.float32),
+            "rewards": np.zeros(size, np.float32),
+            "next_observations": np.zeros((size, obs_dim), np.float32),
+            "terminals": np.zeros(size, np.float32), "timeouts": np.zeros(size, bool),
+            "episode_ends": np.zeros(size, bool)}
 
 
 class progress_bar:

@@ -117,16 +117,10 @@ def rollout(act: Callable, params, env_id: str, size: int, seed: int, segment: i
     import jax
 
     n_envs = max(1, min(n_envs, size))
-    quota = np.full(n_envs, size // n_envs) + (np.arange(n_envs) < size % n_envs)
-    offset = np.concatenate([[0], np.cumsum(quota)[:-1]])
+    quota, offset = files.quotas(size, n_envs)
     envs = [make_env(env_id, disable_env_checker=True) for _ in range(n_envs)]
     obs_dim, act_dim = envs[0].observation_space.shape[0], envs[0].action_space.shape[0]
-    cols: dict[str, Any] = {"observations": np.zeros((size, obs_dim), np.float32),
-            "actions": np.zeros((size, act_dim), np.float32),
-            "rewards": np.zeros(size, np.float32),
-            "next_observations": np.zeros((size, obs_dim), np.float32),
-            "terminals": np.zeros(size, np.float32), "timeouts": np.zeros(size, bool),
-            "episode_ends": np.zeros(size, bool)}
+    cols: dict[str, Any] = files.empty_columns(size, obs_dim, act_dim)
     obs = np.stack([e.reset(seed=int(np.random.SeedSequence([seed, segment, i])
                                      .generate_state(1)[0]))[0]
                     for i, e in enumerate(envs)]).astype(np.float32)
