@@ -39,8 +39,12 @@ SMOKE = {**antmaze.SCALES["smoke"], "tasks": ["umaze"], "seeds": [0, 1], "steps"
 """Seconds on a CPU: the same code path on a tiny umaze file made by an untrained controller."""
 
 
+SMOKE_SIZE = 2_000
+
+
 def _smoke_data(data_dir: pathlib.Path) -> None:
-    """A 2 000-step antmaze-umaze file rolled out by an untrained 32×32 controller."""
+    """A 2 000-step antmaze-umaze file rolled out by an untrained 32×32 controller (found by
+    `repro antmaze` under its own name, antmaze-umaze-v0-n2000.hdf5)."""
     import jax
     import numpy as np
 
@@ -49,7 +53,7 @@ def _smoke_data(data_dir: pathlib.Path) -> None:
     from seemrl.behaviour.sac import GaussianActor, save_actor
     from seemrl.networks import MLPConfig
 
-    if behaviour.dataset_path("antmaze-umaze", data_dir).exists():
+    if behaviour.dataset_path("antmaze-umaze", data_dir, SMOKE_SIZE).exists():
         return
     params = GaussianActor(MLPConfig(hidden=(32, 32)), 8).init(
         jax.random.PRNGKey(0), np.zeros((1, INPUT_DIM), np.float32))
@@ -58,12 +62,8 @@ def _smoke_data(data_dir: pathlib.Path) -> None:
     save_actor(controller, params)
     controller.with_suffix(".json").write_text(json.dumps({"hidden": [32, 32],
                                                            "recipe": "untrained (smoke)"}))
-    made = behaviour.make_dataset("antmaze-umaze", size=2_000, data_dir=data_dir,
-                                  controller=controller, progress=False)
-    # Written at the default size's name, where `repro antmaze` looks for it.
-    for side in ("", ".sha256", ".json"):
-        pathlib.Path(f"{made}{side}").rename(
-            f"{behaviour.dataset_path('antmaze-umaze', data_dir)}{side}")
+    behaviour.make_dataset("antmaze-umaze", size=SMOKE_SIZE, data_dir=data_dir,
+                           controller=controller, progress=False)
 
 
 def main(argv: list[str] | None = None) -> int:
