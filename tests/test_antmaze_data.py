@@ -198,6 +198,27 @@ def test_listed_with_data_success_rate(tmp_path, tiny_controller):
     assert ("antmaze-umaze-diverse", False) in rows
 
 
+def test_dataset_table_reports_made_antmaze_files(tmp_path, tiny_controller, capsys):
+    import importlib.util
+
+    from seemrl.antmaze.data import make_dataset
+
+    made = make_dataset("antmaze-medium-play", size=60, n_envs=2, data_dir=tmp_path,
+                        controller=tiny_controller, progress=False)
+    summary = json.loads(made.with_name(made.name + ".json").read_text())
+    script = Path(__file__).parents[1] / "experiments" / "dataset_table.py"
+    spec = importlib.util.spec_from_file_location("dataset_table", script)
+    table = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(table)
+    (row,) = table.antmaze_rows([tmp_path])
+    assert row["task"] == "medium-play" and row["size"] == 60
+    assert (row["episodes"], row["reaching"]) == (summary["episodes"],
+                                                  summary["episodes_reaching_goal"])
+    assert table.rows([tmp_path]) == []  # not mistaken for a locomotion dataset
+    assert table.main([str(tmp_path)]) == 0
+    assert "| antmaze-medium-play |" in capsys.readouterr().out
+
+
 @pytest.mark.slow  # makes a tiny file and trains the four Table 1 agents (~2 min here)
 def test_gpu_script_smoke_trains_table_1_and_resumes(tmp_path):
     import importlib.util
