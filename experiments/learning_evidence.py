@@ -30,13 +30,19 @@ from seemrl.runconfig import split
 PUBLISHED = {
     # Normalised scores on D4RL v2 from each algorithm's paper (CQL: the IQL paper's rerun,
     # as CQL's own table is on v0 data).
-    "td3bc": {"hopper-medium": 59.3, "walker2d-medium": 83.7, "source": "Fujimoto & Gu 2021"},
-    "iql": {"hopper-medium": 66.3, "walker2d-medium": 78.3, "source": "Kostrikov et al. 2021"},
-    "cql": {"hopper-medium": 58.5, "walker2d-medium": 72.5, "source": "Kostrikov et al. 2021"},
-    "diffql": {"hopper-medium": 90.5, "walker2d-medium": 87.0, "source": "Wang et al. 2022"},
-    "rebrac": {"hopper-medium": 102.0, "walker2d-medium": 82.5, "source": "Tarasov et al. 2023"},
+    "td3bc": {"halfcheetah-medium": 48.3, "hopper-medium": 59.3, "walker2d-medium": 83.7,
+              "source": "Fujimoto & Gu 2021"},
+    "iql": {"halfcheetah-medium": 47.4, "hopper-medium": 66.3, "walker2d-medium": 78.3,
+            "source": "Kostrikov et al. 2021"},
+    "cql": {"halfcheetah-medium": 44.0, "hopper-medium": 58.5, "walker2d-medium": 72.5,
+            "source": "Kostrikov et al. 2021"},
+    "diffql": {"halfcheetah-medium": 51.1, "hopper-medium": 90.5, "walker2d-medium": 87.0,
+               "source": "Wang et al. 2022"},
+    "rebrac": {"halfcheetah-medium": 65.6, "hopper-medium": 102.0, "walker2d-medium": 82.5,
+               "source": "Tarasov et al. 2023"},
     # Behaviour cloning, the IQL paper's Table 1 column: how far plain cloning gets on D4RL.
-    "bc": {"hopper-medium": 52.9, "walker2d-medium": 75.3, "source": "Kostrikov et al. 2021"},
+    "bc": {"halfcheetah-medium": 42.6, "hopper-medium": 52.9, "walker2d-medium": 75.3,
+           "source": "Kostrikov et al. 2021"},
 }
 NAMES = {"td3bc": "TD3+BC", "iql": "IQL", "cql": "CQL", "diffql": "Diffusion-QL",
          "rebrac": "ReBRAC", "bc": "BC (TD3+BC, α = 0)"}
