@@ -362,8 +362,9 @@ def load_controller(path: Path = SHIPPED) -> tuple[Callable, dict, dict]:
 
 
 def ship(run_dir: str | Path, step: int, episodes: int = 50) -> dict:
-    """Measures snapshot `step` of a run on fresh umaze episodes and copies it into the
-    package (controller.npz + controller.json)."""
+    """Measures snapshot `step` of a run on fresh episodes of every maze (its evaluation
+    goal, the data's action noise) and copies it into the package (controller.npz +
+    controller.json)."""
     import shutil
 
     from seemrl.behaviour.sac import load_actor
@@ -376,7 +377,7 @@ def ship(run_dir: str | Path, step: int, episodes: int = 50) -> dict:
     egocentric = config.get("egocentric", LEGACY["egocentric"])
     measured = {m: maze_success(act, params, m, episodes, seed=20_000,
                                 egocentric=egocentric)["success_rate"]
-                for m in ("umaze", "medium")}
+                for m in EPISODE_STEPS}
     stages, source = [], config  # the runs it grew through (init_run), oldest last
     while source.get("init_run"):
         stages.append(source["init_run"])
