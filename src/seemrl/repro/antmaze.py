@@ -361,7 +361,7 @@ def _learning(agent: str, res: dict[str, Any], behaviour: float | None) -> str:
     final = [v for v in res["score"] if v is not None]
     if not firsts or not final:
         return f"{agent} has no evaluations"
-    step, first = firsts[0][0], float(np.mean([v for _, v in firsts]))
+    step, first = int(firsts[0][0]), float(np.mean([v for _, v in firsts]))
     return (f"{agent} {first:.0f} at step {step:,} → {np.mean(final):.0f}"
             + ("" if behaviour is None else
                f" ({'above' if np.mean(final) > behaviour else 'below'} the behaviour's "
@@ -400,7 +400,9 @@ def _paper_avg_over(results) -> float | None:
     return float(np.mean(vals)) if vals else None
 
 
-def figure(results, params: dict[str, Any]):
+def figure(results, params: dict[str, Any], behaviour: dict[str, float | None] | None = None):
+    """Score curves per task and agent, with the paper's Diffusion-QL + LN score and the
+    behaviour controller's (`behaviour`, by task) as horizontal lines."""
     from seemrl import plotting
 
     plt = plotting.pyplot()
@@ -413,7 +415,11 @@ def figure(results, params: dict[str, Any]):
         if task in PAPER_DIFFQL_LN:
             ax.axhline(PAPER_DIFFQL_LN[task], color=COLORS["diffql-ln"], ls="--", lw=0.8,
                        label="paper: Diffusion-QL + LN")
-        ax.set(xlabel="gradient step", ylabel="normalised score (0 = never, 100 = expert)",
+        if (behaviour or {}).get(task) is not None:
+            ax.axhline(behaviour[task], color="grey", ls=":", lw=1.0,
+                       label="behaviour (the data's controller)")
+        ax.set(xlabel="gradient step", ylabel="score = success rate × 100",
+               ylim=(-3, 103),
                title=f"antmaze-{task}")
         ax.legend(fontsize=8)
     fig.suptitle("AntMaze: normalised score during training (seeds thin, mean bold)")
@@ -440,7 +446,8 @@ def run(ctx: Context) -> Outcome:
     results = {task: {agent: collect(pathlib.Path(runs[f"{task}-{agent}"].run_dir),
                                      params["seeds"], params["last_evals"])
                       for agent in params["agents"]} for task in datasets}
-    ctx.save_figure(figure(results, params), "antmaze_scores.png")
+    ctx.save_figure(figure(results, params, {t: s.behaviour_score() for t, s in by_task.items()}),
+                    "antmaze_scores.png")
     return Outcome({"tasks": results, "paper": {"diffql_ln": PAPER_DIFFQL_LN,
                                                 "average": PAPER_AVERAGE}},
                    markdown(results, params, list(by_task.values())))
