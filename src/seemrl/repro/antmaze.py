@@ -415,8 +415,9 @@ def figure(results, params: dict[str, Any], behaviour: dict[str, float | None] |
         if task in PAPER_DIFFQL_LN:
             ax.axhline(PAPER_DIFFQL_LN[task], color=COLORS["diffql-ln"], ls="--", lw=0.8,
                        label="paper: Diffusion-QL + LN")
-        if (behaviour or {}).get(task) is not None:
-            ax.axhline(behaviour[task], color="grey", ls=":", lw=1.0,
+        level = (behaviour or {}).get(task)
+        if level is not None:
+            ax.axhline(level, color="grey", ls=":", lw=1.0,
                        label="behaviour (the data's controller)")
         ax.set(xlabel="gradient step", ylabel="score = success rate × 100",
                ylim=(-3, 103),
