@@ -14,6 +14,7 @@ import json
 import pathlib
 import sys
 
+from seemrl.antmaze.data import controller_score
 from seemrl.behaviour.locomotion import ENVS, LEVELS
 from seemrl.behaviour.policies import registry
 from seemrl.evaluation import normalized_score
@@ -78,10 +79,9 @@ def antmaze_rows(data_dirs: list[pathlib.Path]) -> list[dict]:
     for path, s in summaries(data_dirs):
         if "maze" not in s:
             continue
-        rate = json.loads(s.get("controller_success_rate") or "null") or {}
         out.append({"task": s["task"], "size": s["size"], "episodes": s["episodes"],
                     "complete": s["episodes_complete"], "reaching": s["episodes_reaching_goal"],
-                    "success": s["success_rate"], "controller": rate.get(s["maze"]),
+                    "success": s["success_rate"], "controller": controller_score(s),
                     "mib": _mib(path), "seconds": s.get("make_seconds")})
     order = {t: i for i, t in enumerate(TASKS)}
     return sorted(out, key=lambda r: (order.get(r["task"], 99), r["size"]))
@@ -93,7 +93,7 @@ def antmaze_markdown(table: list[dict]) -> str:
              "| make time (s) |",
              "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     for r in table:
-        cells = [f"antmaze-{r['task']}", _or_dash(r["controller"], "{:.0%}"), f"{r['size']:,}",
+        cells = [f"antmaze-{r['task']}", _or_dash(r["controller"], "{:.0f}%"), f"{r['size']:,}",
                  f"{r['episodes']} ({r['complete']})", f"{r['reaching']}",
                  f"{r['success']:.0%}", _or_dash(r["mib"], "{:.0f}"),
                  _or_dash(r["seconds"], "{:.0f}")]

@@ -286,6 +286,17 @@ def data_score(info: dict[str, Any]) -> float | None:
     return None if rate is None else 100 * rate
 
 
+def controller_score(info: dict[str, Any]) -> float | None:
+    """The success rate × 100, in the file's own maze, that the controller which made a file
+    had when it was shipped (from the file's summary); None where it was not measured."""
+    try:
+        rates = json.loads(info.get("controller_success_rate") or "null") or {}
+        rate = rates.get(info.get("maze"))
+    except (ValueError, AttributeError):
+        return None
+    return None if rate is None else 100 * float(rate)
+
+
 def stale(info: dict[str, Any]) -> list[str]:
     """['controller.npz'] when the file was made with another controller than the shipped
     one (a file made with `--controller` counts as stale too), else []."""

@@ -123,14 +123,9 @@ class Source:
     def behaviour_score(self) -> float | None:
         """The controller that made seemrl's data, scored as the agents are (success on the
         evaluation goal × 100, measured when it was shipped); None when not known."""
-        import json
+        from seemrl.antmaze.data import controller_score
 
-        s = self.summary()
-        try:
-            rate = json.loads(s.get("controller_success_rate") or "{}").get(s.get("maze"))
-        except (ValueError, AttributeError):
-            return None
-        return None if rate is None else 100.0 * float(rate)
+        return controller_score(self.summary())
 
 
 _TASK = re.compile(r"(umaze-diverse|umaze|medium-play|medium-diverse|large-play|large-diverse)")
